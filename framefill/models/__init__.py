@@ -1,0 +1,76 @@
+"""Model registry: build a model by architecture and preset, or rebuild one from a weights file.
+
+Each architecture registers its config class, model class and named presets. A weights file carries
+its architecture and config in its metadata, so ``load_model(path)`` needs nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import fields
+from pathlib import Path
+
+import torch
+
+from framefill.checkpoint import WeightsError, load_safetensors
+from framefill.models.film import PRESETS as FILM_PRESETS
+from framefill.models.film import Film, FilmConfig
+
+REGISTRY: dict[str, tuple[type, type, dict]] = {
+    "film": (FilmConfig, Film, FILM_PRESETS),
+}
+DEFAULT_PRESET = {"film": "film-s"}
+
+# Shipped weights live in the repository's top-level weights/ folder; FRAMEFILL_WEIGHTS overrides it.
+WEIGHTS_DIR = Path(os.environ.get("FRAMEFILL_WEIGHTS", Path(__file__).resolve().parents[2] / "weights"))
+
+
+def architectures() -> list[str]:
+    return sorted(REGISTRY)
+
+
+def build_model(architecture: str, preset: str | None = None, config: dict | None = None) -> torch.nn.Module:
+    """A freshly initialised model from a preset name or a config dict (unknown keys are an error)."""
+    if architecture not in REGISTRY:
+        raise ValueError(f"unknown model {architecture!r}; choose one of {architectures()}")
+    cfg_cls, model_cls, presets = REGISTRY[architecture]
+    if config is not None:
+        known = {f.name for f in fields(cfg_cls)}
+        unknown = set(config) - known
+        if unknown:
+            raise ValueError(f"config for {architecture} has unknown fields {sorted(unknown)}")
+        return model_cls(cfg_cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in config.items()}))
+    preset = preset or DEFAULT_PRESET[architecture]
+    if preset not in presets:
+        raise ValueError(f"unknown preset {preset!r} for {architecture}; choose one of {sorted(presets)}")
+    return model_cls(presets[preset])
+
+
+def default_weights(architecture: str) -> Path:
+    return WEIGHTS_DIR / f"{architecture}.safetensors"
+
+
+def load_model(path: Path, *, expect: str | None = None) -> tuple[torch.nn.Module, dict[str, str]]:
+    """Rebuild a model from a framefill safetensors file. Returns ``(model in eval mode, metadata)``."""
+    tensors, meta = load_safetensors(path)
+    arch = meta.get("architecture")
+    if arch not in REGISTRY:
+        raise WeightsError(f"{path} does not name a known architecture (got {arch!r}); is it a framefill file?")
+    if expect is not None and arch != expect:
+        raise WeightsError(f"{path} holds a {arch!r} model, not {expect!r}")
+    try:
+        model = build_model(arch, config=json.loads(meta.get("config", "{}")))
+    except (ValueError, TypeError) as e:
+        raise WeightsError(f"{path}: bad config in metadata: {e}") from None
+    own = model.state_dict()
+    missing = sorted(set(own) - set(tensors))
+    unexpected = sorted(set(tensors) - set(own))
+    if missing or unexpected:
+        raise WeightsError(f"{path} does not match the {arch} architecture (missing {missing[:3]}, "
+                           f"unexpected {unexpected[:3]})")
+    for k, v in tensors.items():
+        if v.shape != own[k].shape:
+            raise WeightsError(f"{path}: tensor {k} has shape {tuple(v.shape)}, the model wants {tuple(own[k].shape)}")
+    model.load_state_dict({k: v.to(own[k].dtype) for k, v in tensors.items()})
+    return model.eval(), meta

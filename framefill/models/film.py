@@ -1,0 +1,296 @@
+"""A FILM-style frame interpolator (Reda et al., "FILM: Frame Interpolation for Large Motion", ECCV 2022).
+
+The network predicts the frame halfway between two frames (t = 0.5 only: the scheduler recurses for
+other times). Its four stages, one module each:
+
+1. ``FeatureExtractor``: a *cascaded* feature pyramid. The same small conv stack (``sub_levels``
+   deep, pooling 2x between depths) runs on every level of the image pyramid; the feature at pyramid
+   level ``j`` concatenates depth ``d`` of image level ``j - d`` for every available ``d``. Deep
+   (coarse) levels therefore see features computed with weights shared across scales, which is what
+   lets a network trained on small motion resolve large motion at coarse levels.
+2. ``PyramidFlowEstimator``: coarse-to-fine residual flow. At each level the other frame's features
+   are backward-warped by the upsampled flow and a small conv stack predicts a residual. The finest
+   ``specialized_levels`` levels own their estimator; all coarser levels share one (same channel
+   count there because ``specialized_levels >= sub_levels - 1``). It runs in both directions.
+   For speed the finest ``skip_levels`` levels get no features and no refinement: the flow is
+   upsampled there, and the cascade starts at pyramid level ``skip_levels``.
+3. Warping: image and feature pyramids of frame 0 are backward-warped by ``0.5 * flow_10`` (flow that
+   maps frame 1's grid into frame 0), those of frame 1 by ``0.5 * flow_01``: FILM's approximation of
+   the flow at the middle frame by the flow anchored at the other end.
+4. ``Fusion``: a U-Net decoder over the ``fusion_levels`` finest levels of (warped images, warped
+   features, scaled flows). Unlike FILM, which regresses the image, its head predicts a blend mask
+   and an RGB residual: ``out = m * w0 + (1 - m) * w1 + r``. That trains faster from scratch and
+   lets the network pick the unoccluded side.
+
+Conventions: pyramids finest first; flow in pixels of its level, channel 0 = dx; images (N, 3, H, W)
+in [0, 1].
+
+Size divisibility: H and W must be multiples of ``2 ** (pyramid_levels - 1)`` (``FilmConfig.divisor``);
+the scheduler pads and crops back. Largest motion: each level's residual estimator resolves about
+``flow_radius`` pixels of its own level (the receptive field of its 3x3 convs), so the whole pyramid
+resolves about ``flow_radius * (2 ** pyramid_levels - 1)`` pixels between the two inputs
+(``FilmConfig.max_motion``); the pyramid depth is the knob for bigger motion, at no cost in weights.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn as nn
+
+from framefill.models.layers import image_pyramid, resize_flow, upsample2, warp
+
+
+@dataclass(frozen=True)
+class FilmConfig:
+    pyramid_levels: int = 6  # image pyramid depth at inference; coarsest level is 1/2**(levels-1)
+    sub_levels: int = 3  # depth of the cascaded feature extractor
+    filters: int = 16  # feature channels at depth 0, doubling per depth
+    specialized_levels: int = 2  # finest levels with their own flow estimator (>= sub_levels - 1)
+    flow_filters: int = 32  # channels of the flow estimators' conv stacks
+    flow_convs: int = 3  # 3x3 convs per flow estimator (before the 1x1 output)
+    skip_levels: int = 1  # finest levels with no features and no flow refinement: flow is upsampled there,
+    # and fusion sees only the warped images (full-resolution features cost most of the time on a CPU)
+    fusion_levels: int = 4  # pyramid levels the U-Net fusion decodes (finest first)
+    fusion_filters: int = 16  # fusion channels at the finest level, doubling per level
+    fusion_max_filters: int = 64  # cap on fusion channels
+
+    def __post_init__(self) -> None:
+        if self.specialized_levels < self.sub_levels - 1:
+            raise ValueError(f"specialized_levels ({self.specialized_levels}) must be >= sub_levels - 1 "
+                             f"({self.sub_levels - 1}) so the shared flow estimator sees one channel count")
+        if not 1 <= self.fusion_levels <= self.pyramid_levels:
+            raise ValueError(f"fusion_levels must be in 1..pyramid_levels, got {self.fusion_levels}")
+        if not 0 <= self.skip_levels < self.pyramid_levels - 1:
+            raise ValueError(f"skip_levels must be in 0..pyramid_levels-2, got {self.skip_levels}")
+
+    @property
+    def divisor(self) -> int:
+        """Input height and width must be multiples of this (the scheduler pads to it)."""
+        return 2 ** (self.pyramid_levels - 1)
+
+    @property
+    def flow_radius(self) -> int:
+        """Pixels of its own level one flow estimator can see (half its receptive field)."""
+        return self.flow_convs
+
+    @property
+    def max_motion(self) -> int:
+        """Approximate largest motion (pixels between the two inputs) the pyramid resolves."""
+        return self.flow_radius * (2**self.pyramid_levels - 1)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _conv(cin: int, cout: int, k: int = 3) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, k, padding=k // 2), nn.LeakyReLU(0.2, inplace=True))
+
+
+class FeatureExtractor(nn.Module):
+    """Cascaded feature pyramid shared across scales.
+
+    Shape:
+        input: image pyramid, finest first, level j ``(N, 3, H / 2**j, W / 2**j)``.
+        output: feature pyramid, level j ``(N, channels(j), H / 2**j, W / 2**j)``.
+    """
+
+    def __init__(self, *, filters: int, sub_levels: int, skip_levels: int = 0) -> None:
+        super().__init__()
+        self.sub_levels = sub_levels
+        self.skip_levels = skip_levels
+        self.blocks = nn.ModuleList()
+        cin = 3
+        for d in range(sub_levels):
+            cout = filters << d
+            self.blocks.append(nn.Sequential(_conv(cin, cout), _conv(cout, cout)))
+            cin = cout
+        self.filters = filters
+
+    def channels(self, level: int) -> int:
+        """Channels of the cascaded feature at pyramid ``level`` (0 for skipped levels)."""
+        if level < self.skip_levels:
+            return 0
+        return sum(self.filters << d for d in range(min(level - self.skip_levels, self.sub_levels - 1) + 1))
+
+    def forward(self, pyramid: list[torch.Tensor]) -> list[torch.Tensor | None]:
+        levels = len(pyramid)
+        per_level: list[list[torch.Tensor]] = [[] for _ in range(levels)]  # per_level[j] gets depth-d features
+        for i, img in enumerate(pyramid):
+            if i < self.skip_levels:
+                continue
+            x = img
+            for d in range(min(self.sub_levels, levels - i)):
+                if d > 0:
+                    x = nn.functional.avg_pool2d(x, 2)
+                x = self.blocks[d](x)
+                per_level[i + d].append(x)
+        return [torch.cat(feats, dim=1) if feats else None for feats in per_level]
+
+
+class FlowLevel(nn.Module):
+    """One level's residual flow predictor from (features A, features B warped to A)."""
+
+    def __init__(self, *, channels: int, filters: int, convs: int) -> None:
+        super().__init__()
+        layers = [_conv(2 * channels, filters)] + [_conv(filters, filters) for _ in range(convs - 1)]
+        self.body = nn.Sequential(*layers)
+        self.out = nn.Conv2d(filters, 2, 1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, feat_a: torch.Tensor, feat_b_warped: torch.Tensor) -> torch.Tensor:
+        return self.out(self.body(torch.cat([feat_a, feat_b_warped], dim=1)))  # (N, 2, h, w)
+
+
+class PyramidFlowEstimator(nn.Module):
+    """Coarse-to-fine residual flow; the finest levels are specialised, coarser ones share weights.
+
+    ``forward(fa, fb)`` returns the flow pyramid (finest first) mapping A's grid into B:
+    ``A[y, x] ~ B[y + dy, x + dx]``.
+    """
+
+    def __init__(self, cfg: FilmConfig, extractor: FeatureExtractor) -> None:
+        super().__init__()
+        self.cfg = cfg
+        first = cfg.skip_levels
+        self.specialized = nn.ModuleList(
+            FlowLevel(channels=extractor.channels(first + j), filters=cfg.flow_filters, convs=cfg.flow_convs)
+            for j in range(cfg.specialized_levels)
+        )
+        self.shared = FlowLevel(channels=extractor.channels(first + cfg.specialized_levels),
+                                filters=cfg.flow_filters, convs=cfg.flow_convs)
+
+    def _level(self, j: int) -> FlowLevel:
+        j -= self.cfg.skip_levels
+        return self.specialized[j] if j < len(self.specialized) else self.shared
+
+    def forward(self, fa: list[torch.Tensor | None], fb: list[torch.Tensor | None],
+                sizes: list[tuple[int, int]]) -> list[torch.Tensor]:
+        levels = len(fa)
+        coarsest = fa[-1]
+        flow = coarsest.new_zeros(coarsest.shape[0], 2, *coarsest.shape[-2:])
+        flows: list[torch.Tensor] = [flow] * levels
+        for j in range(levels - 1, -1, -1):
+            if j < levels - 1:
+                flow = resize_flow(flow, sizes[j])
+            if fa[j] is not None:
+                flow = flow + self._level(j)(fa[j], warp(fb[j], flow))
+            flows[j] = flow
+        return flows
+
+
+class Fusion(nn.Module):
+    """U-Net decoder from the coarsest fused level up to full resolution.
+
+    Level j input: warped images (2 x 3), warped features (2 x C_j), scaled flows (2 x 2).
+    Head: 1 mask logit + 3 residual channels at full resolution.
+    """
+
+    def __init__(self, cfg: FilmConfig, extractor: FeatureExtractor) -> None:
+        super().__init__()
+        self.levels = cfg.fusion_levels
+        width = [min(cfg.fusion_filters << j, cfg.fusion_max_filters) for j in range(self.levels)]
+        in_ch = [2 * 3 + 2 * extractor.channels(j) + 4 for j in range(self.levels)]
+        self.reduce = nn.ModuleList()  # coarser decoder output -> this level's width, then upsampled
+        self.blocks = nn.ModuleList()
+        for j in range(self.levels):
+            up = width[j + 1] if j + 1 < self.levels else 0
+            if up:
+                self.reduce.append(_conv(up, width[j], 1))
+            else:
+                self.reduce.append(nn.Identity())
+            self.blocks.append(nn.Sequential(_conv(in_ch[j] + (width[j] if up else 0), width[j]),
+                                             _conv(width[j], width[j])))
+        self.head = nn.Conv2d(width[0], 4, 3, padding=1)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
+    def forward(self, inputs: list[torch.Tensor]) -> torch.Tensor:
+        x = None
+        for j in range(self.levels - 1, -1, -1):
+            level_in = inputs[j]
+            if x is not None:
+                # 1x1 channel reduction before the upsampling: the same decoder, 4x fewer full-size copies.
+                x = upsample2(self.reduce[j](x), level_in.shape[-2:])
+                level_in = torch.cat([level_in, x], dim=1)
+            x = self.blocks[j](level_in)
+        return self.head(x)  # (N, 4, H, W)
+
+
+class Film(nn.Module):
+    """FILM-style interpolator: ``model(img0, img1)`` is the frame at t = 0.5.
+
+    Shape:
+        img0, img1: ``(N, 3, H, W)`` in [0, 1], H and W multiples of ``config.divisor``.
+        output: ``(N, 3, H, W)`` in [0, 1]. ``forward(..., return_aux=True)`` also returns a dict with
+        the flow pyramids and the warped images (for losses and debugging).
+    """
+
+    times = (0.5,)  # the only time it is trained for; the scheduler recurses for others
+
+    def __init__(self, config: FilmConfig | None = None) -> None:
+        super().__init__()
+        self.config = config or FilmConfig()
+        self.extractor = FeatureExtractor(filters=self.config.filters, sub_levels=self.config.sub_levels,
+                                          skip_levels=self.config.skip_levels)
+        self.flow = PyramidFlowEstimator(self.config, self.extractor)
+        self.fusion = Fusion(self.config, self.extractor)
+
+    @property
+    def divisor(self) -> int:
+        return self.config.divisor
+
+    def forward(self, img0: torch.Tensor, img1: torch.Tensor, return_aux: bool = False):
+        cfg = self.config
+        if img0.shape != img1.shape or img0.dim() != 4 or img0.shape[1] != 3:
+            raise ValueError(f"Film needs two (N, 3, H, W) images of one shape; got {tuple(img0.shape)} and "
+                             f"{tuple(img1.shape)}")
+        h, w = img0.shape[-2:]
+        if h % cfg.divisor or w % cfg.divisor:
+            raise ValueError(f"Film input {h}x{w} is not a multiple of {cfg.divisor}; pad it first "
+                             "(framefill.models.layers.pad_to_multiple)")
+        n = img0.shape[0]
+        # Both frames through the shared extractor in one batch.
+        pyr = image_pyramid(torch.cat([img0, img1], dim=0), cfg.pyramid_levels)  # level j: (2N, 3, h_j, w_j)
+        feats = self.extractor(pyr)
+        # Both directions in one batch: A = (frame1, frame0), B = (frame0, frame1) (the swap of feats).
+        swapped = [None if f is None else torch.cat([f[n:], f[:n]]) for f in feats]
+        flows = self.flow(swapped, feats, [p.shape[-2:] for p in pyr])  # flows[j]: (2N, 2, h_j, w_j)
+        fusion_in = []
+        for j in range(cfg.fusion_levels):
+            flow_10, flow_01 = flows[j][:n] * 0.5, flows[j][n:] * 0.5  # mid->0 and mid->1 approximations
+            both = pyr[j] if feats[j] is None else torch.cat([pyr[j], feats[j]], dim=1)  # (2N, 3 + C_j, h, w)
+            warped = warp(both, torch.cat([flow_10, flow_01]))
+            w0, w1 = warped[:n], warped[n:]
+            fusion_in.append(torch.cat([w0[:, :3], w1[:, :3], w0[:, 3:], w1[:, 3:], flow_10, flow_01], dim=1))
+        head = self.fusion(fusion_in)
+        mask = torch.sigmoid(head[:, :1])
+        w0_img, w1_img = fusion_in[0][:, :3], fusion_in[0][:, 3:6]
+        out = (mask * w0_img + (1 - mask) * w1_img + head[:, 1:]).clamp(0, 1)
+        if return_aux:
+            return out, {"flows": flows, "warped0": w0_img, "warped1": w1_img, "mask": mask}
+        return out
+
+
+PRESETS: dict[str, FilmConfig] = {
+    # The shipped default: fast on a laptop CPU, 6 levels resolve ~190 px of motion.
+    "film-s": FilmConfig(),
+    # A larger setting for GPUs and for quality-first runs.
+    "film-m": FilmConfig(filters=24, flow_filters=48, fusion_filters=24, fusion_max_filters=96, skip_levels=0,
+                         pyramid_levels=7),
+    # Tests only: a few thousand parameters.
+    "film-tiny": FilmConfig(pyramid_levels=3, sub_levels=2, filters=4, specialized_levels=1, flow_filters=8,
+                            flow_convs=2, skip_levels=0, fusion_levels=2, fusion_filters=4,
+                            fusion_max_filters=8),
+}
+
+
+def build_film(preset: str = "film-s", **overrides) -> Film:
+    if preset not in PRESETS:
+        raise ValueError(f"unknown film preset {preset!r}; choose one of {sorted(PRESETS)}")
+    cfg = PRESETS[preset]
+    if overrides:
+        cfg = FilmConfig(**{**cfg.to_dict(), **overrides})
+    return Film(cfg)
