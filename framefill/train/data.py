@@ -1,0 +1,212 @@
+"""Training data: clips from any folder of videos or frame folders, turned into drop-frame triplets.
+
+A clip is decoded once into RAM (uint8, optionally downscaled) and cached on disk as ``.npy`` so a
+resumed run starts at once. Triplets ``(i, i + s, i + 2s)`` are sampled on the fly at the strides
+given (larger stride = larger motion); the middle frame is the ground truth at t = 0.5.
+
+Skips (decided on small grey thumbnails, per consecutive pair, before training starts):
+- static triplets: the two inputs differ by less than ``static_mad`` (mean abs difference, 0-1 scale);
+- duplicated frames inside the triplet (a pair differing by less than ``dup_mad``): the middle frame
+  would not be at t = 0.5;
+- scene cuts: any consecutive pair inside the triplet whose difference is above ``cut_mad`` and at
+  least ``cut_ratio`` times the median difference of the clip.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+log = logging.getLogger(__name__)
+
+VIDEO_EXTS = {".mp4", ".mkv", ".avi", ".mov", ".webm", ".gif", ".m4v", ".ts", ".mpg", ".mpeg", ".wmv", ".flv"}
+IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    crop: int = 192  # training crop side (pixels)
+    strides: tuple[int, ...] = (1, 2, 3)  # temporal strides sampled uniformly
+    max_side: int = 1280  # clips are downscaled so their longer side is at most this
+    half_scale_prob: float = 0.5  # chance a triplet is taken from the 2x-downscaled copy of its clip
+    max_frames: int = 400  # frames kept per clip (a contiguous stretch) to bound RAM
+    static_mad: float = 0.004  # inputs closer than this (mean abs diff, 0-1): static, skipped
+    dup_mad: float = 0.0015  # consecutive frames closer than this: duplicates
+    cut_mad: float = 0.12  # consecutive frames further apart than this (and cut_ratio x median): a cut
+    cut_ratio: float = 6.0
+    flip_prob: float = 0.5
+    rot90_prob: float = 0.25
+    reverse_prob: float = 0.5
+    jitter: float = 0.1  # brightness/contrast jitter amplitude (same for the three frames)
+
+
+def find_clips(root: Path) -> list[Path]:
+    """Video files and frame folders (3+ images) under ``root``, sorted."""
+    root = Path(root)
+    if root.is_file():
+        return [root]
+    clips = [p for p in sorted(root.rglob("*")) if p.is_file() and p.suffix.lower() in VIDEO_EXTS]
+    for d in sorted([root, *[p for p in root.rglob("*") if p.is_dir()]]):
+        if sum(1 for f in d.iterdir() if f.suffix.lower() in IMAGE_EXTS) >= 3:
+            clips.append(d)
+    return clips
+
+
+def _decode(path: Path, max_frames: int) -> np.ndarray:
+    """All frames (up to ``max_frames``) of a video file or frame folder, ``(T, H, W, 3)`` uint8 RGB."""
+    if path.is_dir():
+        files = sorted(f for f in path.iterdir() if f.suffix.lower() in IMAGE_EXTS)[:max_frames]
+        return np.stack([cv2.cvtColor(cv2.imread(str(f), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB) for f in files])
+    import imageio_ffmpeg
+
+    gen = imageio_ffmpeg.read_frames(str(path), pix_fmt="rgb24")
+    meta = gen.__next__()
+    w, h = meta["size"]
+    frames = []
+    try:
+        for raw in gen:
+            frames.append(np.frombuffer(raw, np.uint8).reshape(h, w, 3))
+            if len(frames) >= max_frames:
+                break
+    finally:
+        gen.close()
+    return np.stack(frames)
+
+
+def _resize(frames: np.ndarray, scale: float) -> np.ndarray:
+    if scale == 1.0:
+        return frames
+    t, h, w, _ = frames.shape
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return np.stack([cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in frames])
+
+
+def load_clip(path: Path, cfg: DataConfig, cache_dir: Path | None) -> np.ndarray:
+    key = hashlib.sha1(f"{Path(path).resolve()}|{cfg.max_side}|{cfg.max_frames}".encode()).hexdigest()[:16]
+    cached = cache_dir / f"{key}.npy" if cache_dir else None
+    if cached is not None and cached.exists():
+        return np.load(cached, mmap_mode=None)
+    frames = _decode(Path(path), cfg.max_frames)
+    h, w = frames.shape[1:3]
+    frames = _resize(frames, min(1.0, cfg.max_side / max(h, w)))
+    if cached is not None:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        np.save(cached, frames)
+    return frames
+
+
+def pair_differences(frames: np.ndarray) -> np.ndarray:
+    """Mean abs difference (0-1) of consecutive frames on 64-px grey thumbnails, ``(T - 1,)``."""
+    t, h, w, _ = frames.shape
+    size = (64, max(1, round(64 * h / w)))
+    thumbs = np.stack([cv2.resize(cv2.cvtColor(f, cv2.COLOR_RGB2GRAY), size, interpolation=cv2.INTER_AREA)
+                       for f in frames]).astype(np.float32) / 255
+    return np.abs(np.diff(thumbs, axis=0)).mean(axis=(1, 2))
+
+
+def valid_triplets(frames: np.ndarray, stride: int, cfg: DataConfig) -> np.ndarray:
+    """Start indices ``i`` whose triplet ``(i, i + stride, i + 2 stride)`` passes the skips."""
+    d = pair_differences(frames)
+    n = len(frames)
+    if n < 2 * stride + 1:
+        return np.zeros(0, dtype=np.int64)
+    med = float(np.median(d)) if len(d) else 0.0
+    is_dup = d < cfg.dup_mad
+    is_cut = (d > cfg.cut_mad) & (d > cfg.cut_ratio * max(med, 1e-3))
+    starts = []
+    for i in range(n - 2 * stride):
+        seg = slice(i, i + 2 * stride)
+        if is_cut[seg].any() or is_dup[seg].any():
+            continue
+        if d[seg].sum() < cfg.static_mad:  # cheap lower bound before the exact check below
+            continue
+        starts.append(i)
+    starts = np.asarray(starts, dtype=np.int64)
+    if len(starts):  # exact static check: the two inputs themselves
+        small = [cv2.resize(f, (64, 36)).astype(np.float32) / 255 for f in frames]
+        keep = [np.abs(small[i] - small[i + 2 * stride]).mean() >= cfg.static_mad for i in starts]
+        starts = starts[np.asarray(keep, dtype=bool)]
+    return starts
+
+
+class TripletDataset:
+    """Random drop-frame triplets from a set of clips, as float tensors ``(3, 3, crop, crop)``.
+
+    ``sample(rng)`` returns ``(frame0, frame1, middle)`` stacked on dim 0, each ``(3, crop, crop)`` in
+    [0, 1]. Clips smaller than the crop at a scale are not sampled at that scale.
+    """
+
+    def __init__(self, root: Path, cfg: DataConfig, cache_dir: Path | None = None) -> None:
+        self.cfg = cfg
+        self.clips: list[dict] = []
+        paths = find_clips(root)
+        if not paths:
+            raise ValueError(f"no videos or frame folders found under {root}")
+        for p in paths:
+            try:
+                full = load_clip(p, cfg, cache_dir)
+            except Exception as e:  # a clip ffmpeg cannot read is skipped, not fatal
+                log.warning("skipping %s: %s", p, e)
+                continue
+            for scale, frames in ((1, full), (2, _resize(full, 0.5))):
+                if min(frames.shape[1:3]) < cfg.crop:
+                    continue
+                for s in cfg.strides:
+                    starts = valid_triplets(frames, s, cfg)
+                    if len(starts):
+                        self.clips.append({"path": str(p), "scale": scale, "stride": s, "frames": frames,
+                                           "starts": starts})
+        if not self.clips:
+            raise ValueError(f"no usable triplets under {root} (clips too small for crop {cfg.crop} or static)")
+
+    def __len__(self) -> int:
+        return sum(len(c["starts"]) for c in self.clips)
+
+    def summary(self) -> dict[str, int]:
+        return {"clips": len({c["path"] for c in self.clips}), "triplets": len(self)}
+
+    def sample(self, rng: np.random.Generator) -> torch.Tensor:
+        cfg = self.cfg
+        want_half = rng.random() < cfg.half_scale_prob
+        pool = [c for c in self.clips if (c["scale"] == 2) == want_half] or self.clips
+        clip = pool[rng.integers(len(pool))]
+        i = int(clip["starts"][rng.integers(len(clip["starts"]))])
+        s = clip["stride"]
+        frames = clip["frames"]
+        h, w = frames.shape[1:3]
+        y, x = rng.integers(h - cfg.crop + 1), rng.integers(w - cfg.crop + 1)
+        trip = frames[[i, i + 2 * s, i + s], y : y + cfg.crop, x : x + cfg.crop]  # (3, c, c, 3): in0, in1, gt
+        return augment(trip, rng, cfg)
+
+
+def augment(trip: np.ndarray, rng: np.random.Generator, cfg: DataConfig) -> torch.Tensor:
+    """Flips, 90-degree rotation, temporal reversal and brightness/contrast jitter, applied alike to all."""
+    if rng.random() < cfg.flip_prob:
+        trip = trip[:, :, ::-1]
+    if rng.random() < cfg.flip_prob:
+        trip = trip[:, ::-1]
+    if rng.random() < cfg.rot90_prob and trip.shape[1] == trip.shape[2]:
+        trip = np.rot90(trip, k=int(rng.integers(1, 4)), axes=(1, 2))
+    if rng.random() < cfg.reverse_prob:
+        trip = trip[[1, 0, 2]]
+    x = torch.from_numpy(np.ascontiguousarray(trip)).permute(0, 3, 1, 2).float() / 255  # (3, 3, c, c)
+    if cfg.jitter:
+        perm = torch.from_numpy(rng.permutation(3))
+        x = x[:, perm]
+        gain = 1 + cfg.jitter * (2 * rng.random() - 1)
+        bias = cfg.jitter * 0.5 * (2 * rng.random() - 1)
+        x = (x * gain + bias).clamp(0, 1)
+    return x
+
+
+def batches(ds: TripletDataset, batch: int, rng: np.random.Generator) -> Iterator[torch.Tensor]:
+    """Endless batches ``(B, 3 frames, 3, c, c)``."""
+    while True:
+        yield torch.stack([ds.sample(rng) for _ in range(batch)])

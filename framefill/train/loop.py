@@ -1,0 +1,202 @@
+"""The training loop: AdamW with warm-up and cosine decay, gradient clipping, an EMA of the weights,
+periodic validation, checkpoints with exact resume, a JSON-lines log, and export to shipped weights.
+
+Library code: progress goes through a callback; only the CLI draws it.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from framefill.checkpoint import save_model
+from framefill.models import build_model, load_model
+from framefill.models.layers import crop, pad_to_multiple
+from framefill.train.data import DataConfig, TripletDataset, find_clips, load_clip, valid_triplets
+from framefill.train.losses import census, charbonnier, laplacian_l1, psnr
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    model: str = "film"  # architecture
+    preset: str | None = None  # model preset (None: the architecture's default)
+    steps: int = 20000  # total optimiser steps
+    batch: int = 8  # triplets per step
+    lr: float = 1e-3  # peak learning rate
+    min_lr: float = 1e-5  # end of the cosine decay
+    warmup: int = 300  # linear warm-up steps
+    weight_decay: float = 1e-4
+    clip_grad: float = 1.0
+    ema: float = 0.999  # EMA decay of the weights (0 disables)
+    w_census: float = 1.0  # census loss weight
+    w_lap: float = 0.5  # Laplacian-pyramid L1 weight
+    w_warp: float = 0.25  # robust L1 of each warped input against the middle frame (trains the flow)
+    seed: int = 0
+    ckpt_every: int = 250  # steps between checkpoints
+    val_every: int = 1000  # steps between validations (needs a val set)
+    finetune: str | None = None  # start from these weights (safetensors) instead of random init
+    data: DataConfig = field(default_factory=DataConfig)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    p = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
+    return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * p))
+
+
+def loss_terms(model: torch.nn.Module, batch: torch.Tensor, cfg: TrainConfig) -> dict[str, torch.Tensor]:
+    """``batch``: ``(B, 3, 3, h, w)`` = (input 0, input 1, middle). Returns the named loss terms and total."""
+    i0, i1, gt = batch[:, 0], batch[:, 1], batch[:, 2]
+    pred, aux = model(i0, i1, return_aux=True)
+    terms = {"l1": charbonnier(pred, gt)}
+    if cfg.w_census:
+        terms["census"] = cfg.w_census * census(pred, gt)
+    if cfg.w_lap:
+        terms["lap"] = cfg.w_lap * laplacian_l1(pred, gt)
+    if cfg.w_warp:
+        terms["warp"] = cfg.w_warp * (charbonnier(aux["warped0"], gt) + charbonnier(aux["warped1"], gt))
+    terms["total"] = sum(terms.values())
+    return terms
+
+
+def load_val(root: Path, cfg: DataConfig, per_clip: int = 2, stride_list: tuple[int, ...] = (1, 2)) -> list:
+    """A fixed, small validation set: ``per_clip`` evenly spaced triplets per clip and stride."""
+    items = []
+    for p in find_clips(root):
+        frames = load_clip(p, DataConfig(max_side=cfg.max_side, max_frames=cfg.max_frames), None)
+        for s in stride_list:
+            starts = valid_triplets(frames, s, cfg)
+            for i in starts[np.linspace(0, len(starts) - 1, per_clip).astype(int)] if len(starts) else []:
+                trip = torch.from_numpy(frames[[i, i + 2 * s, i + s]].copy()).permute(0, 3, 1, 2).float() / 255
+                items.append((f"{Path(p).stem}_s{s}_{i}", trip))
+    return items
+
+
+@torch.inference_mode()
+def validate(model: torch.nn.Module, items: list) -> dict[str, float]:
+    model.eval()
+    scores = []
+    for _, trip in items:
+        x0, hw = pad_to_multiple(trip[0:1], model.divisor)
+        x1, _ = pad_to_multiple(trip[1:2], model.divisor)
+        scores.append(float(psnr(crop(model(x0, x1), hw), trip[2:3])[0]))
+    model.train()
+    return {"val_psnr": float(np.mean(scores)) if scores else float("nan"), "val_items": len(scores)}
+
+
+class Trainer:
+    """Owns the model, optimiser, EMA, data and RNG; ``run()`` trains to ``cfg.steps`` with checkpoints."""
+
+    def __init__(self, cfg: TrainConfig, data: Path, out: Path, *, val: Path | None = None,
+                 device: torch.device = torch.device("cpu"), cache_dir: Path | None = None) -> None:
+        self.cfg, self.out, self.device = cfg, Path(out), device
+        self.out.mkdir(parents=True, exist_ok=True)
+        torch.manual_seed(cfg.seed)
+        if cfg.finetune:
+            self.model, _ = load_model(Path(cfg.finetune), expect=cfg.model)
+        else:
+            self.model = build_model(cfg.model, cfg.preset)
+        self.model.to(device).train()
+        self.ema = copy.deepcopy(self.model).eval() if cfg.ema else None
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.step = 0
+        self.rng = np.random.default_rng(cfg.seed)
+        self.dataset = TripletDataset(Path(data), cfg.data, cache_dir)
+        self.val_items = load_val(Path(val), cfg.data) if val else []
+        (self.out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1, default=str))
+
+    # --- checkpoints -------------------------------------------------------------------------------
+    def state(self) -> dict:
+        return {
+            "model": self.model.state_dict(),
+            "ema": self.ema.state_dict() if self.ema else None,
+            "opt": self.opt.state_dict(),
+            "step": self.step,
+            "np_rng": self.rng.bit_generator.state,
+            "torch_rng": torch.get_rng_state(),
+            "py_rng": random.getstate(),
+            "config": self.cfg.to_dict(),
+        }
+
+    def save(self) -> Path:
+        path = self.out / "last.pt"
+        tmp = path.with_suffix(".tmp")
+        torch.save(self.state(), tmp)
+        tmp.replace(path)
+        return path
+
+    def load(self, path: Path) -> None:
+        st = torch.load(path, map_location=self.device, weights_only=False)  # our own file: numpy RNG state
+        self.model.load_state_dict(st["model"])
+        if self.ema and st.get("ema"):
+            self.ema.load_state_dict(st["ema"])
+        self.opt.load_state_dict(st["opt"])
+        self.step = int(st["step"])
+        self.rng.bit_generator.state = st["np_rng"]
+        torch.set_rng_state(st["torch_rng"])
+        random.setstate(st["py_rng"])
+
+    def export(self, path: Path, extra: dict | None = None) -> None:
+        model = self.ema or self.model
+        save_model(path, model, architecture=self.cfg.model,
+                   extra={"training": {"steps": self.step, "batch": self.cfg.batch, "crop": self.cfg.data.crop,
+                                       "strides": list(self.cfg.data.strides), "ema": self.cfg.ema,
+                                       "device": str(self.device)}, **(extra or {})})
+
+    # --- the loop ----------------------------------------------------------------------------------
+    def train_step(self, batch: torch.Tensor) -> dict[str, float]:
+        for g in self.opt.param_groups:
+            g["lr"] = lr_at(self.step, self.cfg)
+        terms = loss_terms(self.model, batch.to(self.device), self.cfg)
+        self.opt.zero_grad(set_to_none=True)
+        terms["total"].backward()
+        gnorm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip_grad)
+        self.opt.step()
+        if self.ema is not None:
+            with torch.no_grad():
+                for e, p in zip(self.ema.parameters(), self.model.parameters()):
+                    e.lerp_(p, 1 - self.cfg.ema)
+        self.step += 1
+        return {k: float(v) for k, v in terms.items()} | {"gnorm": float(gnorm), "lr": lr_at(self.step - 1, self.cfg)}
+
+    def run(self, *, max_seconds: float | None = None, on_step: Callable[[int, dict], None] | None = None) -> None:
+        logf = open(self.out / "log.jsonl", "a")
+        t0 = time.time()
+        try:
+            while self.step < self.cfg.steps:
+                batch = torch.stack([self.dataset.sample(self.rng) for _ in range(self.cfg.batch)])
+                rec = self.train_step(batch)
+                rec["step"] = self.step
+                rec["time"] = round(time.time() - t0, 1)
+                if self.val_items and self.step % self.cfg.val_every == 0:
+                    rec.update(validate(self.ema or self.model, self.val_items))
+                if self.step % self.cfg.ckpt_every == 0 or self.step == self.cfg.steps:
+                    self.save()
+                logf.write(json.dumps(rec) + "\n")
+                logf.flush()
+                if on_step:
+                    on_step(self.step, rec)
+                if max_seconds is not None and time.time() - t0 > max_seconds:
+                    self.save()
+                    break
+        except KeyboardInterrupt:
+            self.save()
+            raise
+        finally:
+            logf.close()
