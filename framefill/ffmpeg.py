@@ -1,0 +1,372 @@
+"""The bundled ffmpeg: probing, decoding and encoding processes, what they print, and their arguments.
+
+Internal to ``framefill.video``, which holds the public API (``EncodeOptions`` is re-exported there). Only the
+binary that imageio-ffmpeg ships is used: there may be no system ffmpeg or ffprobe, so metadata is read from
+the banner ``ffmpeg -i`` prints. That banner gives rates with two decimals; ``parse_rate`` recovers exact ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import os
+import re
+import subprocess
+import tempfile
+import threading
+import weakref
+from collections import deque
+from collections.abc import Iterable, Iterator
+from contextlib import suppress
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import imageio_ffmpeg
+import numpy as np
+
+from framefill.frames import VideoError, check_parent, unwritable
+
+log = logging.getLogger(__name__)
+
+VIDEO_EXTS = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".ts"})  # containers FrameSink writes
+ALIAS = {".m4v": ".mp4"}
+AUDIO_COPY = {  # audio codecs each container takes as they are; .mkv takes any
+    ".mp4": {"aac", "mp3", "ac3", "eac3", "alac", "opus", "flac"},
+    ".mov": {"aac", "mp3", "ac3", "eac3", "alac", "pcm_s16le", "pcm_s24le", "pcm_s16be", "pcm_s24be", "pcm_f32le"},
+    ".webm": {"opus", "vorbis"},
+    ".avi": {"mp3", "ac3", "pcm_s16le"},
+    ".ts": {"aac", "mp3", "mp2", "ac3", "eac3", "opus"},
+}
+AUDIO_FALLBACK = {".webm": "libopus", ".avi": "libmp3lame"}  # else aac
+TEXT_SUBS = {"subrip", "srt", "ass", "ssa", "webvtt", "mov_text", "text"}
+SUB_CODEC = {".mp4": "mov_text", ".mov": "mov_text", ".webm": "webvtt", ".mkv": "copy"}  # others: none
+WEBM_CODECS = {"libvpx-vp9", "libvpx", "libaom-av1", "libsvtav1"}
+RGB_PIX_FMT = {"ffv1": "bgr0", "png": "rgb24"}  # lossless codecs keep RGB instead of the yuv420p default
+VP9_SPEED = {"ultrafast": 8, "superfast": 7, "veryfast": 6, "faster": 5, "fast": 4, "medium": 2, "slow": 1}
+GENERIC = re.compile(  # ffmpeg's closing lines that say that it failed, not why
+    r"^(Conversion failed|Terminating thread|Nothing was written|Error closing|Exiting|frame=|size=|video:|"
+    r"Error while|Error sending|Task finished|At least one output|Could not open encoder before EOF|"
+    r"Error splitting the argument list)"
+)
+STREAM_LINE = re.compile(r"^\s*Stream #0:(\d+)\S*: (Video|Audio|Subtitle|Data|Attachment): ([\w-]+)")
+
+
+@dataclass(frozen=True)
+class EncodeOptions:
+    """How FrameSink encodes a video file; ``EncodeOptions.for_path`` picks defaults per extension."""
+
+    codec: str = "libx264"  # ffmpeg encoder: libx264, libx265, libvpx-vp9 (.webm), ffv1 / png (lossless)
+    crf: int = 18  # constant quality, lower is better (x264/x265: 0-51, vp9: 0-63); lossless codecs ignore it
+    preset: str = "medium"  # x264/x265 speed preset, mapped onto -cpu-used for vp9; lossless codecs ignore it
+    pix_fmt: str = "yuv420p"  # becomes yuv444p for odd sizes, and bgr0/rgb24 (RGB) for ffv1/png if left default
+    extra: tuple[str, ...] = ()  # further ffmpeg output options, passed as given (an argument list, no shell)
+
+    @classmethod
+    def for_path(cls, path: Path) -> EncodeOptions:
+        """Defaults for ``path``'s container: VP9 for .webm, H.264 (crf 18) for everything else."""
+        if Path(path).suffix.lower() == ".webm":
+            return cls(codec="libvpx-vp9", crf=24)  # vp9's crf scale runs to 63; 24 looks like x264's 18
+        return cls()
+
+
+def parse_rate(text: str) -> Fraction:
+    """Parse a frame rate as ffmpeg prints it ("30000/1001", "29.97", "30k") into an exact Fraction.
+
+    A decimal is taken as rounded: the NTSC rate N*1000/1001 within rounding wins (29.97 -> 30000/1001,
+    23.98 -> 24000/1001, 59.94 -> 60000/1001), else the fraction with the smallest denominator within rounding
+    (16.67 -> 50/3, 12.5 -> 25/2).
+
+    Raises:
+        ValueError: if ``text`` is not a positive rate.
+    """
+    text = text.strip()
+    if "/" in text:
+        num, den = (int(part) for part in text.split("/"))
+        if den == 0:
+            raise ValueError(f"not a frame rate: {text!r}")
+        rate = Fraction(num, den)
+    elif text.endswith("k"):
+        rate = Fraction(text[:-1]) * 1000
+    else:
+        rate = Fraction(text)
+        if rate.denominator != 1:
+            tol = Fraction(1, 2 * 10 ** len(text.partition(".")[2]))  # half a unit of the last printed digit
+            ntsc = Fraction(round(rate * Fraction(1001, 1000)) * 1000, 1001)
+            rate = ntsc if abs(ntsc - rate) <= tol else _simplest(rate, tol)
+    if rate <= 0:
+        raise ValueError(f"not a frame rate: {text!r}")
+    return rate
+
+
+def _simplest(value: Fraction, tol: Fraction) -> Fraction:
+    for den in range(1, 1002):
+        if (num := round(value * den)) and abs(Fraction(num, den) - value) <= tol:
+            return Fraction(num, den)
+    return value.limit_denominator(1001)
+
+
+@functools.cache
+def ffmpeg_exe() -> str:
+    """Path of imageio-ffmpeg's bundled ffmpeg binary."""
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def session() -> dict[str, Any]:
+    """Popen arguments that keep a Ctrl-C in the terminal from reaching ffmpeg: Python stops it instead."""
+    if os.name == "nt":
+        return {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}
+    return {"start_new_session": True}
+
+
+def relevant(lines: Iterable[str]) -> str | None:
+    """The last line of ffmpeg's stderr that says why it failed, without its ``[muxer @ 0x...]`` prefix."""
+    lines = [re.sub(r"^(\[[^\]]*\]\s*)+", "", line) for line in lines]
+    return next((line for line in reversed(lines) if line and not GENERIC.match(line)), lines[-1] if lines else None)
+
+
+class Ffmpeg:
+    """One ffmpeg child whose stderr a thread drains into ``lines``; ``stop()`` kills and reaps it."""
+
+    def __init__(self, args: list[str], *, stdin: int, stdout: int) -> None:
+        self.lines: deque[str] = deque(maxlen=64)
+        cmd = [ffmpeg_exe(), "-hide_banner", "-nostats", "-loglevel", "warning", *args]
+        self.proc = subprocess.Popen(cmd, stdin=stdin, stdout=stdout, stderr=subprocess.PIPE, **session())
+        self._thread = threading.Thread(target=self._drain, name="ffmpeg-stderr", daemon=True)
+        self._thread.start()
+
+    def _drain(self) -> None:
+        for raw in self.proc.stderr:  # type: ignore[union-attr]
+            if line := raw.decode(errors="replace").strip():
+                self.lines.append(re.sub(r" @ 0x[0-9a-f]+\]", "]", line))  # "[h264 @ 0x55d0...]" -> "[h264]"
+
+    def wait(self, timeout: float | None = None) -> int:
+        rc = self.proc.wait(timeout)
+        self._thread.join(timeout)  # stderr is complete once the thread has read its end
+        return rc
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        for pipe in (self.proc.stdin, self.proc.stdout):
+            if pipe is not None:
+                with suppress(OSError):
+                    pipe.close()
+        self.proc.wait()
+        self._thread.join(timeout=5)
+        if not self._thread.is_alive():
+            self.proc.stderr.close()  # type: ignore[union-attr]
+
+
+def file_arg(path: Path | str) -> str:
+    """``path`` as an ffmpeg argument: absolute, so that "-x.mp4" is no option and "a:b.mp4" no protocol."""
+    return os.path.abspath(path)
+
+
+@dataclass(frozen=True)
+class Stream:
+    index: int  # ffmpeg's stream index in its file
+    kind: str  # Video, Audio, Subtitle, Data or Attachment
+    codec: str
+    text: str  # the stream's line and its indented lines (side data, metadata)
+
+
+def check_input(path: Path) -> None:
+    if not path.exists():
+        raise VideoError(f"{path}: no such file; check the path")
+    if path.is_dir():
+        raise VideoError(f"{path} is a folder, not a video file")
+
+
+def scan(path: Path, count_frames: bool) -> tuple[list[Stream], str, int | None]:
+    """Run ``ffmpeg -i`` (and count video packets without decoding); return streams, header text, count."""
+    check_input(path)
+    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", file_arg(path)]
+    if count_frames:
+        cmd += ["-map", "0:V:0", "-c", "copy", "-f", "null", "-"]
+    done = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **session())
+    text = done.stderr.decode(errors="replace")
+    start = text.find("Input #0")
+    if start < 0:
+        detail = relevant(text.splitlines())
+        raise VideoError(f"{path} is not a readable video (truncated, or not a video?)", detail=detail)
+    header = re.split(r"^(?:Output #|Stream mapping:)", text[start:], maxsplit=1, flags=re.M)[0]
+    streams: list[Stream] = []
+    for line in header.splitlines():
+        if m := STREAM_LINE.match(line):
+            streams.append(Stream(int(m[1]), m[2], m[3], line))
+        elif streams and line.startswith("    "):
+            streams[-1] = dataclasses.replace(streams[-1], text=streams[-1].text + "\n" + line)
+    counts = re.findall(r"frame=\s*(\d+)", text) if count_frames and done.returncode == 0 else []
+    return streams, header, int(counts[-1]) if counts else None
+
+
+def pick_rate(stream_line: str) -> Fraction:
+    rates = {}
+    for kind in ("fps", "tbr"):
+        with suppress(ValueError, ZeroDivisionError, TypeError):
+            rates[kind] = parse_rate(re.search(rf"([\d.]+k?) {kind}\b", stream_line)[1])  # type: ignore[index]
+    fps, tbr = rates.get("fps"), rates.get("tbr")
+    if fps and tbr:
+        return tbr if abs(tbr - fps) <= fps / 500 else fps  # nominal when they agree, else the average (VFR)
+    if fps or tbr:
+        return fps or tbr  # type: ignore[return-value]
+    log.warning("no frame rate in %s; assuming 30 fps", stream_line.strip())
+    return Fraction(30)
+
+
+@functools.cache
+def encoders() -> frozenset[str]:
+    out = subprocess.run([ffmpeg_exe(), "-hide_banner", "-encoders"], capture_output=True, stdin=subprocess.DEVNULL)
+    return frozenset(re.findall(r"^\s*[VAS][\w.]{5}\s+(\S+)", out.stdout.decode(errors="replace"), flags=re.M))
+
+
+def video_args(opts: EncodeOptions, ext: str, width: int, height: int) -> list[str]:
+    """ffmpeg output options for the video stream; raises VideoError for choices that cannot work."""
+    codec = opts.codec
+    if codec not in encoders():
+        raise VideoError(f"encoder {codec!r} is not in the bundled ffmpeg; use libx264, libx265, libvpx-vp9 or ffv1")
+    if ext == ".webm" and codec not in WEBM_CODECS:
+        raise VideoError(f"{codec} cannot be stored in .webm; use libvpx-vp9, or write .mp4 or .mkv")
+    if codec == "libx265" and min(width, height) < 64:  # this x265 build aborts on tiny pictures
+        raise VideoError(f"libx265 cannot encode pictures as small as {width}x{height}; use libx264")
+    pix_fmt = opts.pix_fmt
+    if codec in RGB_PIX_FMT and pix_fmt == EncodeOptions.pix_fmt:
+        pix_fmt = RGB_PIX_FMT[codec]
+    if (width % 2 or height % 2) and codec in ("libx264", "libx265"):
+        pix_fmt = re.sub(r"^(yuvj?4(20|22|11|10|40)p|nv12|nv21)", "yuv444p", pix_fmt)
+    args = ["-c:v", codec, "-pix_fmt", pix_fmt]
+    if pix_fmt.startswith("yuv"):  # convert with and tag BT.709, so players do not guess the matrix
+        args += ["-vf", "scale=out_color_matrix=bt709:out_range=tv", "-colorspace", "bt709",
+                 "-color_primaries", "bt709", "-color_trc", "bt709", "-color_range", "tv"]  # fmt: skip
+    if codec in ("libx264", "libx265"):
+        args += ["-crf", str(opts.crf), "-preset", opts.preset]
+    if codec == "libx265":
+        args += ["-x265-params", "log-level=error"] + (["-tag:v", "hvc1"] if ext in (".mp4", ".mov") else [])
+    elif codec in ("libvpx-vp9", "libvpx"):
+        speed = VP9_SPEED.get(opts.preset, 0)
+        args += ["-crf", str(opts.crf), "-b:v", "0", "-deadline", "good", "-cpu-used", str(speed), "-row-mt", "1"]
+    return args
+
+
+def carry_args(ext: str, streams: list[Stream], warnings: list[str]) -> list[str]:
+    """Map the audio and subtitles of input 1 into the output, copying codecs the container takes."""
+    args: list[str] = []
+    copyable = AUDIO_COPY.get(ext)  # None: any codec
+    n_audio = n_subs = 0
+    for s in streams:
+        if s.kind == "Audio":
+            if copyable is None or s.codec in copyable:
+                args += ["-map", f"1:{s.index}", f"-c:a:{n_audio}", "copy"]
+            else:
+                codec = AUDIO_FALLBACK.get(ext, "aac")
+                args += ["-map", f"1:{s.index}", f"-c:a:{n_audio}", codec, f"-b:a:{n_audio}", "160k"]
+            n_audio += 1
+        elif s.kind == "Subtitle":
+            target = SUB_CODEC.get(ext)
+            if target == "copy" or (target and s.codec in TEXT_SUBS):
+                args += ["-map", f"1:{s.index}", f"-c:s:{n_subs}", target]
+                n_subs += 1
+            else:
+                warnings.append(f"subtitle stream {s.index} ({s.codec}) cannot be stored in {ext}; left out")
+    return args
+
+
+def read_exactly(stream: Any, buf: bytearray) -> int:
+    view, got = memoryview(buf), 0
+    while got < len(buf) and (n := stream.readinto(view[got:])):
+        got += n
+    return got
+
+
+def decode(path: Path, width: int, height: int, warnings: list[str]) -> Iterator[np.ndarray]:
+    """Decode every frame of the first video stream as ``(height, width, 3)`` uint8 RGB, as the file has them.
+
+    ``-fps_mode passthrough`` keeps ffmpeg from dropping or repeating frames. ffmpeg's complaints about a damaged
+    file are appended to ``warnings``; VideoError is raised only if no frame could be decoded.
+    """
+    args = ["-nostdin", "-i", file_arg(path), "-map", "0:V:0", "-fps_mode", "passthrough", "-f", "rawvideo"]
+    ff = Ffmpeg([*args, "-pix_fmt", "rgb24", "pipe:1"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
+    count = 0
+    try:
+        while True:
+            buf = bytearray(width * height * 3)  # a fresh, writable buffer per frame: the caller may keep it
+            got = read_exactly(ff.proc.stdout, buf)
+            if got < len(buf):
+                if got:
+                    warnings.append(f"the last frame was incomplete ({got} of {len(buf)} bytes); dropped")
+                break
+            count += 1
+            yield np.frombuffer(buf, dtype=np.uint8).reshape(height, width, 3)
+        rc = ff.wait()
+        if count == 0:
+            raise VideoError(f"{path} has no decodable frames; check the file", detail=relevant(ff.lines))
+        warnings.extend(ff.lines)
+        if rc != 0:
+            warnings.append(f"ffmpeg stopped with exit code {rc}")
+    finally:
+        ff.stop()
+
+
+def discard(ff: Ffmpeg, tmp: Path) -> None:
+    ff.stop()
+    tmp.unlink(missing_ok=True)
+
+
+class Encoder:
+    """ffmpeg encoding raw RGB from its stdin into a hidden temp file beside ``path``, renamed on ``close()``."""
+
+    def __init__(self, path: Path, size: tuple[int, int], fps: Fraction, opts: EncodeOptions,
+                 audio_from: Path | None, warnings: list[str]) -> None:  # fmt: skip
+        ext = ALIAS.get(path.suffix.lower(), path.suffix.lower())
+        if ext not in VIDEO_EXTS:
+            exts = ", ".join(sorted(VIDEO_EXTS))
+            raise VideoError(f"cannot write {path.suffix} files; use one of {exts}, or a folder for frames")
+        parent = check_parent(path)
+        rate = f"{fps.numerator}/{fps.denominator}"
+        width, height = size
+        video = video_args(opts, ext, width, height)
+        carried = scan(Path(audio_from), False)[0] if audio_from and not Path(audio_from).is_dir() else []
+        carry = carry_args(ext, carried, warnings)
+        args = ["-y", "-f", "rawvideo", "-pix_fmt", "rgb24", "-video_size", f"{width}x{height}", "-framerate", rate,
+                "-i", "pipe:0", *(["-i", file_arg(audio_from)] if carry else []), "-map", "0:v:0", *video, "-r", rate,
+                *carry, *(["-movflags", "+faststart"] if ext in (".mp4", ".mov") else []), *opts.extra]  # fmt: skip
+        try:
+            fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{path.stem}.", suffix=f".partial{path.suffix}")
+        except OSError as e:
+            raise unwritable(parent, e) from None
+        os.close(fd)
+        self.path, self._tmp = path, Path(tmp)
+        try:
+            self._ff = Ffmpeg([*args, file_arg(tmp)], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+        except BaseException:
+            self._tmp.unlink(missing_ok=True)
+            raise
+        self._cleanup = weakref.finalize(self, discard, self._ff, self._tmp)  # also if never closed
+        self.warnings = warnings
+
+    def _failed(self, what: str) -> VideoError:
+        with suppress(subprocess.TimeoutExpired):
+            self._ff.wait(timeout=10)
+        return VideoError(f"ffmpeg {what} {self.path.name}; check the encoder options", relevant(self._ff.lines))
+
+    def write(self, frame: np.ndarray) -> None:
+        try:
+            self._ff.proc.stdin.write(memoryview(frame).cast("B"))  # type: ignore[union-attr]
+        except (BrokenPipeError, ValueError):
+            raise self._failed("stopped while writing") from None
+
+    def close(self) -> None:
+        with suppress(BrokenPipeError):
+            self._ff.proc.stdin.close()  # type: ignore[union-attr]  # EOF: ffmpeg flushes and finishes the file
+        if self._ff.wait() != 0:
+            raise self._failed("could not write")
+        self.warnings.extend(self._ff.lines)
+        os.replace(self._tmp, self.path)
+        self._cleanup.detach()
+        self._ff.stop()
+
+    def abort(self) -> None:
+        self._cleanup()

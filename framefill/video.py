@@ -1,0 +1,412 @@
+"""Streaming video decode and encode through imageio-ffmpeg's bundled ffmpeg, plus folders of frames.
+
+The public API of framefill's I/O. The ffmpeg processes and their arguments live in ``framefill.ffmpeg``,
+images and frame folders in ``framefill.frames``; both are re-exported here where public.
+
+Conventions:
+    - Frames are ``(H, W, 3)`` uint8 RGB numpy arrays, one at a time: readers are generators and writers take
+      one frame per call, so memory stays bounded however long the video.
+    - Frame rates are exact ``Fraction``s. ffmpeg prints rates with two decimals, so a printed rate within
+      rounding of N*1000/1001 (29.97, 23.98, 59.94, ...) is read as that NTSC rate, and the encoder is given
+      ``-r NUM/DEN``, never a decimal. When the nominal rate (``tbr``) and the average rate disagree (variable
+      frame rate), the average is used: it is the one that keeps the length of the video, and so the audio,
+      in sync.
+    - Sizes are kept exactly (no macro-block rounding). libx264/libx265 cannot store odd sizes with 4:2:0 or
+      4:2:2 chroma, so for odd sizes those pix_fmts become their 4:4:4 twin (``yuv444p``), which browsers and
+      QuickTime may not play; use even sizes, or ffv1 in .mkv, where that matters.
+    - Audio and subtitles of ``audio_from`` are carried into the output: audio is copied when the container
+      takes its codec, else re-encoded (aac; opus for .webm; mp3 for .avi); text subtitles become mov_text in
+      .mp4/.mov and webvtt in .webm, .mkv copies any subtitle, and subtitles a container cannot hold are left
+      out (noted in ``FrameSink.warnings``). ``-shortest`` is not used, so the video is never cut.
+    - Damaged input: a reader yields every frame ffmpeg can decode and raises ``VideoError`` only when there is
+      none; otherwise ffmpeg's complaints ("File ended prematurely", ...) land in ``FrameSource.warnings``.
+    - Each ffmpeg child runs in its own session (a Ctrl-C reaches Python only, which then stops ffmpeg), its
+      stderr is drained by a thread (a full pipe would block it), and it is killed and reaped in a ``finally``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import queue
+import re
+import threading
+import weakref
+from collections.abc import Iterable, Iterator
+from contextlib import closing, suppress
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+
+from framefill.ffmpeg import EncodeOptions, Encoder, decode, parse_rate, pick_rate, scan
+from framefill.frames import (
+    IMAGE_EXTS,
+    FrameFolderWriter,
+    VideoError,
+    check_frame,
+    is_image_file,
+    list_images,
+    read_image,
+    write_image,
+)
+
+__all__ = [
+    "IMAGE_EXTS", "EncodeOptions", "FrameSink", "FrameSource", "ThreadedSink", "VideoError", "VideoInfo",
+    "as_rate", "is_image_file", "parse_rate", "prefetch", "probe", "read_image", "write_image",
+]  # fmt: skip
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What a video (or folder of frames) holds; sizes are as decoded, after the rotation players apply."""
+
+    width: int
+    height: int
+    fps: Fraction  # exact frame rate
+    n_frames: int | None  # video packets (counted without decoding) or images; None when not counted
+    duration: float | None  # seconds, from the container; None when it does not say
+    has_audio: bool
+    has_subtitles: bool
+    codec: str  # ffmpeg's name of the video codec ("h264", "vp9", ...); "images" for a folder
+
+
+def probe(path: Path, *, count_frames: bool = True) -> VideoInfo:
+    """Describe a video file; nothing is decoded.
+
+    Args:
+        path: a video file.
+        count_frames: count the video packets (a pass over the file that reads but does not decode); if False,
+            ``n_frames`` is None.
+
+    Raises:
+        VideoError: if the file is missing, not a readable video, has no video stream or no frames.
+    """
+    path = Path(path)
+    streams, header, n_frames = scan(path, count_frames)
+    video = next((s for s in streams if s.kind == "Video" and "attached pic" not in s.text), None)
+    size = re.search(r", (\d+)x(\d+)", video.text) if video else None
+    if video is None or size is None:
+        raise VideoError(f"{path} has no video stream; give a video file")
+    if n_frames == 0:
+        raise VideoError(f"{path} contains no video frames; give a video with at least one frame")
+    width, height = int(size[1]), int(size[2])
+    rotation = re.search(r"rotation of (-?[\d.]+) degrees", video.text, flags=re.I)
+    if rotation and round(float(rotation[1])) % 180 == 90:  # ffmpeg turns such frames upright when decoding
+        width, height = height, width
+    dur = re.search(r"Duration: (\d+):(\d+):(\d+(?:\.\d+)?)", header)
+    duration = int(dur[1]) * 3600 + int(dur[2]) * 60 + float(dur[3]) if dur else None
+    has_audio = any(s.kind == "Audio" for s in streams)
+    has_subtitles = any(s.kind == "Subtitle" for s in streams)
+    return VideoInfo(width, height, pick_rate(video.text), n_frames, duration, has_audio, has_subtitles, video.codec)
+
+
+def as_rate(value: Fraction | int | float | str) -> Fraction:
+    """A positive exact frame rate from a Fraction, int, or a float or string read like ffmpeg's (29.97 = NTSC).
+
+    Raises:
+        ValueError: if ``value`` is not a positive rate.
+    """
+    rate = parse_rate(str(value)) if isinstance(value, float | str) else Fraction(value)
+    if rate <= 0:
+        raise ValueError(f"a frame rate must be positive, got {value}")
+    return rate
+
+
+class FrameSource:
+    """Frames of a video file or of a folder of images, streamed as ``(H, W, 3)`` uint8 RGB arrays.
+
+    Each ``iter()`` starts a fresh pass; ``close()`` (or leaving the ``with`` block) stops any pass still
+    running and its ffmpeg. Folder frames are read in natural order (``frame2`` before ``frame10``).
+
+    Args:
+        path: a video file or a folder of images.
+        fps: the frame rate of a folder (default 30); for a video file it overrides the rate the file states.
+
+    Raises:
+        VideoError: on a missing, unreadable or empty input (also while iterating: a folder image of another
+            size, a video of which no frame decodes).
+    """
+
+    def __init__(self, path: Path, fps: Fraction | None = None) -> None:
+        self.path = Path(path)
+        self.warnings: list[str] = []  # ffmpeg's complaints about a damaged file, from the last pass
+        self._passes: weakref.WeakSet[Iterator[np.ndarray]] = weakref.WeakSet()
+        fps = as_rate(fps) if fps is not None else None
+        if self.path.is_dir():
+            self._files: list[Path] | None = list_images(self.path)
+            height, width = read_image(self._files[0]).shape[:2]
+            rate = fps or Fraction(30)
+            n = len(self._files)
+            self.info = VideoInfo(width, height, rate, n, float(n / rate), False, False, "images")
+        else:
+            self._files = None
+            self.info = probe(self.path)
+            if fps is not None:
+                self.info = dataclasses.replace(self.info, fps=fps)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        frames = self._folder_frames(self._files) if self._files is not None else self._video_frames()
+        self._passes.add(frames)
+        return frames
+
+    def _folder_frames(self, files: list[Path]) -> Iterator[np.ndarray]:
+        w, h = self.info.width, self.info.height
+        for path in files:
+            frame = read_image(path)
+            if frame.shape[:2] != (h, w):
+                got = f"{frame.shape[1]}x{frame.shape[0]}"
+                raise VideoError(f"{path.name} is {got} but the first frame is {w}x{h}; give frames of one size")
+            yield frame  # (H, W, 3)
+
+    def _video_frames(self) -> Iterator[np.ndarray]:
+        self.warnings.clear()
+        count = 0
+        with closing(decode(self.path, self.info.width, self.info.height, self.warnings)) as frames:
+            for frame in frames:
+                count += 1
+                yield frame
+        if self.info.n_frames is not None and count != self.info.n_frames:
+            self.warnings.append(f"decoded {count} frames, the file holds {self.info.n_frames}")
+        if self.warnings:
+            log.warning("%s: %d frames decoded, with warnings; last: %s", self.path, count, self.warnings[-1])
+
+    def close(self) -> None:
+        """Stop every pass that is still running (and its ffmpeg)."""
+        for frames in list(self._passes):
+            with suppress(ValueError):  # running on another thread: closing prefetch's generator stops it
+                frames.close()  # type: ignore[attr-defined]
+
+    def __enter__(self) -> FrameSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _is_folder_path(path: Path | str) -> bool:
+    text = os.fspath(path)
+    return text.endswith(("/", os.sep)) or Path(text).is_dir() or not Path(text).suffix
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return a.resolve() == b.resolve()
+
+
+class FrameSink:
+    """Writes ``(H, W, 3)`` uint8 RGB frames to a video file or a folder of PNGs, atomically.
+
+    The output appears at ``path`` only when ``close()`` succeeds; ``abort()``, an exception inside the
+    ``with`` block, a Ctrl-C or a failed ``close()`` delete the temporary output and stop ffmpeg. A path that
+    is an existing folder, ends in ``/`` or has no extension is a folder of frames (``frame_000001.png``, ...).
+
+    Args:
+        path: output video file or folder.
+        width: frame width in pixels.
+        height: frame height in pixels.
+        fps: exact output frame rate.
+        options: video encoding options; default ``EncodeOptions.for_path(path)``. Ignored for folders.
+        audio_from: a file whose audio and subtitles to carry into the output (video files only).
+        overwrite: replace an existing output.
+        source: the input being read, refused as the output like ``audio_from``.
+
+    Raises:
+        VideoError: if the output exists (without ``overwrite``) or is the input, if its folder is missing or
+            unwritable, or if the container cannot hold the chosen codec.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        width: int,
+        height: int,
+        fps: Fraction,
+        options: EncodeOptions | None = None,
+        audio_from: Path | None = None,
+        overwrite: bool = False,
+        source: Path | None = None,
+    ) -> None:
+        folder = _is_folder_path(path)
+        self.path = Path(path)
+        if width < 1 or height < 1:
+            raise ValueError(f"need a positive size, got {width}x{height}")
+        for other in (audio_from, source):
+            if other is not None and _same_file(self.path, Path(other)):
+                raise VideoError(f"the output {self.path} is the input; choose another output path")
+        self.width, self.height, self.fps = width, height, as_rate(fps)
+        self.frames_written = 0
+        self.warnings: list[str] = []  # what could not be carried over, ffmpeg's warnings
+        self._closed = False
+        if folder:
+            self._impl: FrameFolderWriter | Encoder = FrameFolderWriter(self.path, overwrite=overwrite)
+        else:
+            if self.path.exists() and not overwrite:
+                raise VideoError(f"{self.path} exists; use --force to overwrite")
+            opts = options or EncodeOptions.for_path(self.path)
+            self._impl = Encoder(self.path, (width, height), self.fps, opts, audio_from, self.warnings)
+
+    def write(self, frame: np.ndarray) -> None:
+        """Append a frame, an ``(H, W, 3)`` uint8 RGB array of the sink's size."""
+        if self._closed:
+            raise RuntimeError(f"FrameSink for {self.path} is closed")
+        self._impl.write(check_frame(frame, self.width, self.height))
+        self.frames_written += 1
+
+    def close(self) -> None:
+        """Finish the output and move it onto ``path``; on failure delete it and raise VideoError."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if self.frames_written == 0:
+                raise VideoError(f"no frames were written to {self.path}; the input gave none")
+            self._impl.close()
+        except BaseException:
+            self._impl.abort()
+            raise
+
+    def abort(self) -> None:
+        """Stop writing and delete the temporary output; ``path`` is left as it was."""
+        self._closed = True
+        self._impl.abort()
+
+    def __enter__(self) -> FrameSink:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+_END = object()
+
+
+class ThreadedSink:
+    """A FrameSink that encodes on a background thread behind a bounded queue, overlapping encode with compute.
+
+    ``write()`` only enqueues, so a frame must not be modified after it is written. An error of the encoding
+    thread is raised by the next ``write()`` and by ``close()``.
+
+    Args:
+        sink: the sink to write into; ThreadedSink closes or aborts it.
+        depth: frames the queue holds before ``write()`` waits.
+    """
+
+    def __init__(self, sink: FrameSink, depth: int = 8) -> None:
+        self.sink = sink
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._dropping = False  # set by abort(): discard queued frames instead of encoding them
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="framefill-encode", daemon=True)
+        self._thread.start()
+
+    @property
+    def frames_written(self) -> int:
+        """Frames encoded so far (all frames written, once closed)."""
+        return self.sink.frames_written
+
+    def _run(self) -> None:
+        while (frame := self._queue.get()) is not _END:
+            if self._error is None and not self._dropping:
+                try:
+                    self.sink.write(frame)
+                except BaseException as e:  # kept for the caller; go on draining so write() never blocks
+                    self._error = e
+
+    def write(self, frame: np.ndarray) -> None:
+        """Queue a frame, an ``(H, W, 3)`` uint8 RGB array, for encoding."""
+        if self._closed:
+            raise RuntimeError(f"ThreadedSink for {self.sink.path} is closed")
+        if self._error is not None:
+            raise self._error
+        self._queue.put(check_frame(frame, self.sink.width, self.sink.height))
+
+    def _join(self) -> None:
+        self._closed = True
+        if self._thread.is_alive():
+            self._queue.put(_END)
+            self._thread.join()
+
+    def close(self) -> None:
+        """Encode the queued frames and close the sink; re-raise the encoding thread's error, if any."""
+        try:
+            self._join()
+        except BaseException:
+            self.abort()
+            raise
+        if self._error is not None:
+            self.sink.abort()
+            raise self._error
+        self.sink.close()
+
+    def abort(self) -> None:
+        """Drop queued frames and abort the sink."""
+        self._dropping = True
+        self._join()
+        self.sink.abort()
+
+    def __enter__(self) -> ThreadedSink:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def prefetch(it: Iterable[T], depth: int = 8) -> Iterator[T]:
+    """Run ``it`` on a background thread, ``depth`` items ahead, to overlap e.g. decoding with compute.
+
+    An exception of ``it`` is re-raised here. If the consumer stops early (``close()`` on this generator, or
+    it is garbage-collected) the thread stops and closes ``it``, which stops a FrameSource's ffmpeg.
+    """
+    if depth < 1:
+        raise ValueError(f"depth must be at least 1, got {depth}")
+    items: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(message: tuple[str, Any]) -> bool:
+        while not stop.is_set():
+            with suppress(queue.Full):
+                items.put(message, timeout=0.05)
+                return True
+        return False
+
+    def produce() -> None:
+        source = iter(it)
+        try:
+            if all(put(("item", item)) for item in source):
+                put(("end", None))
+        except BaseException as e:
+            put(("error", e))
+        finally:
+            if close := getattr(source, "close", None):
+                close()
+
+    thread = threading.Thread(target=produce, name="framefill-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, value = items.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise value
+            yield value
+    finally:
+        stop.set()
+        thread.join()

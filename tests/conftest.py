@@ -1,0 +1,131 @@
+"""Shared test helpers: tiny clips and frame folders made with the bundled ffmpeg, and a child-process check.
+
+Keep clips tiny (64x48, a dozen frames): the test machine has two cores.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from fractions import Fraction
+from pathlib import Path
+
+import imageio_ffmpeg
+import numpy as np
+import pytest
+
+from framefill.video import EncodeOptions, FrameSink, write_image
+
+FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
+NTSC = Fraction(30000, 1001)
+
+
+def run_ffmpeg(*args: str) -> None:
+    """Run the bundled ffmpeg quietly (overwriting outputs); fail the test with its stderr if it fails."""
+    done = subprocess.run([FFMPEG, "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *args], capture_output=True)
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+
+
+def make_clip(
+    path: Path,
+    w: int = 64,
+    h: int = 48,
+    n: int = 12,
+    fps: Fraction = NTSC,
+    audio: bool = True,
+    subtitles: bool = False,
+) -> Path:
+    """Write ``n`` frames of ffmpeg's testsrc2 pattern at exactly ``w`` x ``h`` and ``fps`` to ``path``.
+
+    The container follows the extension (.mp4/.mkv/.mov/.ts: H.264, .webm: VP9); ``audio`` adds a 440 Hz tone
+    as long as the video, ``subtitles`` a one-line SubRip subtitle (.mkv/.mp4 only).
+    """
+    path = Path(path)
+    rate, ext = f"{fps.numerator}/{fps.denominator}", path.suffix.lower()
+    seconds = f"{float(n / fps):.6f}"
+    args = ["-f", "lavfi", "-i", f"testsrc2=size=64x48:rate={rate}"]  # testsrc2 rounds odd sizes: scale after
+    maps = ["-map", "0:v"]
+    if audio:
+        args += ["-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=22050:duration={seconds}"]
+        maps += ["-map", "1:a"]
+    if subtitles:
+        srt = path.with_suffix(".srt")
+        srt.write_text("1\n00:00:00,000 --> 00:00:00,200\nhello\n\n")
+        args += ["-i", str(srt)]
+        maps += ["-map", f"{len(maps) // 2}:s"]
+    odd = w % 2 or h % 2
+    if ext == ".webm":
+        video = ["-c:v", "libvpx-vp9", "-deadline", "realtime", "-cpu-used", "8", "-c:a", "libopus"]
+    else:
+        video = ["-c:v", "libx264", "-pix_fmt", "yuv444p" if odd else "yuv420p", "-c:a", "aac"]
+    subs = ["-c:s", "mov_text" if ext in (".mp4", ".mov") else "srt"] if subtitles else []
+    run_ffmpeg(*args, *maps, "-frames:v", str(n), "-vf", f"scale={w}:{h}", *video, *subs, str(path))
+    return path
+
+
+def moving_square(w: int = 64, h: int = 48, n: int = 12, size: int = 10) -> Iterator[np.ndarray]:
+    """A smooth colour gradient with a white square moving right by 2 px a frame; (h, w, 3) uint8 RGB."""
+    yy, xx = np.mgrid[0:h, 0:w]
+    base = np.stack([xx * 255 // max(w - 1, 1), yy * 255 // max(h - 1, 1), np.full_like(xx, 96)], axis=-1)
+    for i in range(n):
+        frame = base.astype(np.uint8)  # (h, w, 3)
+        x0 = (2 * i) % max(w - size, 1)
+        frame[h // 4 : h // 4 + size, x0 : x0 + size] = 255
+        yield frame
+
+
+def write_clip(path: Path, frames: list[np.ndarray], fps: Fraction = NTSC, **kwargs: object) -> Path:
+    """Write ``frames`` through FrameSink (extra keyword arguments go to FrameSink) and return the path."""
+    h, w = frames[0].shape[:2]
+    with FrameSink(path, width=w, height=h, fps=fps, **kwargs) as sink:  # type: ignore[arg-type]
+        for frame in frames:
+            sink.write(frame)
+    return Path(path)
+
+
+def make_frame_folder(folder: Path, names: list[str], w: int = 16, h: int = 12) -> list[np.ndarray]:
+    """Write one flat-coloured image per name into ``folder``; image ``i`` has value ``10 * i + 5``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    frames = [np.full((h, w, 3), 10 * i + 5, dtype=np.uint8) for i in range(len(names))]
+    for name, frame in zip(names, frames, strict=True):
+        write_image(folder / name, frame)
+    return frames
+
+
+def child_processes(parent: int | None = None) -> list[str]:
+    """``"pid state name"`` of every live or zombie child of ``parent`` (default: this process).
+
+    Uses psutil if installed, else /proc.
+    """
+    parent = os.getpid() if parent is None else parent
+    try:
+        import psutil
+    except ImportError:
+        found = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                pid, rest = stat.read_text().split(" ", 1)
+            except OSError:
+                continue
+            name, _, fields = rest.rpartition(") ")
+            state, ppid = fields.split()[:2]
+            if int(ppid) == parent:
+                found.append(f"{pid} {state} {name.lstrip('(')}")
+        return found
+    return [f"{p.pid} {p.status()} {p.name()}" for p in psutil.Process(parent).children()]
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """Peak signal-to-noise ratio of two uint8 images in dB (inf if equal)."""
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float("inf") if mse == 0 else float(10 * np.log10(255**2 / mse))
+
+
+LOSSLESS = EncodeOptions(codec="ffv1")
+
+
+@pytest.fixture
+def clip(tmp_path: Path) -> Path:
+    """A 64x48, 12-frame, 30000/1001 fps H.264 .mp4 with an AAC tone."""
+    return make_clip(tmp_path / "clip.mp4")

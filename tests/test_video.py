@@ -1,0 +1,406 @@
+"""Tests of framefill.video: exact rates and sizes, frame counts, audio, folders, atomic writes, errors."""
+
+from __future__ import annotations
+
+import gc
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+from fractions import Fraction
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from conftest import (
+    LOSSLESS,
+    NTSC,
+    child_processes,
+    make_clip,
+    make_frame_folder,
+    moving_square,
+    psnr,
+    run_ffmpeg,
+    write_clip,
+)
+
+from framefill.ffmpeg import scan
+from framefill.video import (
+    EncodeOptions,
+    FrameSink,
+    FrameSource,
+    ThreadedSink,
+    VideoError,
+    is_image_file,
+    parse_rate,
+    prefetch,
+    probe,
+    read_image,
+    write_image,
+)
+
+
+def one_line_error(excinfo: pytest.ExceptionInfo[VideoError]) -> str:
+    text = str(excinfo.value)
+    assert text and "\n" not in text
+    return text
+
+
+def read_all(path: Path, **kwargs: object) -> list[np.ndarray]:
+    with FrameSource(path, **kwargs) as source:  # type: ignore[arg-type]
+        return list(source)
+
+
+@pytest.mark.parametrize(
+    ("text", "rate"),
+    [
+        ("29.97", NTSC),
+        ("23.98", Fraction(24000, 1001)),
+        ("23.976", Fraction(24000, 1001)),
+        ("59.94", Fraction(60000, 1001)),
+        ("16.67", Fraction(50, 3)),
+        ("12.50", Fraction(25, 2)),
+        ("25", Fraction(25)),
+        ("30k", Fraction(30000)),
+        ("30000/1001", NTSC),
+    ],
+)
+def test_parse_rate_recovers_exact_rates(text: str, rate: Fraction) -> None:
+    assert parse_rate(text) == rate
+
+
+def test_probe_reads_exact_rate_size_count_and_audio(clip: Path) -> None:
+    info = probe(clip)
+    assert (info.width, info.height, info.fps, info.n_frames) == (64, 48, NTSC, 12)
+    assert info.has_audio and not info.has_subtitles and info.codec == "h264"
+    assert info.duration == pytest.approx(12 / 29.97, abs=0.05)
+    assert probe(clip, count_frames=False).n_frames is None
+
+
+@pytest.mark.parametrize(("ext", "fps"), [(".mp4", NTSC), (".mkv", Fraction(24000, 1001)), (".webm", Fraction(25))])
+def test_round_trip_keeps_exact_rate_count_and_audio(tmp_path: Path, ext: str, fps: Fraction) -> None:
+    src = make_clip(tmp_path / f"in{ext}", n=10, fps=fps)
+    frames = read_all(src)
+    assert len(frames) == 10 and frames[0].shape == (48, 64, 3) and frames[0].dtype == np.uint8
+    out = write_clip(tmp_path / f"out{ext}", frames, fps=fps, audio_from=src)
+    info, src_info = probe(out), probe(src)
+    assert (info.fps, info.n_frames, info.width, info.height) == (fps, 10, 64, 48)
+    assert info.has_audio
+    assert info.duration == pytest.approx(src_info.duration, abs=0.1)
+    assert len(read_all(out)) == 10
+    for a, b in zip(frames, read_all(out), strict=True):
+        assert psnr(a, b) > 30
+
+
+def test_odd_size_is_kept(tmp_path: Path) -> None:
+    src = make_clip(tmp_path / "odd.mp4", w=33, h=25, n=8)
+    assert (probe(src).width, probe(src).height) == (33, 25)
+    frames = read_all(src)
+    assert frames[0].shape == (25, 33, 3)
+    out = write_clip(tmp_path / "out.mp4", frames)  # default yuv420p must become yuv444p, not a rescale
+    info = probe(out)
+    assert (info.width, info.height, info.n_frames) == (33, 25, 8)
+    assert min(psnr(a, b) for a, b in zip(frames, read_all(out), strict=True)) > 30
+
+
+def test_lossless_ffv1_is_exact_and_x264_is_close(tmp_path: Path) -> None:
+    frames = list(moving_square(n=6))
+    lossless = write_clip(tmp_path / "sq.mkv", frames, options=LOSSLESS)
+    assert all(np.array_equal(a, b) for a, b in zip(frames, read_all(lossless), strict=True))
+    lossy = write_clip(tmp_path / "sq.mp4", frames)
+    assert min(psnr(a, b) for a, b in zip(frames, read_all(lossy), strict=True)) > 30
+
+
+def test_subtitles_and_audio_carried_into_mp4(tmp_path: Path) -> None:
+    src = make_clip(tmp_path / "subs.mkv", n=6, subtitles=True)
+    assert probe(src).has_subtitles
+    out = write_clip(tmp_path / "out.mp4", read_all(src), audio_from=src)
+    streams = scan(out, False)[0]
+    assert [(s.kind, s.codec) for s in streams] == [("Video", "h264"), ("Audio", "aac"), ("Subtitle", "mov_text")]
+
+
+def test_audio_reencoded_when_container_refuses_codec(tmp_path: Path, clip: Path) -> None:
+    out = write_clip(tmp_path / "out.webm", read_all(clip), audio_from=clip)  # aac cannot go into webm
+    assert [(s.kind, s.codec) for s in scan(out, False)[0]] == [("Video", "vp9"), ("Audio", "opus")]
+
+
+def test_rotated_video_decodes_upright(tmp_path: Path, clip: Path) -> None:
+    rotated = tmp_path / "rot.mp4"
+    run_ffmpeg("-display_rotation", "90", "-i", str(clip), "-c", "copy", str(rotated))
+    info = probe(rotated)
+    assert (info.width, info.height) == (48, 64)
+    assert read_all(rotated)[0].shape == (64, 48, 3)
+
+
+def test_frame_folder_round_trip_in_natural_order(tmp_path: Path) -> None:
+    names = ["frame1.png", "frame2.jpg", "frame10.png", "Frame11.png", "frame100.png"]
+    frames = make_frame_folder(tmp_path / "in", names)
+    (tmp_path / "in" / "notes.txt").write_text("not a frame")
+    source = FrameSource(tmp_path / "in", fps=Fraction(24))
+    assert (source.info.width, source.info.height, source.info.n_frames, source.info.fps) == (16, 12, 5, 24)
+    got = list(source)
+    assert [int(f[0, 0, 0]) for f in got] == pytest.approx([int(f[0, 0, 0]) for f in frames], abs=2)  # jpg
+    out = write_clip(tmp_path / "out", got)
+    assert sorted(p.name for p in out.iterdir()) == [f"frame_{i:06d}.png" for i in range(1, 6)]
+    assert all(np.array_equal(a, b) for a, b in zip(got, read_all(out), strict=True))
+    assert FrameSource(tmp_path / "in").info.fps == 30
+
+
+def test_folder_output_by_trailing_slash_and_existing_folders(tmp_path: Path) -> None:
+    frames = list(moving_square(16, 12, n=2))
+    slash = write_clip(str(tmp_path / "frames.d") + os.sep, frames)  # type: ignore[arg-type]
+    assert slash.is_dir() and len(list(slash.iterdir())) == 2
+    (tmp_path / "empty").mkdir()
+    write_clip(tmp_path / "empty", frames)  # an empty folder is a fine target
+    with pytest.raises(VideoError, match="use --force") as e:
+        write_clip(tmp_path / "empty", frames)
+    one_line_error(e)
+    write_clip(tmp_path / "empty", frames[:1], overwrite=True)
+    assert [p.name for p in (tmp_path / "empty").iterdir()] == ["frame_000001.png"]
+    (tmp_path / "empty" / "keep.txt").write_text("mine")
+    with pytest.raises(VideoError, match="other than frames"):
+        write_clip(tmp_path / "empty", frames, overwrite=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "frames.d"]  # no temp folders left
+
+
+def test_image_read_write_rgb_order(tmp_path: Path) -> None:
+    img = np.zeros((4, 5, 3), np.uint8)
+    img[..., 0] = 255  # red
+    write_image(tmp_path / "red.png", img)
+    assert cv2.imread(str(tmp_path / "red.png"))[0, 0].tolist() == [0, 0, 255]  # BGR on disk
+    assert np.array_equal(read_image(tmp_path / "red.png"), img)
+    assert is_image_file(Path("a/B.JPG")) and not is_image_file(Path("a.mp4"))
+    assert [p.name for p in tmp_path.iterdir()] == ["red.png"]
+
+
+@pytest.mark.parametrize(
+    ("target", "error"), [("out.mp4", KeyError), ("frames", KeyError), ("o.mkv", KeyboardInterrupt)]
+)
+def test_exception_inside_with_leaves_nothing(tmp_path: Path, target: str, error: type[BaseException]) -> None:
+    with pytest.raises(error), FrameSink(tmp_path / target, width=64, height=48, fps=NTSC) as sink:
+        for frame in moving_square(n=3):
+            sink.write(frame)
+        raise error("boom")
+    assert list(tmp_path.iterdir()) == []
+    assert child_processes() == []
+
+
+def test_existing_output_and_input_as_output_refused(tmp_path: Path, clip: Path) -> None:
+    with pytest.raises(VideoError, match="exists; use --force") as e:
+        FrameSink(clip, width=64, height=48, fps=NTSC)
+    one_line_error(e)
+    with pytest.raises(VideoError, match="is the input"):
+        FrameSink(clip, width=64, height=48, fps=NTSC, audio_from=clip, overwrite=True)
+    with pytest.raises(VideoError, match="is the input"):
+        FrameSink(tmp_path / "." / "clip.mp4", width=64, height=48, fps=NTSC, source=clip, overwrite=True)
+    before = clip.read_bytes()
+    write_clip(clip.with_name("other.mp4"), list(moving_square(n=2)))
+    write_clip(clip.with_name("other.mp4"), list(moving_square(n=3)), overwrite=True)
+    assert probe(clip.with_name("other.mp4")).n_frames == 3 and clip.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4", "other.mp4"]
+
+
+def test_missing_and_not_a_video(tmp_path: Path) -> None:
+    with pytest.raises(VideoError, match="no such file") as e:
+        probe(tmp_path / "nope.mp4")
+    one_line_error(e)
+    with pytest.raises(VideoError, match="no such file"):
+        FrameSource(tmp_path / "nope.mkv")
+    fake = tmp_path / "fake.mp4"
+    fake.write_text("this is not a video\n" * 20)
+    with pytest.raises(VideoError, match="is not a readable video") as e:
+        FrameSource(fake)
+    assert "ffmpeg:" in one_line_error(e)
+    with pytest.raises(VideoError, match="not a readable image"):
+        read_image(fake)
+
+
+def test_zero_frames_and_no_video_stream(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.mkv"
+    video, sound = "testsrc2=size=64x48:rate=30:duration=0.3", "sine=duration=0.3"
+    no_frames = ["-vf", "select=0", "-c:v", "libx264"]  # a video stream whose every frame is dropped
+    run_ffmpeg(
+        "-f", "lavfi", "-i", video, "-f", "lavfi", "-i", sound, "-map", "0:v", "-map", "1:a", *no_frames, str(empty)
+    )
+    with pytest.raises(VideoError, match="no video frames") as e:
+        FrameSource(empty)
+    one_line_error(e)
+    m4a = tmp_path / "sound.m4a"
+    run_ffmpeg("-f", "lavfi", "-i", sound, "-c:a", "aac", str(m4a))
+    with pytest.raises(VideoError, match="no video stream"):
+        probe(m4a)
+
+
+def test_truncated_mkv_gives_the_readable_frames_with_warnings(tmp_path: Path) -> None:
+    full = make_clip(tmp_path / "full.mkv", n=20)
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(full.read_bytes()[: full.stat().st_size // 2])
+    source = FrameSource(cut)
+    frames = list(source)
+    assert 0 < len(frames) < 20
+    assert source.warnings
+    assert child_processes() == []
+
+
+def test_truncated_mp4_is_a_clean_error(tmp_path: Path, clip: Path) -> None:
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(clip.read_bytes()[: clip.stat().st_size // 2])
+    with pytest.raises(VideoError, match=r"not a readable video \(truncated") as e:
+        FrameSource(cut)
+    one_line_error(e)
+
+
+def test_missing_or_unwritable_output_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for target in (tmp_path / "no" / "out.mp4", tmp_path / "no" / "frames"):
+        with pytest.raises(VideoError, match="does not exist") as e:
+            FrameSink(target, width=8, height=8, fps=NTSC)
+        one_line_error(e)
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    if os.access(locked, os.W_OK):  # root ignores permissions: fail file creation the way the OS would
+
+        def deny(*args: object, **kwargs: object) -> None:
+            raise PermissionError(13, "Permission denied")
+
+        monkeypatch.setattr(tempfile, "mkstemp", deny)
+        monkeypatch.setattr(tempfile, "mkdtemp", deny)
+    try:
+        for target in (locked / "out.mp4", locked / "frames"):
+            with pytest.raises(VideoError, match="cannot write to folder .*Permission denied") as e:
+                FrameSink(target, width=8, height=8, fps=NTSC)
+            one_line_error(e)
+    finally:
+        locked.chmod(0o700)
+
+
+def test_bad_encoder_settings_are_one_line_errors(tmp_path: Path) -> None:
+    with pytest.raises(VideoError, match="cannot be stored in .webm"):
+        FrameSink(tmp_path / "a.webm", width=8, height=8, fps=NTSC, options=EncodeOptions())
+    with pytest.raises(VideoError, match="not in the bundled ffmpeg"):
+        FrameSink(tmp_path / "a.mp4", width=8, height=8, fps=NTSC, options=EncodeOptions(codec="nope264"))
+    with pytest.raises(VideoError, match="cannot write .xyz files"):
+        FrameSink(tmp_path / "a.xyz", width=8, height=8, fps=NTSC)
+    with pytest.raises(VideoError, match="ffmpeg could not write a.mp4") as e:
+        write_clip(tmp_path / "a.mp4", list(moving_square(n=2)), options=EncodeOptions(preset="warp-speed"))
+    assert "ffmpeg:" in one_line_error(e)
+    with (
+        pytest.raises(VideoError, match="no frames were written"),
+        FrameSink(tmp_path / "b.mp4", width=8, height=8, fps=NTSC),
+    ):
+        pass
+    with pytest.raises(ValueError, match=r"expected a \(48, 64, 3\) uint8"):
+        write_clip(tmp_path / "c.mp4", [np.zeros((48, 64), np.uint8)])
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_folder_of_mixed_sizes_and_empty_folder(tmp_path: Path) -> None:
+    make_frame_folder(tmp_path / "mixed", ["a1.png", "a2.png"])
+    write_image(tmp_path / "mixed" / "a3.png", np.zeros((5, 5, 3), np.uint8))
+    with pytest.raises(VideoError, match="a3.png is 5x5 but the first frame is 16x12") as e:
+        read_all(tmp_path / "mixed")
+    one_line_error(e)
+    (tmp_path / "none").mkdir()
+    with pytest.raises(VideoError, match="contains no image files"):
+        FrameSource(tmp_path / "none")
+
+
+def test_prefetch_passes_items_and_propagates_errors() -> None:
+    assert list(prefetch(range(20), depth=2)) == list(range(20))
+
+    def broken():
+        yield 1
+        yield 2
+        raise RuntimeError("decoder fell over")
+
+    got = []
+    with pytest.raises(RuntimeError, match="decoder fell over"):
+        for item in prefetch(broken()):
+            got.append(item)
+    assert got == [1, 2]
+
+
+def test_early_stop_stops_ffmpeg(tmp_path: Path, clip: Path) -> None:
+    source = FrameSource(clip)
+    frames = iter(source)
+    next(frames)
+    assert len(child_processes()) == 1  # the decoder
+    source.close()
+    assert child_processes() == []
+
+    ahead = prefetch(FrameSource(clip), depth=2)  # FrameSource's pass runs on prefetch's thread
+    next(ahead)
+    ahead.close()
+    assert child_processes() == []
+
+    for _ in FrameSource(clip):
+        break  # the abandoned pass is collected and closed
+    gc.collect()
+    assert child_processes() == []
+    assert threading.active_count() == 1
+
+
+def test_threaded_sink_writes_all_and_reports_encoder_errors(tmp_path: Path) -> None:
+    frames = list(moving_square(n=7))
+    with ThreadedSink(FrameSink(tmp_path / "t.mkv", width=64, height=48, fps=NTSC, options=LOSSLESS), 2) as out:
+        for frame in frames:
+            out.write(frame)
+    assert out.frames_written == 7 and probe(tmp_path / "t.mkv").n_frames == 7
+
+    broken = EncodeOptions(extra=("-no-such-option", "1"))  # ffmpeg exits at once: the thread's write fails
+    with pytest.raises(VideoError) as e:
+        with ThreadedSink(FrameSink(tmp_path / "bad.mp4", width=64, height=48, fps=NTSC, options=broken)) as out:
+            for frame in moving_square(n=200):
+                out.write(frame)
+    one_line_error(e)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.mkv"]
+    assert child_processes() == []
+
+
+def test_odd_file_names_are_files_not_options_or_protocols(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    name = Path("-x:y.mkv")  # relative: ffmpeg would read "-x..." as an option and "x:" as a protocol
+    write_clip(name, list(moving_square(n=3)), fps=30.0)
+    assert probe(name).fps == 30 and len(read_all(name)) == 3
+
+
+CTRL_C_SCRIPT = """
+import signal, sys, time
+import numpy as np
+from framefill.video import FrameSink, FrameSource
+signal.signal(signal.SIGINT, signal.default_int_handler)  # a background process may start with SIGINT ignored
+if sys.argv[1] == "write":
+    with FrameSink("out.mp4", width=64, height=48, fps=30) as sink:
+        while True:
+            sink.write(np.zeros((48, 64, 3), np.uint8))
+            print("ready", flush=True)
+            time.sleep(0.02)
+for frame in FrameSource(sys.argv[1]):
+    print("ready", flush=True)
+    time.sleep(30)
+"""
+
+
+@pytest.mark.skipif(os.name != "posix", reason="sends SIGINT")
+@pytest.mark.parametrize("mode", ["write", "read"])
+def test_ctrl_c_stops_ffmpeg_and_leaves_no_file(tmp_path: Path, clip: Path, mode: str) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    argv = [sys.executable, "-c", CTRL_C_SCRIPT, "write" if mode == "write" else str(clip)]
+    proc = subprocess.Popen(argv, cwd=work, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready"  # type: ignore[union-attr]
+        ffmpeg = [line.split()[0] for line in child_processes(proc.pid)]
+        assert len(ffmpeg) == 1
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert "KeyboardInterrupt" in err
+    assert not Path(f"/proc/{ffmpeg[0]}").exists()  # killed and reaped, not orphaned
+    assert list(work.iterdir()) == []
