@@ -1,0 +1,445 @@
+"""The scheduler: a stream of video frames in, a stream at a higher frame rate out.
+
+Timing. Output frame ``k`` has time ``k / out_fps``, i.e. position ``p = k * in_fps / out_fps`` in input-frame
+units (exact ``Fraction`` arithmetic throughout): pair ``i = floor(p)``, time ``t = p - i``. Where ``t == 0`` the
+output *is* input frame ``i`` (the same array). With ``N`` inputs and ``r = out_fps / in_fps`` there are
+``floor((N - 1) * r) + 1`` outputs, none after the last input: for an integer ``factor`` F exactly
+``(N - 1) * F + 1``, the first and last inputs being the first and last outputs. For an fps target the last
+input is an output only when an output time lands on it (25 -> 60 fps: every 5th input frame does).
+
+The model. FILM knows only ``t = 0.5`` (``model.times == (0.5,)``), so other times come from recursive
+bisection, as in FILM's own inference: the midpoint of the pair, then the midpoints of the halves, and so on.
+Each time is snapped to the nearest ``j / 2**D`` (``snap_time``; ties go towards 0.5, so
+``snap(1 - t) == 1 - snap(t)``), with ``D = max_depth`` (default 3: a 1/8 grid), raised to ``ceil(log2(r))``
+when outputs are denser than the grid so that no two output times snap to one frame.
+Timing error: at most ``1 / 2**(D + 1)`` of an input frame interval (1/16 at D = 3); factors 2, 4, 8 are
+exact, factor 3 is off by 1/24 (t = 1/3 -> 3/8); ``InterpolationStats.max_timing_error`` reports the worst
+used. Frames are memoised per pair (t = 3/8 and t = 1/4 share t = 1/2): at most ``D`` model frames per
+output frame, ``2**D - 1`` per pair. A model listing other values in ``times`` is called as
+``model(img0, img1, t)`` (``t`` an ``(N,)`` tensor) directly at those times; one with
+``arbitrary_time = True`` directly at the exact, unsnapped ``t``.
+
+Scene cuts and duplicates, judged on grey thumbnails at most 64 px wide (values in [0, 1]):
+- a cut: mean absolute difference above ``scene_threshold`` (0.10) *and* distance between 32-bin grey
+  histograms (total variation, 0..1) above ``scene_hist_threshold`` (0.25). The histogram keeps fast pans
+  (large difference, same histogram) from counting; the difference keeps fades and exposure changes
+  (histogram moved, small difference) from counting.
+- a duplicate: mean absolute difference below ``duplicate_threshold`` (0.5/255) *and* largest difference at
+  most ``duplicate_max_diff`` (2/255). Codec noise averages out in a thumbnail; a moving 5x5-px square of
+  contrast 0.5 moving its own width on a 1080p frame (~3/255 on a thumbnail pixel) still counts as motion.
+Neither goes through the model: the in-betweens are copies of the nearer input (``t < 0.5``: the first
+frame, else the second), so nothing is ever morphed across a cut.
+
+Batching and memory. Frames are read until ``batch_size`` pairs need the model (or ``4 * batch_size`` pairs
+are buffered); then all their work runs depth by depth, ``batch_size`` image pairs per model call, and
+tensors are freed as soon as no deeper level reads them. Frames are padded once (edge replication) to
+``model.divisor`` and cropped back. Inputs go to ``device``/``dtype`` (channels_last on CPU: faster for the
+conv model); outputs come back as uint8 RGB on the CPU. The caller puts the model on that device and dtype,
+in eval mode.
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+
+import cv2
+import numpy as np
+import torch
+
+from framefill.models.layers import crop, pad_to_multiple
+
+log = logging.getLogger(__name__)
+
+MAX_DEPTH_LIMIT = 10  # up to 1023 model frames per pair; beyond that a model needs arbitrary_time
+THUMB_WIDTH = 64  # scene-cut and duplicate tests run on grey thumbnails this wide
+HIST_BINS = 32
+HALF = Fraction(1, 2)
+CPU = torch.device("cpu")
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    factor: int | None = None  # output fps = factor * input fps (>= 2); give this or fps
+    fps: Fraction | None = None  # output fps (> input fps); str, int and float are converted to Fraction
+    max_depth: int = 3  # bisection depth: times snap to a 1/2**max_depth grid (raised for dense outputs)
+    batch_size: int = 4  # model inputs (image pairs) per model call
+    scene_threshold: float = 0.10  # cut: thumbnail mean abs difference (0..1) above this ...
+    scene_hist_threshold: float = 0.25  # ... and grey-histogram distance (0..1) above this
+    duplicate_threshold: float = 0.5 / 255  # duplicate: thumbnail mean abs difference below this ...
+    duplicate_max_diff: float = 2 / 255  # ... and largest thumbnail pixel difference at most this
+    detect_scenes: bool = True  # copy, never morph, across scene cuts
+    skip_duplicates: bool = True  # repeated frames get copies, not model calls
+
+    def __post_init__(self) -> None:
+        if (self.factor is None) == (self.fps is None):
+            raise ValueError(f"give exactly one of factor and fps (got factor={self.factor}, fps={self.fps})")
+        if self.factor is not None:
+            _check_factor(self.factor)
+        if self.fps is not None:
+            object.__setattr__(self, "fps", Fraction(self.fps))
+            if self.fps <= 0:
+                raise ValueError(f"target fps must be > 0, got {self.fps}")
+        if not 1 <= self.max_depth <= MAX_DEPTH_LIMIT:
+            raise ValueError(f"max_depth must be in 1..{MAX_DEPTH_LIMIT}, got {self.max_depth}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+
+
+@dataclass
+class InterpolationStats:
+    frames_in: int = 0
+    frames_out: int = 0
+    pairs_interpolated: int = 0  # pairs with at least one in-between from the model
+    pairs_duplicate: int = 0  # pairs of repeated frames (in-betweens copied, no model call)
+    scene_cuts: int = 0  # pairs spanning a scene cut (in-betweens copied)
+    model_calls: int = 0  # forward passes
+    model_frames: int = 0  # frames the model produced (sum of batch sizes)
+    max_timing_error: float = 0.0  # largest |snapped t - exact t| used, in input frame intervals
+
+
+def _check_factor(factor: object) -> None:
+    if isinstance(factor, bool) or not isinstance(factor, int) or factor < 2:
+        raise ValueError(f"factor must be an integer >= 2, got {factor!r}")
+
+
+def _ratio(in_fps: Fraction | int, factor: int | None, fps: Fraction | None) -> Fraction:
+    """``out_fps / in_fps``, validated."""
+    in_fps = Fraction(in_fps)
+    if in_fps <= 0:
+        raise ValueError(f"input fps must be > 0, got {in_fps}")
+    if (factor is None) == (fps is None):
+        raise ValueError(f"give exactly one of factor and fps (got factor={factor}, fps={fps})")
+    if factor is not None:
+        _check_factor(factor)
+        return Fraction(factor)
+    fps = Fraction(fps)
+    if fps <= in_fps:
+        raise ValueError(f"target fps {fps} must be above the input fps {in_fps} (framefill only raises the "
+                         "frame rate); pick a higher --fps or use --factor")
+    return fps / in_fps
+
+
+def out_fps_for(in_fps: Fraction | int, config: ScheduleConfig) -> Fraction:
+    """The output frame rate, exact."""
+    return Fraction(in_fps) * _ratio(in_fps, config.factor, config.fps)
+
+
+def _pair_times(i: int, ratio: Fraction) -> list[Fraction]:
+    """Exact times ``t`` in [0, 1) of the outputs falling in the pair ``(i, i + 1)``."""
+    return [k / ratio - i for k in range(math.ceil(i * ratio), math.ceil((i + 1) * ratio))]
+
+
+def _ends_on_last(n_in: int, ratio: Fraction) -> bool:
+    return ((n_in - 1) * ratio).denominator == 1
+
+
+def plan_output(n_in: int | None, in_fps: Fraction | int, *, factor: int | None = None,
+                fps: Fraction | None = None) -> tuple[Fraction, Iterator[tuple[int, Fraction]]]:
+    """``(out_fps, iterator of (i, t))``: output ``k`` sits in pair ``(i, i + 1)`` at time ``t`` in [0, 1).
+
+    ``t == 0`` means input frame ``i`` itself (the last output may be ``(n_in - 1, 0)``). With
+    ``n_in=None`` (length unknown) the iterator never ends.
+    """
+    ratio = _ratio(in_fps, factor, fps)
+    if n_in is not None and n_in < 2:
+        raise ValueError(f"need at least 2 frames to interpolate, got {n_in}")
+
+    def gen() -> Iterator[tuple[int, Fraction]]:
+        for i in itertools.count() if n_in is None else range(n_in - 1):
+            for t in _pair_times(i, ratio):
+                yield i, t
+        if n_in is not None and _ends_on_last(n_in, ratio):
+            yield n_in - 1, Fraction(0)
+
+    return Fraction(in_fps) * ratio, gen()
+
+
+def output_count(n_in: int, in_fps: Fraction | int, *, factor: int | None = None,
+                 fps: Fraction | None = None) -> int:
+    """How many frames ``n_in`` input frames become (for progress totals)."""
+    ratio = _ratio(in_fps, factor, fps)
+    if n_in < 2:
+        raise ValueError(f"need at least 2 frames to interpolate, got {n_in}")
+    return math.floor((n_in - 1) * ratio) + 1
+
+
+def snap_time(t: Fraction | float, max_depth: int) -> tuple[Fraction, Fraction]:
+    """``(nearest j / 2**max_depth, its error |snapped - t|)``; the error is at most ``1 / 2**(max_depth + 1)``."""
+    t = Fraction(t)
+    if not 0 <= t <= 1:
+        raise ValueError(f"t must be in [0, 1], got {t}")
+    scale = 2**max_depth
+    j = math.floor(t * scale)
+    rest = t * scale - j
+    if rest > HALF or (rest == HALF and t < HALF):  # ties towards the middle keep snapping symmetric
+        j += 1
+    snapped = Fraction(j, scale)
+    return snapped, abs(snapped - t)
+
+
+def depth_for(ratio: Fraction, max_depth: int) -> int:
+    """Bisection depth for an output/input fps ratio: ``max_depth``, or finer if outputs are denser."""
+    depth = max_depth
+    while 2**depth < ratio:
+        depth += 1
+    if depth > MAX_DEPTH_LIMIT:
+        raise ValueError(f"an fps ratio of {float(ratio):.4g} needs more than {MAX_DEPTH_LIMIT} levels of "
+                         "t = 0.5 recursion; use a lower target or a model with arbitrary_time")
+    return depth
+
+
+class _Runner:
+    """Moves frames to the model's device/dtype and back, and calls the model on stacked batches."""
+
+    def __init__(self, model: torch.nn.Module, device: torch.device, dtype: torch.dtype,
+                 stats: InterpolationStats) -> None:
+        if dtype not in (torch.float32, torch.float16, torch.bfloat16):
+            raise ValueError(f"dtype must be float32, float16 or bfloat16, got {dtype}")
+        self.model, self.device, self.dtype, self.stats = model, torch.device(device), dtype, stats
+        self.divisor = int(getattr(model, "divisor", 1))
+        self.arbitrary = bool(getattr(model, "arbitrary_time", False))
+        self.direct = frozenset(Fraction(x) for x in getattr(model, "times", (0.5,)))
+        self.takes_time = self.arbitrary or self.direct != {HALF}
+
+    def is_direct(self, t: Fraction) -> bool:
+        """Whether the model computes time ``t`` of a pair in one call (else: bisection)."""
+        return self.arbitrary or t in self.direct
+
+    def to_tensor(self, frame: np.ndarray) -> torch.Tensor:
+        if not frame.flags.writeable or not frame.flags.c_contiguous:  # from_numpy warns on read-only arrays
+            frame = np.array(frame)  # (decoder buffers) and fails on negative strides (flipped views)
+        x = torch.from_numpy(frame).to(self.device).permute(2, 0, 1).unsqueeze(0)  # (1, 3, H, W) uint8
+        return pad_to_multiple(x.float().div_(255).to(self.dtype), self.divisor)[0]  # (1, 3, Hp, Wp)
+
+    @staticmethod
+    def to_frame(x: torch.Tensor, hw: tuple[int, int]) -> np.ndarray:
+        x = crop(x, hw)[0].float().clamp(0, 1).mul(255).round().to(torch.uint8)  # (3, H, W)
+        return np.ascontiguousarray(x.permute(1, 2, 0).cpu().numpy())  # (H, W, 3)
+
+    def __call__(self, x0: torch.Tensor, x1: torch.Tensor, t: list[Fraction]) -> torch.Tensor:
+        if self.device.type == "cpu":
+            x0 = x0.contiguous(memory_format=torch.channels_last)
+            x1 = x1.contiguous(memory_format=torch.channels_last)
+        if self.takes_time:
+            out = self.model(x0, x1, torch.tensor([float(v) for v in t], device=self.device, dtype=self.dtype))
+        else:
+            out = self.model(x0, x1)
+        if out.shape != x0.shape:
+            raise ValueError(f"the model returned shape {tuple(out.shape)} for inputs {tuple(x0.shape)}")
+        self.stats.model_calls += 1
+        self.stats.model_frames += len(t)
+        return out
+
+
+def _solve(runner: _Runner, images: list[np.ndarray], wanted: dict[int, set[Fraction]],
+           batch_size: int) -> dict[tuple[int, Fraction], np.ndarray]:
+    """The frames at times ``wanted[j]`` (in (0, 1)) of the pairs ``(images[j], images[j + 1])``.
+
+    Every needed node (a wanted time or a bisection ancestor) is computed once, depth by depth,
+    across all pairs, ``batch_size`` per model call. Call it under ``torch.inference_mode()``.
+    """
+    recipe: dict[tuple[int, Fraction], tuple[Fraction, Fraction, Fraction]] = {}  # node -> (left, right, local t)
+    level: dict[tuple[int, Fraction], int] = {}
+
+    def add(j: int, t: Fraction) -> int:
+        if t in (0, 1):
+            return 0
+        if (j, t) not in level:
+            if runner.is_direct(t):
+                left, right, local = Fraction(0), Fraction(1), t
+            else:  # t = a / 2**d with a odd: the midpoint of its neighbours on the 1 / 2**d grid
+                h = Fraction(1, t.denominator)
+                left, right, local = t - h, t + h, HALF
+            recipe[(j, t)] = (left, right, local)
+            level[(j, t)] = 1 + max(add(j, left), add(j, right))
+        return level[(j, t)]
+
+    for j, times in wanted.items():
+        for t in times:
+            add(j, t)
+    last_use: dict[tuple[int, Fraction], int] = {}  # the deepest level that reads a node
+    for node, (left, right, _) in recipe.items():
+        for dep in (left, right):
+            if dep not in (0, 1):
+                last_use[(node[0], dep)] = max(last_use.get((node[0], dep), 0), level[node])
+
+    hw = images[0].shape[:2]
+    inputs: dict[int, torch.Tensor] = {}
+    memo: dict[tuple[int, Fraction], torch.Tensor] = {}
+
+    def get(j: int, t: Fraction) -> torch.Tensor:
+        if t in (0, 1):
+            idx = j + int(t)
+            if idx not in inputs:
+                inputs[idx] = runner.to_tensor(images[idx])
+            return inputs[idx]
+        return memo[(j, t)]
+
+    out: dict[tuple[int, Fraction], np.ndarray] = {}
+    for lev in sorted(set(level.values())):
+        nodes = sorted(node for node, n_lev in level.items() if n_lev == lev)
+        for start in range(0, len(nodes), batch_size):
+            chunk = nodes[start:start + batch_size]
+            x0 = torch.cat([get(j, recipe[(j, t)][0]) for j, t in chunk])  # (B, 3, Hp, Wp)
+            x1 = torch.cat([get(j, recipe[(j, t)][1]) for j, t in chunk])
+            y = runner(x0, x1, [recipe[node][2] for node in chunk])  # (B, 3, Hp, Wp)
+            for b, node in enumerate(chunk):
+                memo[node] = y[b:b + 1]
+        for j, t in nodes:
+            if t in wanted[j]:
+                out[(j, t)] = runner.to_frame(memo[(j, t)], hw)
+        for node in [node for node in memo if last_use.get(node, 0) <= lev]:
+            del memo[node]  # no deeper level reads it: free the memory now
+    return out
+
+
+@dataclass
+class _Frame:
+    index: int
+    image: np.ndarray  # (H, W, 3) uint8 RGB
+    thumb: np.ndarray | None  # (h, w) float32 grey in [0, 1], at most THUMB_WIDTH wide
+    hist: np.ndarray | None  # (HIST_BINS,) grey histogram, sums to 1
+
+
+def _thumbnail(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    h, w = image.shape[:2]
+    tw = min(THUMB_WIDTH, w)
+    th = max(1, round(h * tw / w))
+    grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32) / 255
+    thumb = cv2.resize(grey, (tw, th), interpolation=cv2.INTER_AREA)
+    bins = np.minimum((thumb * HIST_BINS).astype(np.int64), HIST_BINS - 1)
+    return thumb, np.bincount(bins.ravel(), minlength=HIST_BINS) / bins.size
+
+
+def _pair_kind(a: _Frame, b: _Frame, config: ScheduleConfig) -> str:
+    """``"duplicate"``, ``"cut"`` or ``"motion"`` for consecutive frames ``a`` and ``b``."""
+    if a.thumb is None or b.thumb is None:
+        return "motion"
+    diff = np.abs(a.thumb - b.thumb)
+    mad = float(diff.mean())
+    if config.skip_duplicates and mad < config.duplicate_threshold and float(diff.max()) <= config.duplicate_max_diff:
+        return "duplicate"
+    if config.detect_scenes and mad > config.scene_threshold:
+        hist_distance = 0.5 * float(np.abs(a.hist - b.hist).sum())
+        if hist_distance > config.scene_hist_threshold:
+            return "cut"
+    return "motion"
+
+
+def _check_frame(frame: object, index: int, first_shape: tuple[int, ...] | None) -> np.ndarray:
+    if not isinstance(frame, np.ndarray) or frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+        desc = f"{frame.dtype} array of shape {frame.shape}" if isinstance(frame, np.ndarray) else type(frame).__name__
+        raise ValueError(f"frame {index} must be an (H, W, 3) uint8 RGB array, got a {desc}")
+    if first_shape is not None and frame.shape != first_shape:
+        raise ValueError(f"frame {index} is {frame.shape[1]}x{frame.shape[0]} but the first frame was "
+                         f"{first_shape[1]}x{first_shape[0]}; all frames must share one size")
+    return frame
+
+
+def interpolate_frames(frames: Iterable[np.ndarray], in_fps: Fraction | int, model: torch.nn.Module,
+                       config: ScheduleConfig, *, device: torch.device | str = CPU,
+                       dtype: torch.dtype = torch.float32, on_progress: Callable[[int], None] | None = None,
+                       stats: InterpolationStats | None = None) -> Iterator[np.ndarray]:
+    """Interpolate a stream of frames; a generator over the output frames, in order.
+
+    Args:
+        frames: ``(H, W, 3)`` uint8 RGB arrays, one size; read lazily, a few batches ahead at most.
+        in_fps: the input frame rate (a ``Fraction``: 30000/1001, not 29.97).
+        model: ``model(img0, img1)`` -> the frame at t = 0.5 (see the module docstring for other models).
+        config: the output rate and the scheduling knobs.
+        device, dtype: where and in what precision the model runs.
+        on_progress: called with the number of frames output so far, once per output frame.
+        stats: filled in while the generator runs (pairs, cuts, duplicates, model calls).
+
+    Configuration errors raise here; fewer than 2 frames, bad frames and size changes raise
+    ``ValueError`` from the generator when they are read.
+    """
+    ratio = _ratio(in_fps, config.factor, config.fps)
+    stats = InterpolationStats() if stats is None else stats
+    runner = _Runner(model, device, dtype, stats)
+    depth = 0 if runner.arbitrary else depth_for(ratio, config.max_depth)
+    return _generate(iter(frames), ratio, depth, runner, config, stats, on_progress)
+
+
+def _generate(frames: Iterator[np.ndarray], ratio: Fraction, depth: int, runner: _Runner, config: ScheduleConfig,
+              stats: InterpolationStats, on_progress: Callable[[int], None] | None) -> Iterator[np.ndarray]:
+    window: list[_Frame] = []
+    plans: list[list[tuple[int, Fraction | None]]] = []  # per pair: (0 | 1, None) = copy that frame, (0, t) = model
+    busy = 0  # pairs in the window that need the model
+    detect = config.detect_scenes or config.skip_duplicates
+
+    def emit(image: np.ndarray) -> np.ndarray:
+        stats.frames_out += 1
+        if on_progress is not None:
+            on_progress(stats.frames_out)
+        return image
+
+    def plan_pair(a: _Frame, b: _Frame) -> list[tuple[int, Fraction | None]]:
+        kind = _pair_kind(a, b, config)
+        if kind != "motion":
+            log.debug("frames %d-%d: %s", a.index, b.index, kind)
+            stats.pairs_duplicate += kind == "duplicate"
+            stats.scene_cuts += kind == "cut"
+        plan: list[tuple[int, Fraction | None]] = []
+        for t in _pair_times(a.index, ratio):
+            if t == 0 or kind != "motion":
+                plan.append((0 if t < HALF else 1, None))
+                continue
+            snapped, err = (t, Fraction(0)) if runner.arbitrary else snap_time(t, depth)
+            stats.max_timing_error = max(stats.max_timing_error, float(err))
+            plan.append((int(snapped), None) if snapped in (0, 1) else (0, snapped))
+        return plan
+
+    def flush() -> Iterator[np.ndarray]:
+        wanted = {j: {t for _, t in plan if t is not None} for j, plan in enumerate(plans)}
+        wanted = {j: times for j, times in wanted.items() if times}
+        stats.pairs_interpolated += len(wanted)
+        with torch.inference_mode():  # never across a yield: the mode would leak into the caller
+            made = _solve(runner, [f.image for f in window], wanted, config.batch_size)
+        for j, plan in enumerate(plans):
+            for side, t in plan:
+                yield emit(window[j + side].image if t is None else made[(j, t)])
+
+    for index, image in enumerate(frames):
+        image = _check_frame(image, index, window[0].image.shape if window else None)
+        stats.frames_in += 1
+        thumb, hist = _thumbnail(image) if detect else (None, None)
+        frame = _Frame(index, image, thumb, hist)
+        if window:
+            plans.append(plan_pair(window[-1], frame))
+            busy += any(t is not None for _, t in plans[-1])
+        window.append(frame)
+        if busy >= config.batch_size or len(plans) >= 4 * config.batch_size:
+            yield from flush()
+            window, plans, busy = window[-1:], [], 0
+    n_in = stats.frames_in
+    if n_in < 2:
+        raise ValueError(f"need at least 2 frames to interpolate, got {n_in}")
+    if plans:
+        yield from flush()
+    if _ends_on_last(n_in, ratio):
+        yield emit(window[-1].image)
+
+
+def interpolate_pair(img0: np.ndarray, img1: np.ndarray, model: torch.nn.Module, t: Fraction | float = 0.5, *,
+                     max_depth: int = 3, device: torch.device | str = CPU,
+                     dtype: torch.dtype = torch.float32) -> np.ndarray:
+    """One in-between frame of two ``(H, W, 3)`` uint8 images at time ``t`` (snapped as in the module docstring).
+
+    No scene-cut or duplicate tests: the caller asked for this pair. ``t`` 0 or 1 returns a copy of an input.
+    """
+    _check_frame(img0, 0, None)
+    _check_frame(img1, 1, img0.shape)
+    runner = _Runner(model, device, dtype, InterpolationStats())
+    t = Fraction(t)
+    if not 0 <= t <= 1:
+        raise ValueError(f"t must be in [0, 1], got {float(t)}")
+    snapped = t if runner.arbitrary else snap_time(t, max_depth)[0]
+    if snapped in (0, 1):
+        return (img0 if snapped == 0 else img1).copy()
+    with torch.inference_mode():
+        return _solve(runner, [img0, img1], {0: {snapped}}, batch_size=1)[(0, snapped)]
