@@ -50,7 +50,7 @@ def save_safetensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dic
         t = tensors[name].detach().cpu().contiguous()
         if t.dtype not in _DTYPES:
             raise ValueError(f"cannot store tensor {name!r} of dtype {t.dtype}")
-        raw = t.view(torch.uint8).numpy().tobytes() if t.numel() else b""
+        raw = t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b""  # reshape: 0-dim too
         header[name] = {"dtype": _DTYPES[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + len(raw)]}
         blobs.append(raw)
         offset += len(raw)
@@ -86,23 +86,29 @@ def load_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str
         header = json.loads(data[8 : 8 + n])
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise WeightsError(f"{path} is not a safetensors file (unreadable header)") from None
+    if not isinstance(header, dict):
+        raise WeightsError(f"{path} is not a safetensors file (the header is not a JSON object)")
     meta = header.pop("__metadata__", {}) or {}
     body = memoryview(data)[8 + n :]
     tensors = {}
     for name, spec in header.items():
         try:
             dtype = _FROM_NAME[spec["dtype"]]
-            begin, end = spec["data_offsets"]
+            begin, end = (int(o) for o in spec["data_offsets"])
             shape = [int(s) for s in spec["shape"]]
         except (KeyError, TypeError, ValueError):
             raise WeightsError(f"{path}: malformed entry for tensor {name!r}") from None
         if not 0 <= begin <= end <= len(body):
             raise WeightsError(f"{path}: tensor {name!r} lies outside the file (truncated?)")
+        # Checked before the view: a byte count that is not a whole number of elements would make it raise.
+        itemsize = torch.empty((), dtype=dtype).element_size()
+        if end - begin != int(np.prod(shape)) * itemsize:
+            raise WeightsError(f"{path}: tensor {name!r} has {end - begin} bytes for shape {shape} of {spec['dtype']}")
+        if begin == end:  # an empty tensor: numpy's empty buffer has a stride torch cannot view
+            tensors[name] = torch.empty(shape, dtype=dtype)
+            continue
         buf = np.frombuffer(body[begin:end], dtype=np.uint8).copy()
-        t = torch.from_numpy(buf).view(dtype)
-        if t.numel() != int(np.prod(shape)):
-            raise WeightsError(f"{path}: tensor {name!r} has {t.numel()} values for shape {shape}")
-        tensors[name] = t.reshape(shape)
+        tensors[name] = torch.from_numpy(buf).view(dtype).reshape(shape)
     return tensors, dict(meta)
 
 
@@ -133,4 +139,6 @@ def read_metadata(path: Path) -> dict[str, str]:
         raise WeightsError(f"cannot read weights {path}: {e.strerror or e}") from None
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise WeightsError(f"{path} is not a safetensors file (unreadable header)") from None
+    if not isinstance(header, dict):
+        raise WeightsError(f"{path} is not a safetensors file (the header is not a JSON object)")
     return dict(header.get("__metadata__", {}) or {})

@@ -74,12 +74,28 @@ def test_film_rejects_unpadded_odd_input():
         model(torch.rand(1, 3, 33, 25), torch.rand(1, 3, 33, 25))
 
 
-def test_untrained_film_is_the_average_of_identical_frames():
-    # Zero-initialised heads: a fresh model blends; for two identical frames the result is that frame.
+def test_untrained_film_blends_the_two_warped_frames():
+    # Zero-initialised fusion head: a fresh model's output is the even blend of the two warped inputs.
     model = build_film("film-tiny").eval()
-    x = torch.rand(1, 3, 16, 16)
+    x0, x1 = torch.rand(1, 3, 16, 16), torch.rand(1, 3, 16, 16)
     with torch.no_grad():
-        assert torch.allclose(model(x, x), x, atol=1e-5)
+        out, aux = model(x0, x1, return_aux=True)
+    assert torch.allclose(out, (aux["warped0"] + aux["warped1"]) / 2, atol=1e-6)
+    assert torch.allclose(aux["mask"], torch.full_like(aux["mask"], 0.5))
+
+
+def test_correlation_soft_argmax_finds_a_shift():
+    """An untrained flow level already recovers a small translation from the cost volume."""
+    from framefill.models.film import FlowLevel
+
+    level = FlowLevel(channels=8, filters=8, convs=2, corr_radius=2)
+    feat = torch.randn(1, 8, 24, 24)
+    shifted = torch.roll(feat, shifts=(0, -1), dims=(2, 3))  # shifted[y, x] = feat[y, x + 1]
+    with torch.no_grad():
+        flow = level(feat, shifted)  # A = feat, B = shifted: A[y, x] = B[y, x - 1] -> dx = -1
+    inner = flow[..., 4:-4, 4:-4]
+    assert inner[:, 0].mean().item() == pytest.approx(-1.0, abs=0.15)
+    assert inner[:, 1].abs().mean().item() < 0.15
 
 
 def test_config_states_limits():
@@ -111,6 +127,6 @@ def test_film_tiny_golden():
     with torch.no_grad():
         out = model(x0, x1)
     # Recorded from this code on 2026-11-22 (torch 2.13 CPU); a change here means the model computes otherwise.
-    assert loss.item() == pytest.approx(0.163621, abs=1e-4)
-    assert out.mean().item() == pytest.approx(0.498550, abs=1e-4)
-    assert out[0, :, 5, 7].sum().item() == pytest.approx(2.348216, abs=1e-4)
+    assert loss.item() == pytest.approx(0.262481, abs=1e-4)
+    assert out.mean().item() == pytest.approx(0.500267, abs=1e-4)
+    assert out[0, :, 5, 7].sum().item() == pytest.approx(1.646771, abs=1e-4)

@@ -88,3 +88,29 @@ def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple
 
 def crop(x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
     return x[..., : hw[0], : hw[1]]
+
+
+def local_correlation(a: torch.Tensor, b: torch.Tensor, radius: int) -> torch.Tensor:
+    """Cosine-similarity cost volume over a ``(2r+1)^2`` window.
+
+    ``out[k, y, x] = <a[:, y, x], b[:, y + dy_k, x + dx_k]>`` with both feature vectors normalised to unit length;
+    displacements in row-major order (dy outer, dx inner), zero outside the image.
+
+    Shape:
+        a, b: ``(N, C, H, W)``; returns ``(N, (2 * radius + 1) ** 2, H, W)`` in [-1, 1].
+    """
+    n, c, h, w = a.shape
+    a = F.normalize(a, dim=1, eps=1e-4)
+    bp = F.pad(F.normalize(b, dim=1, eps=1e-4), (radius, radius, radius, radius))
+    out = []
+    for dy in range(2 * radius + 1):
+        for dx in range(2 * radius + 1):
+            out.append((a * bp[..., dy : dy + h, dx : dx + w]).sum(dim=1, keepdim=True))
+    return torch.cat(out, dim=1)
+
+
+def displacements(radius: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """The ``(2r+1)^2`` displacements of ``local_correlation``'s channels as ``(1, K, 2, 1, 1)`` (dx, dy)."""
+    r = torch.arange(-radius, radius + 1, device=device, dtype=dtype)
+    dy, dx = torch.meshgrid(r, r, indexing="ij")
+    return torch.stack([dx.flatten(), dy.flatten()], dim=1).view(1, -1, 2, 1, 1)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
+
+from framefill.frames import natural_key
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +65,8 @@ def find_clips(root: Path) -> list[Path]:
 def _decode(path: Path, max_frames: int) -> np.ndarray:
     """All frames (up to ``max_frames``) of a video file or frame folder, ``(T, H, W, 3)`` uint8 RGB."""
     if path.is_dir():
-        files = sorted(f for f in path.iterdir() if f.suffix.lower() in IMAGE_EXTS)[:max_frames]
+        files = [f for f in path.iterdir() if f.suffix.lower() in IMAGE_EXTS and not f.name.startswith(".")]
+        files = sorted(files, key=lambda f: natural_key(f.name))[:max_frames]  # frame2 before frame10
         return np.stack([cv2.cvtColor(cv2.imread(str(f), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB) for f in files])
     import imageio_ffmpeg
 
@@ -98,7 +102,10 @@ def load_clip(path: Path, cfg: DataConfig, cache_dir: Path | None) -> np.ndarray
     frames = _resize(frames, min(1.0, cfg.max_side / max(h, w)))
     if cached is not None:
         cache_dir.mkdir(parents=True, exist_ok=True)
-        np.save(cached, frames)
+        tmp = cached.with_name(f".{cached.name}.partial")  # atomic: a run killed here leaves no truncated cache
+        with open(tmp, "wb") as fh:
+            np.save(fh, frames)
+        os.replace(tmp, cached)
     return frames
 
 

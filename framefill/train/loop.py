@@ -21,11 +21,12 @@ import torch
 
 from framefill.checkpoint import save_model
 from framefill.models import build_model, load_model
-from framefill.models.layers import crop, pad_to_multiple
+from framefill.models.layers import crop, image_pyramid, pad_to_multiple, warp
 from framefill.train.data import DataConfig, TripletDataset, find_clips, load_clip, valid_triplets
 from framefill.train.losses import census, charbonnier, laplacian_l1, psnr
 
 log = logging.getLogger(__name__)
+CPU = torch.device("cpu")
 
 
 @dataclass(frozen=True)
@@ -40,9 +41,9 @@ class TrainConfig:
     weight_decay: float = 1e-4
     clip_grad: float = 1.0
     ema: float = 0.999  # EMA decay of the weights (0 disables)
-    w_census: float = 1.0  # census loss weight
+    w_census: float = 0.1  # census loss weight
     w_lap: float = 0.5  # Laplacian-pyramid L1 weight
-    w_warp: float = 0.25  # robust L1 of each warped input against the middle frame (trains the flow)
+    w_warp: float = 0.5  # robust L1 of each input warped to the middle, at every pyramid level (trains the flow)
     seed: int = 0
     ckpt_every: int = 250  # steps between checkpoints
     val_every: int = 1000  # steps between validations (needs a val set)
@@ -70,9 +71,25 @@ def loss_terms(model: torch.nn.Module, batch: torch.Tensor, cfg: TrainConfig) ->
     if cfg.w_lap:
         terms["lap"] = cfg.w_lap * laplacian_l1(pred, gt)
     if cfg.w_warp:
-        terms["warp"] = cfg.w_warp * (charbonnier(aux["warped0"], gt) + charbonnier(aux["warped1"], gt))
+        terms["warp"] = cfg.w_warp * warp_loss(i0, i1, gt, aux["flows"])
     terms["total"] = sum(terms.values())
     return terms
+
+
+def warp_loss(i0: torch.Tensor, i1: torch.Tensor, gt: torch.Tensor, flows: list[torch.Tensor]) -> torch.Tensor:
+    """Each input warped to the middle by its half flow should be the middle frame, at every pyramid level.
+
+    ``flows[j]`` is ``(2N, 2, h_j, w_j)``: flow_10 then flow_01 (see ``Film``). Direct, multi-scale supervision
+    of the flow, including the coarse levels where a pixel is a large motion.
+    """
+    n = i0.shape[0]
+    levels = len(flows)
+    p0, p1, pg = image_pyramid(i0, levels), image_pyramid(i1, levels), image_pyramid(gt, levels)
+    loss = i0.new_zeros(())
+    for j in range(levels - 1):  # the coarsest level is a few pixels wide: too little to learn from
+        w0, w1 = warp(p0[j], 0.5 * flows[j][:n]), warp(p1[j], 0.5 * flows[j][n:])
+        loss = loss + charbonnier(w0, pg[j]) + charbonnier(w1, pg[j])
+    return loss / max(1, levels - 1)
 
 
 def load_val(root: Path, cfg: DataConfig, per_clip: int = 2, stride_list: tuple[int, ...] = (1, 2)) -> list:
@@ -90,13 +107,16 @@ def load_val(root: Path, cfg: DataConfig, per_clip: int = 2, stride_list: tuple[
 
 @torch.inference_mode()
 def validate(model: torch.nn.Module, items: list) -> dict[str, float]:
+    was_training = model.training  # the EMA copy stays in eval mode
     model.eval()
+    device = next(model.parameters()).device  # val items are kept on the CPU
     scores = []
     for _, trip in items:
+        trip = trip.to(device)
         x0, hw = pad_to_multiple(trip[0:1], model.divisor)
         x1, _ = pad_to_multiple(trip[1:2], model.divisor)
         scores.append(float(psnr(crop(model(x0, x1), hw), trip[2:3])[0]))
-    model.train()
+    model.train(was_training)
     return {"val_psnr": float(np.mean(scores)) if scores else float("nan"), "val_items": len(scores)}
 
 
@@ -104,7 +124,7 @@ class Trainer:
     """Owns the model, optimiser, EMA, data and RNG; ``run()`` trains to ``cfg.steps`` with checkpoints."""
 
     def __init__(self, cfg: TrainConfig, data: Path, out: Path, *, val: Path | None = None,
-                 device: torch.device = torch.device("cpu"), cache_dir: Path | None = None) -> None:
+                 device: torch.device = CPU, cache_dir: Path | None = None) -> None:
         self.cfg, self.out, self.device = cfg, Path(out), device
         self.out.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(cfg.seed)
@@ -142,14 +162,14 @@ class Trainer:
         return path
 
     def load(self, path: Path) -> None:
-        st = torch.load(path, map_location=self.device, weights_only=False)  # our own file: numpy RNG state
+        st = torch.load(path, map_location=self.device, weights_only=True)  # plain types only: no unpickling
         self.model.load_state_dict(st["model"])
         if self.ema and st.get("ema"):
             self.ema.load_state_dict(st["ema"])
         self.opt.load_state_dict(st["opt"])
         self.step = int(st["step"])
         self.rng.bit_generator.state = st["np_rng"]
-        torch.set_rng_state(st["torch_rng"])
+        torch.set_rng_state(st["torch_rng"].cpu())  # map_location moved it; the CPU generator needs a CPU tensor
         random.setstate(st["py_rng"])
 
     def export(self, path: Path, extra: dict | None = None) -> None:
@@ -170,10 +190,11 @@ class Trainer:
         self.opt.step()
         if self.ema is not None:
             with torch.no_grad():
-                for e, p in zip(self.ema.parameters(), self.model.parameters()):
+                for e, p in zip(self.ema.parameters(), self.model.parameters(), strict=True):
                     e.lerp_(p, 1 - self.cfg.ema)
         self.step += 1
-        return {k: float(v) for k, v in terms.items()} | {"gnorm": float(gnorm), "lr": lr_at(self.step - 1, self.cfg)}
+        return {k: float(v.detach()) for k, v in terms.items()} | {"gnorm": float(gnorm),
+                                                                   "lr": lr_at(self.step - 1, self.cfg)}
 
     def run(self, *, max_seconds: float | None = None, on_step: Callable[[int, dict], None] | None = None) -> None:
         logf = open(self.out / "log.jsonl", "a")

@@ -1,0 +1,446 @@
+"""Training: clip discovery and triplet skips, sampling, losses, the loop (learning, schedule, exact resume,
+export), and the safetensors reader/writer.
+
+CPU only and tiny (the ``film-tiny`` preset, 64x48 clips, 32-px crops): the whole file runs in seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import moving_square, write_clip
+from typer.testing import CliRunner
+
+from framefill.checkpoint import WeightsError, load_safetensors, read_metadata, save_safetensors
+from framefill.cli import app
+from framefill.frames import read_image, write_image
+from framefill.models import load_model
+from framefill.models.layers import crop, pad_to_multiple
+from framefill.train.data import DataConfig, TripletDataset, find_clips, load_clip, valid_triplets
+from framefill.train.loop import TrainConfig, Trainer, lr_at
+from framefill.train.losses import census, charbonnier, laplacian_l1, psnr
+
+N = 12  # frames per test clip: the square moves 2 px a frame and never wraps (it would at frame 27)
+NO_AUG = {"flip_prob": 0.0, "rot90_prob": 0.0, "reverse_prob": 0.0, "jitter": 0.0}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # Two cores shared with other work; one thread also keeps CPU results bit-for-bit repeatable.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def square_frames(n: int = N) -> np.ndarray:
+    return np.stack(list(moving_square(n=n)))  # (n, 48, 64, 3) uint8
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder holding one clip: a moving square as a folder of PNG frames (lossless)."""
+    root = tmp_path_factory.mktemp("data")
+    write_clip(root / "square", list(square_frames()))
+    return root
+
+
+# --- data: clips and triplet skips --------------------------------------------------------------------------
+
+
+def test_find_clips_finds_videos_and_frame_folders(tmp_path: Path):
+    write_clip(tmp_path / "a.mp4", list(square_frames(4)))
+    (tmp_path / "nested").mkdir()
+    write_clip(tmp_path / "nested" / "b.mkv", list(square_frames(4)))
+    write_clip(tmp_path / "nested" / "frames", list(square_frames(3)))  # 3 images: a clip
+    write_clip(tmp_path / "pair", list(square_frames(2)))  # 2 images: too few
+    (tmp_path / "notes.txt").write_text("not a clip")
+    clips = find_clips(tmp_path)
+    assert clips == [tmp_path / "a.mp4", tmp_path / "nested" / "b.mkv", tmp_path / "nested" / "frames"]
+    assert find_clips(tmp_path / "a.mp4") == [tmp_path / "a.mp4"]
+    assert find_clips(tmp_path / "nested" / "frames") == [tmp_path / "nested" / "frames"]
+
+
+def test_load_clip_reads_frames_in_natural_order_and_caches(tmp_path: Path):
+    frames = square_frames()
+    (tmp_path / "clip").mkdir()
+    for i, frame in enumerate(frames, start=1):  # f1.png ... f12.png: f10 sorts before f2 as text
+        write_image(tmp_path / "clip" / f"f{i}.png", frame)
+    cfg = DataConfig(max_frames=N)
+    assert np.array_equal(load_clip(tmp_path / "clip", cfg, None), frames)
+    assert np.array_equal(load_clip(tmp_path / "clip", DataConfig(max_frames=5), None), frames[:5])
+    assert np.array_equal(load_clip(tmp_path / "clip", cfg, tmp_path / "cache"), frames)
+    (cached,) = (tmp_path / "cache").iterdir()  # one .npy, no partial file left behind
+    assert cached.suffix == ".npy"
+    for f in (tmp_path / "clip").iterdir():
+        f.unlink()
+    assert np.array_equal(load_clip(tmp_path / "clip", cfg, tmp_path / "cache"), frames)  # from the cache
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_valid_triplets_of_smooth_motion_are_all_starts(stride):
+    assert valid_triplets(square_frames(), stride, DataConfig()).tolist() == list(range(N - 2 * stride))
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_valid_triplets_skip_a_duplicated_frame(stride):
+    k = 5
+    sq = square_frames(N - 1)
+    frames = np.concatenate([sq[: k + 1], sq[k : k + 1], sq[k + 1 :]])  # frames k and k + 1 are one image
+    assert len(frames) == N and np.array_equal(frames[k], frames[k + 1])
+    skipped = set(range(k - 2 * stride + 1, k + 1))  # triplets (i, i + s, i + 2s) holding the pair (k, k + 1)
+    expected = [i for i in range(N - 2 * stride) if i not in skipped]
+    assert valid_triplets(frames, stride, DataConfig()).tolist() == expected
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_valid_triplets_skip_a_scene_cut(stride):
+    k = 6  # the cut lies between frames k - 1 and k
+    sq = square_frames()
+    other = sq[:, ::-1, ::-1, ::-1]  # the same motion over a completely different image
+    frames = np.concatenate([sq[:k], other[k:]])
+    skipped = set(range(k - 2 * stride, k))  # triplets holding the pair (k - 1, k)
+    expected = [i for i in range(N - 2 * stride) if i not in skipped]
+    assert valid_triplets(frames, stride, DataConfig()).tolist() == expected
+
+
+def test_valid_triplets_of_a_static_clip_are_none():
+    frames = np.repeat(square_frames(1), N, axis=0)
+    for stride in (1, 2, 3):
+        assert len(valid_triplets(frames, stride, DataConfig())) == 0
+
+
+def test_valid_triplets_of_a_too_short_clip_are_none():
+    assert len(valid_triplets(square_frames(4), 2, DataConfig())) == 0
+
+
+# --- data: sampling ------------------------------------------------------------------------------------------
+
+
+def test_sample_shape_and_range_from_a_video_file(tmp_path: Path):
+    write_clip(tmp_path / "clip.mp4", list(square_frames()))
+    ds = TripletDataset(tmp_path, DataConfig(crop=32, max_frames=N), tmp_path / "cache")
+    assert ds.summary()["clips"] == 1 and len(ds) > 0
+    rng = np.random.default_rng(0)
+    for _ in range(4):
+        x = ds.sample(rng)
+        assert x.shape == (3, 3, 32, 32) and x.dtype == torch.float32
+        assert 0 <= x.min() and x.max() <= 1
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_sample_middle_is_the_frame_halfway(data_dir: Path, stride):
+    c = 32
+    frames = square_frames()
+    ds = TripletDataset(data_dir, DataConfig(crop=c, strides=(stride,), max_frames=N, **NO_AUG))
+    rng = np.random.default_rng(stride)
+    h, w = frames.shape[1:3]
+    for _ in range(6):
+        trip = (ds.sample(rng) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()  # (3, c, c, 3)
+        in0, in1, mid = trip
+        found = 0
+        for i in range(N - 2 * stride):  # where did this triplet come from? (the gradient makes y, x unique)
+            for y in range(h - c + 1):
+                for x in range(w - c + 1):
+                    at = frames[:, y : y + c, x : x + c]
+                    if np.array_equal(at[i], in0) and np.array_equal(at[i + 2 * stride], in1):
+                        assert np.array_equal(at[i + stride], mid), (i, y, x)
+                        found += 1
+        assert found >= 1
+
+
+# --- losses --------------------------------------------------------------------------------------------------
+
+
+def test_charbonnier_of_equal_images_is_eps():
+    x = torch.rand(2, 3, 16, 16)
+    assert charbonnier(x, x).item() == pytest.approx(1e-3, rel=1e-4)
+    assert charbonnier(x, x, eps=1e-2).item() == pytest.approx(1e-2, rel=1e-4)
+    assert charbonnier(x, x + 0.5).item() == pytest.approx(math.sqrt(0.25 + 1e-6), rel=1e-4)
+
+
+def test_census_is_zero_for_equal_images_and_robust_to_brightness():
+    g = torch.Generator().manual_seed(0)
+    x = 0.2 + 0.6 * torch.rand(1, 3, 32, 32, generator=g)  # room for the offset without clipping
+    assert census(x, x).item() < 1e-4
+    brighter = x + 0.15  # a brightness change: the same structure
+    other = 0.2 + 0.6 * torch.rand(1, 3, 32, 32, generator=g)  # different structure, same statistics
+    l1_ratio = (brighter - x).abs().mean() / (other - x).abs().mean()
+    census_ratio = census(brighter, x) / census(other, x)
+    assert l1_ratio > 0.5  # L1 sees a brightness change as half as bad as a different image, or worse ...
+    assert census_ratio < 0.01  # ... census hardly sees it
+    darker = x * 0.5 + 0.1  # a contrast change too: still far smaller than the structural difference
+    assert census(darker, x) < 0.2 * census(other, x)
+
+
+def test_laplacian_l1_is_zero_for_equal_images_and_sees_blur():
+    x = torch.rand(1, 3, 32, 32)
+    assert laplacian_l1(x, x).item() == 0.0
+    blurred = torch.nn.functional.avg_pool2d(x, 3, stride=1, padding=1, count_include_pad=False)
+    assert laplacian_l1(blurred, x).item() > 0.01
+
+
+def test_psnr_matches_a_hand_computation():
+    target = torch.zeros(2, 3, 8, 8)
+    pred = torch.stack([torch.full((3, 8, 8), 0.1), torch.full((3, 8, 8), 0.01)])  # MSE 1e-2 and 1e-4
+    assert psnr(pred, target).tolist() == pytest.approx([20.0, 40.0], abs=1e-4)
+    assert psnr(target, target).tolist() == pytest.approx([100.0, 100.0])  # MSE clamped at 1e-10
+
+
+# --- the loop ------------------------------------------------------------------------------------------------
+
+
+def tiny_config(**kw) -> TrainConfig:
+    base = {
+        "model": "film",
+        "preset": "film-tiny",
+        "steps": 30,
+        "batch": 2,
+        "lr": 3e-3,
+        "warmup": 3,
+        "ema": 0.9,
+        "ckpt_every": 1000,
+        "data": DataConfig(crop=32, max_frames=N),
+    }
+    return TrainConfig(**(base | kw))
+
+
+def test_training_steps_lower_the_loss_on_a_fixed_batch(data_dir: Path, tmp_path: Path):
+    trainer = Trainer(tiny_config(), data_dir, tmp_path / "run", cache_dir=tmp_path / "cache")
+    rng = np.random.default_rng(0)
+    batch = torch.stack([trainer.dataset.sample(rng) for _ in range(2)])  # (2, 3, 3, 32, 32)
+    totals = [trainer.train_step(batch)["total"] for _ in range(30)]
+    assert all(math.isfinite(t) for t in totals)
+    assert np.mean(totals[-5:]) < 0.995 * np.mean(totals[:5]), totals
+    assert trainer.step == 30
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["preset"] == "film-tiny"
+
+
+def test_lr_schedule_warms_up_then_decays_to_min_lr():
+    cfg = TrainConfig(lr=1e-3, min_lr=1e-5, warmup=10, steps=110)
+    assert lr_at(0, cfg) == pytest.approx(1e-4)
+    assert lr_at(4, cfg) == pytest.approx(5e-4)
+    assert lr_at(9, cfg) == pytest.approx(1e-3)  # the last warm-up step reaches the peak ...
+    assert lr_at(10, cfg) == pytest.approx(1e-3)  # ... where the cosine starts
+    assert lr_at(60, cfg) == pytest.approx((1e-3 + 1e-5) / 2)  # half way down the cosine
+    assert lr_at(110, cfg) == pytest.approx(1e-5)
+    assert lr_at(500, cfg) == pytest.approx(1e-5)  # past the end: stays at min_lr
+    lrs = [lr_at(s, cfg) for s in range(10, 111)]
+    assert all(a >= b for a, b in zip(lrs, lrs[1:], strict=False))
+
+
+def _stop_at(step: int):
+    def on_step(s: int, rec: dict) -> None:
+        if s == step:
+            raise KeyboardInterrupt  # as a Ctrl-C between two steps
+
+    return on_step
+
+
+def test_resume_is_exact(data_dir: Path, tmp_path: Path):
+    cfg = tiny_config(steps=6)
+    whole = Trainer(cfg, data_dir, tmp_path / "whole", cache_dir=tmp_path / "cache")
+    whole.run()
+    assert whole.step == 6
+
+    first = Trainer(cfg, data_dir, tmp_path / "split", cache_dir=tmp_path / "cache")
+    with pytest.raises(KeyboardInterrupt):
+        first.run(on_step=_stop_at(3))  # the interrupt saves a checkpoint
+    assert first.step == 3
+    torch.manual_seed(123)  # a different global RNG state: the checkpoint must restore it
+    resumed = Trainer(cfg, data_dir, tmp_path / "split", cache_dir=tmp_path / "cache")
+    resumed.load(tmp_path / "split" / "last.pt")
+    assert resumed.step == 3
+    resumed.run()
+    assert resumed.step == 6
+
+    for a, b in [(whole.model, resumed.model), (whole.ema, resumed.ema)]:
+        for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+            assert torch.equal(pa, pb), name  # bit for bit: same process, one thread
+    assert not torch.allclose(whole.model.fusion.head.weight, whole.ema.fusion.head.weight)  # EMA really lags
+    assert whole.rng.bit_generator.state == resumed.rng.bit_generator.state
+    assert whole.opt.param_groups[0]["lr"] == resumed.opt.param_groups[0]["lr"]
+    logged = [json.loads(line)["step"] for line in (tmp_path / "split" / "log.jsonl").read_text().splitlines()]
+    assert logged == [1, 2, 3, 4, 5, 6]
+
+
+@pytest.fixture(scope="module")
+def exported(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Trainer, Path]:
+    """A film-tiny trainer after 3 steps, and its exported (EMA) weights."""
+    tmp = tmp_path_factory.mktemp("export")
+    threads = torch.get_num_threads()  # set up before the per-test thread fixture
+    torch.set_num_threads(1)
+    try:
+        trainer = Trainer(tiny_config(steps=3), data_dir, tmp / "run", cache_dir=tmp / "cache")
+        trainer.run()
+    finally:
+        torch.set_num_threads(threads)
+    path = tmp / "tiny.safetensors"
+    trainer.export(path)
+    return trainer, path
+
+
+def test_export_loads_as_the_ema_model(exported):
+    trainer, path = exported
+    model, meta = load_model(path, expect="film")
+    assert meta["architecture"] == "film"
+    assert json.loads(meta["config"]) == trainer.ema.config.to_dict()
+    assert json.loads(meta["training"])["steps"] == 3
+    x0, x1 = torch.rand(2, 1, 3, 32, 48, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.allclose(model(x0, x1), trainer.ema(x0, x1), atol=1e-6)
+        assert not torch.allclose(model(x0, x1), trainer.model(x0, x1), atol=1e-6)  # the EMA, not the raw model
+
+
+def test_cli_interp_with_exported_weights(exported, tmp_path: Path):
+    _, weights = exported
+    frames = square_frames()
+    a, b, mid = tmp_path / "a.png", tmp_path / "b.png", tmp_path / "mid.png"
+    write_image(a, frames[0, :30, :42])  # not a multiple of the divisor (4): padded and cropped back
+    write_image(b, frames[2, :30, :42])
+    result = CliRunner().invoke(
+        app, ["interp", str(a), str(b), str(mid), "--weights", str(weights), "--device", "cpu", "--quiet"]
+    )
+    assert result.exit_code == 0, (result.output, result.exception)
+    out = read_image(mid)
+    assert out.shape == (30, 42, 3)
+    model, _ = load_model(weights)
+    x0, hw = pad_to_multiple(torch.from_numpy(frames[0, :30, :42]).permute(2, 0, 1)[None].float() / 255, 4)
+    x1, _ = pad_to_multiple(torch.from_numpy(frames[2, :30, :42]).permute(2, 0, 1)[None].float() / 255, 4)
+    with torch.no_grad():
+        want = (crop(model(x0, x1), hw)[0].permute(1, 2, 0) * 255).round().numpy()  # (30, 42, 3)
+    assert np.abs(out.astype(float) - want).max() <= 1  # the model's frame, up to rounding
+
+
+def test_cli_train_exports_weights(data_dir: Path, tmp_path: Path):
+    weights = tmp_path / "w.safetensors"
+    result = CliRunner().invoke(
+        app,
+        [
+            "train",
+            "--data",
+            str(data_dir),
+            "--out",
+            str(tmp_path / "run"),
+            "--preset",
+            "film-tiny",
+            "--steps",
+            "2",
+            "--batch",
+            "1",
+            "--crop",
+            "32",
+            "--max-frames",
+            str(N),
+            "--device",
+            "cpu",
+            "--export",
+            str(weights),
+        ],
+    )
+    assert result.exit_code == 0, (result.output, result.exception)
+    model, meta = load_model(weights)
+    assert json.loads(meta["training"])["steps"] == 2
+    assert (tmp_path / "run" / "last.pt").exists()
+
+
+# --- checkpoint: safetensors ---------------------------------------------------------------------------------
+
+
+def _tensors() -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    return {
+        "w.f32": torch.randn(2, 3, generator=g),
+        "w.f16": torch.randn(4, generator=g).half(),
+        "w.bf16": torch.randn(3, 2, generator=g).bfloat16(),
+        "steps.i64": torch.tensor([-1, 2**40, 7]),
+        "scalar": torch.tensor(1.5),
+        "empty": torch.zeros(0, 4),
+    }
+
+
+def test_safetensors_round_trip(tmp_path: Path):
+    tensors, meta = _tensors(), {"architecture": "film", "config": '{"filters": 4}', "version": "1"}
+    save_safetensors(tmp_path / "t.safetensors", tensors, meta)
+    back, back_meta = load_safetensors(tmp_path / "t.safetensors")
+    assert back_meta == meta and read_metadata(tmp_path / "t.safetensors") == meta
+    assert set(back) == set(tensors)
+    for name, t in tensors.items():
+        assert back[name].dtype == t.dtype and back[name].shape == t.shape, name
+        assert torch.equal(back[name], t), name
+    assert not list(tmp_path.glob(".*partial*"))
+
+
+def test_safetensors_layout_is_standard(tmp_path: Path):
+    tensors = _tensors()
+    save_safetensors(tmp_path / "t.safetensors", tensors, {"k": "v"})
+    data = (tmp_path / "t.safetensors").read_bytes()
+    (n,) = struct.unpack("<Q", data[:8])  # 8-byte little-endian header length
+    header = json.loads(data[8 : 8 + n])
+    assert header.pop("__metadata__") == {"k": "v"}
+    names = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.int64: "I64"}
+    end = 0
+    for name in sorted(header, key=lambda k: header[k]["data_offsets"]):
+        spec, t = header[name], tensors[name]
+        assert spec["dtype"] == names[t.dtype] and spec["shape"] == list(t.shape), name
+        begin, stop = spec["data_offsets"]  # relative to the end of the header, contiguous
+        assert begin == end
+        raw = data[8 + n + begin : 8 + n + stop]
+        assert raw == t.reshape(-1).view(torch.uint8).numpy().tobytes(), name  # little-endian raw bytes
+        end = stop
+    assert 8 + n + end == len(data)
+    # And a file laid out by hand (no padding, no metadata, unsorted offsets) reads back.
+    a, b = np.arange(6, dtype="<f4").reshape(2, 3), np.array([3, 1], dtype="<i8")
+    head = json.dumps(
+        {
+            "b": {"dtype": "I64", "shape": [2], "data_offsets": [24, 40]},
+            "a": {"dtype": "F32", "shape": [2, 3], "data_offsets": [0, 24]},
+        }
+    ).encode()
+    (tmp_path / "hand.safetensors").write_bytes(struct.pack("<Q", len(head)) + head + a.tobytes() + b.tobytes())
+    back, meta = load_safetensors(tmp_path / "hand.safetensors")
+    assert meta == {}
+    assert torch.equal(back["a"], torch.from_numpy(a)) and torch.equal(back["b"], torch.from_numpy(b))
+
+
+def _raw(header: object, body: bytes = b"") -> bytes:
+    head = json.dumps(header).encode()
+    return struct.pack("<Q", len(head)) + head + body
+
+
+def test_safetensors_rejects_damaged_files(tmp_path: Path):
+    good = tmp_path / "good.safetensors"
+    save_safetensors(good, _tensors(), {"k": "v"})
+    data = good.read_bytes()
+    (n,) = struct.unpack("<Q", data[:8])
+    bad = {
+        "truncated_body": data[:-5],
+        "truncated_header": data[: 8 + n // 2],
+        "too_short": data[:5],
+        "random": np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes(),
+        "random_after_length": struct.pack("<Q", 64) + bytes(range(64)) * 2,
+        "header_not_object": _raw([1, 2, 3]),
+        "odd_byte_count": _raw({"x": {"dtype": "F32", "shape": [1], "data_offsets": [0, 3]}}, b"abc"),
+        "wrong_shape": _raw({"x": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 8]}}, bytes(8)),
+        "unknown_dtype": _raw({"x": {"dtype": "Q99", "shape": [1], "data_offsets": [0, 4]}}, bytes(4)),
+        "bad_offsets": _raw({"x": {"dtype": "U8", "shape": [1], "data_offsets": ["a", "b"]}}, bytes(1)),
+        "entry_not_object": _raw({"x": "F32"}),
+    }
+    for name, raw in bad.items():
+        path = tmp_path / f"{name}.safetensors"
+        path.write_bytes(raw)
+        with pytest.raises(WeightsError):
+            load_safetensors(path)
+            pytest.fail(f"{name} was read")
+    with pytest.raises(WeightsError):
+        read_metadata(tmp_path / "random.safetensors")
+    with pytest.raises(WeightsError):
+        load_safetensors(tmp_path / "missing.safetensors")
+    with pytest.raises(WeightsError):
+        load_model(tmp_path / "truncated_body.safetensors")
