@@ -1,0 +1,142 @@
+"""End-to-end jobs: input (video, frame folder or image pair) -> scheduler -> output, with overlap.
+
+Decoding runs on a background thread (``prefetch``), encoding on another (``ThreadedSink``), so the
+model is not starved while ffmpeg works. Library code: progress goes through callbacks.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import torch
+
+from framefill.checkpoint import WeightsError
+from framefill.frames import VideoError, is_image_file, read_image, write_image
+from framefill.interpolate import InterpolationStats, ScheduleConfig, interpolate_frames, interpolate_pair, out_fps_for
+from framefill.interpolate import output_count as _output_count
+from framefill.models import default_weights, load_model
+from framefill.video import EncodeOptions, FrameSink, FrameSource, ThreadedSink, prefetch
+
+log = logging.getLogger(__name__)
+
+
+def resolve_device(spec: str) -> torch.device:
+    """``auto`` (CUDA when available, else CPU), ``cpu``, ``cuda`` or ``cuda:N``; a clear error otherwise."""
+    spec = spec.strip().lower()
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(spec)
+    except RuntimeError:
+        raise ValueError(f"unknown device {spec!r}; use auto, cpu, cuda or cuda:N") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError("CUDA was asked for but no CUDA device is available; use --device cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"there is no {spec} (this machine has {torch.cuda.device_count()} CUDA devices)")
+    elif dev.type != "cpu":
+        raise ValueError(f"unsupported device {spec!r}; use auto, cpu, cuda or cuda:N")
+    return dev
+
+
+def resolve_dtype(precision: str, device: torch.device) -> torch.dtype:
+    """``auto`` is fp16 on CUDA and fp32 on the CPU (where half precision is slower, not faster)."""
+    table = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+    if precision == "auto":
+        return torch.float16 if device.type == "cuda" else torch.float32
+    if precision not in table:
+        raise ValueError(f"unknown precision {precision!r}; use auto, fp32, fp16 or bf16")
+    if device.type == "cpu" and precision == "fp16":
+        raise ValueError("fp16 is not supported on the CPU; use fp32 or bf16")
+    return table[precision]
+
+
+def load_interpolator(model: str, weights: Path | None, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
+    """The shipped (or given) weights for ``model``, on ``device`` in ``dtype``, ready for inference."""
+    path = Path(weights) if weights else default_weights(model)
+    if not path.exists():
+        hint = "pass --weights PATH" if weights is None else "check the path"
+        raise WeightsError(f"weights not found: {path} ({hint})")
+    net, _ = load_model(path, expect=model)
+    net = net.to(device=device, dtype=dtype)
+    if device.type == "cpu":
+        net = net.to(memory_format=torch.channels_last)  # measured faster for the convolutions on CPU
+    return net
+
+
+@dataclass
+class JobReport:
+    frames_in: int
+    frames_out: int
+    fps_in: Fraction
+    fps_out: Fraction
+    stats: InterpolationStats
+    warnings: list[str]
+
+
+def interpolate_images(a: Path, b: Path, out: Path, net: torch.nn.Module, *, t: float = 0.5, device: torch.device,
+                       dtype: torch.dtype, overwrite: bool = False) -> None:
+    """One in-between frame of an image pair, written atomically to ``out``."""
+    for p in (a, b):  # before the existence test: --force must not make an input the output
+        if Path(out).resolve() == Path(p).resolve():
+            raise VideoError(f"the output {out} is an input; choose another output path")
+    if Path(out).exists() and not overwrite:
+        raise VideoError(f"{out} exists; use --force to overwrite")
+    img0, img1 = read_image(Path(a)), read_image(Path(b))
+    if img0.shape != img1.shape:
+        raise VideoError(f"{a} is {img0.shape[1]}x{img0.shape[0]} but {b} is {img1.shape[1]}x{img1.shape[0]}; "
+                         "give two images of one size")
+    write_image(Path(out), interpolate_pair(img0, img1, net, t, device=device, dtype=dtype))
+
+
+def interpolate_video(src: Path, dst: Path, net: torch.nn.Module, schedule: ScheduleConfig, *, device: torch.device,
+                      dtype: torch.dtype, encode: EncodeOptions | None = None, in_fps: Fraction | None = None,
+                      keep_audio: bool = True, overwrite: bool = False,
+                      on_start: Callable[[int | None, Fraction, Fraction], None] | None = None,
+                      on_progress: Callable[[int], None] | None = None) -> JobReport:
+    """Interpolate a video file or frame folder into a video file or frame folder.
+
+    ``on_start(total_out_frames or None, fps_in, fps_out)`` is called once the input is probed and the output
+    accepted; ``on_progress(frames_out)`` as frames are written. Nothing appears at ``dst`` unless the whole job
+    succeeds: on any failure or a Ctrl-C the partial output is deleted and ffmpeg stopped.
+    """
+    src, dst = Path(src), Path(dst)
+    if is_image_file(src):
+        raise VideoError(f"{src} is a single image; give a video, a folder of frames, or two images and an output")
+    source = FrameSource(src, fps=in_fps)
+    info = source.info
+    if info.n_frames is not None and info.n_frames < 2:
+        source.close()
+        raise VideoError(f"{src} has {info.n_frames} frame(s); interpolation needs at least 2")
+    fps_out = out_fps_for(info.fps, schedule)
+    total = None
+    if info.n_frames:
+        total = _output_count(info.n_frames, info.fps, factor=schedule.factor, fps=schedule.fps)
+    audio = src if keep_audio and src.is_file() and (info.has_audio or info.has_subtitles) else None
+    stats = InterpolationStats()
+    sink = FrameSink(dst, width=info.width, height=info.height, fps=fps_out, options=encode,
+                     audio_from=audio, overwrite=overwrite, source=src)
+    written = 0
+    try:
+        with source, ThreadedSink(sink) as out:
+            if on_start:
+                on_start(total, info.fps, fps_out)
+            frames = prefetch(iter(source), depth=8)
+            try:
+                for frame in interpolate_frames(frames, info.fps, net, schedule, device=device, dtype=dtype,
+                                                stats=stats):
+                    out.write(frame)
+                    written += 1
+                    if on_progress:
+                        on_progress(written)
+            finally:
+                frames.close()
+            if written < 2:
+                raise VideoError(f"{src} has fewer than 2 decodable frames; interpolation needs at least 2")
+    except ValueError as e:  # from the scheduler: too few frames, a frame of another size
+        raise VideoError(f"{src}: {e}") from None
+    return JobReport(stats.frames_in, written, info.fps, fps_out, stats, list(source.warnings) + list(sink.warnings))

@@ -1,0 +1,346 @@
+"""The command line end to end: help, jobs through CliRunner, and bad input that must end in one error line.
+
+Everything is tiny (64x48 clips of at most 12 frames, an untrained film-tiny whose in-betweens are blends):
+these tests are about the pipeline and the error policy, not picture quality. Each test works in a fresh
+folder holding copies of the session's inputs, so "nothing changed" is a snapshot comparison of that folder.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import NTSC, child_processes, make_clip, moving_square
+from typer.testing import CliRunner, Result
+
+import framefill.pipeline
+from framefill.checkpoint import save_model
+from framefill.cli import app
+from framefill.interpolate import output_count
+from framefill.models import build_model
+from framefill.video import VideoError, probe, read_image, write_image
+
+runner = CliRunner()
+MKV_CLUSTER = b"\x1f\x43\xb6\x75"  # EBML id of a Matroska Cluster: the frames start with the first one
+
+
+@pytest.fixture(scope="session")
+def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An untrained film-tiny: its output is a blend, enough for pipeline tests (no shipped weights needed)."""
+    path = tmp_path_factory.mktemp("weights") / "film-tiny.safetensors"
+    save_model(path, build_model("film", "film-tiny"), architecture="film")
+    return path
+
+
+@pytest.fixture(scope="session")
+def inputs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Every input file the tests use, made once; ``work`` copies them into each test's folder."""
+    d = tmp_path_factory.mktemp("inputs")
+    make_clip(d / "in.mp4")  # 12 frames, 30000/1001 fps, with audio
+    make_clip(d / "in24.mp4", fps=Fraction(24), audio=False)
+    make_clip(d / "odd.mp4", w=33, h=25, n=6, audio=False)
+    make_clip(d / "one.mp4", n=1, audio=False)
+    full = make_clip(tmp_path_factory.mktemp("full") / "full.mkv").read_bytes()
+    (d / "trunc.mkv").write_bytes(full[: len(full) // 2])
+    # Zero frames: an .mkv cut just after the start of its first cluster keeps the video track, but no frame.
+    header = make_clip(tmp_path_factory.mktemp("zero") / "z.mkv", audio=False).read_bytes()
+    (d / "zero.mkv").write_bytes(header[: header.index(MKV_CLUSTER) + len(MKV_CLUSTER)])
+    try:
+        probe(d / "zero.mkv")
+    except VideoError as e:
+        if "no video frames" not in str(e):
+            (d / "zero.mkv").unlink()  # this ffmpeg reads the cut file differently: the test skips
+    (d / "notvideo.mp4").write_text("this is not a video\n")
+    (d / "notes.txt").write_text("neither a video nor weights\n")
+    (d / "taken.mp4").write_bytes(b"somebody else's file")
+    a, b = list(moving_square(w=33, h=25, n=3))[::2]
+    write_image(d / "a.png", a)
+    write_image(d / "b.png", b)
+    frames = d / "frames"
+    frames.mkdir()
+    for i, frame in enumerate(moving_square(n=10), start=1):
+        write_image(frames / f"f{i}.png", frame)  # f1..f10: natural order puts f10 last, not after f1
+    return d
+
+
+@pytest.fixture
+def work(tmp_path: Path, inputs: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A folder with copies of the inputs, made the current directory (short paths, short messages)."""
+    shutil.copytree(inputs, tmp_path, dirs_exist_ok=True)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("FRAMEFILL_DEBUG", raising=False)
+    return tmp_path
+
+
+@pytest.fixture(autouse=True)
+def no_hang() -> Iterator[None]:
+    """A test still running after 60 s fails with a TimeoutError wherever it waits, instead of hanging."""
+    if not hasattr(signal, "SIGALRM"):
+        yield
+        return
+
+    def expire(signum: int, frame: object) -> None:
+        raise TimeoutError("the test ran for more than 60 s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(60)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def interp(*args: str, weights: Path) -> Result:
+    """``framefill interp ARGS`` in this process, with the test weights unless ARGS name others."""
+    extra = [] if "--weights" in args else ["--weights", str(weights)]
+    return runner.invoke(app, ["interp", *args, *extra])
+
+
+def snapshot(folder: Path) -> dict[str, tuple[int, bytes]]:
+    """Every file and folder below ``folder``, hidden ones included, with its mtime and bytes."""
+    return {
+        str(p.relative_to(folder)): (p.stat().st_mtime_ns, p.read_bytes() if p.is_file() else b"")
+        for p in sorted(folder.rglob("*"))
+    }
+
+
+def plain(text: str) -> str:
+    """``text`` without ANSI colours (rich adds them where the environment forces a terminal)."""
+    return re.sub(r"\x1b\[[0-9;]*m", "", text)
+
+
+def assert_one_error(stderr: str, stdout: str = "") -> None:
+    lines = plain(stderr).strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), stderr
+    assert "Traceback" not in stderr + stdout
+
+
+def assert_refused(result: Result, code: int = 2) -> None:
+    assert result.exit_code == code, result.output
+    assert isinstance(result.exception, SystemExit), result.exception  # handled, not an escaped exception
+    assert_one_error(result.stderr, result.stdout)
+
+
+# --- help ---------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("command", "expected"),
+    [
+        ([], ["interp", "train", "info", "--version", "Smooth video"]),
+        (["interp"], ["interp [OPTIONS] PATHS...", "--factor", "--fps", "--weights", "--device", "--no-audio",
+                      "--force", "framefill interp a.png b.png mid.png"]),
+        (["train"], ["--data", "--steps", "--out", "--resume", "--export", "Checkpoints go to"]),
+        (["info"], ["weights", "architecture"]),
+    ],
+    ids=["app", "interp", "train", "info"],
+)
+def test_help_reads_well(command: list[str], expected: list[str]) -> None:
+    for flag in ("--help", "-h"):
+        result = runner.invoke(app, [*command, flag], env={"COLUMNS": "120"})
+        assert result.exit_code == 0, result.output
+        text = plain(result.stdout)
+        for words in expected:
+            assert words in text
+        assert "{paths}" not in text and "{PATHS" not in text
+        assert all("<bool>" not in line for line in text.splitlines() if "--version" in line or "--force" in line)
+
+
+def test_version() -> None:
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.stdout.startswith("framefill ")
+
+
+def test_info_shows_the_architecture(weights: Path) -> None:
+    result = runner.invoke(app, ["info", str(weights)])
+    assert result.exit_code == 0, result.output
+    assert "architecture: film" in result.stdout
+
+
+# --- jobs that work -----------------------------------------------------------------------------------------
+
+
+def test_factor_2_keeps_exact_ntsc_rate_size_and_audio(work: Path, weights: Path) -> None:
+    result = interp("in.mp4", "out.mp4", "--factor", "2", weights=weights)
+    assert result.exit_code == 0, result.output
+    assert "wrote out.mp4: 12 -> 23 frames" in plain(result.stderr)
+    info = probe(work / "out.mp4")
+    assert info.n_frames == (12 - 1) * 2 + 1
+    assert info.fps == 2 * NTSC == Fraction(60000, 1001)
+    assert (info.width, info.height) == (64, 48)
+    assert info.has_audio
+    assert sorted(p.name for p in work.iterdir() if p.name.startswith(".")) == []  # no temp files left
+
+
+@pytest.mark.parametrize(
+    ("option", "fps", "count"),
+    [
+        (["--factor", "3"], Fraction(72), output_count(12, 24, factor=3)),
+        (["--fps", "60"], Fraction(60), output_count(12, 24, fps=Fraction(60))),
+    ],
+    ids=["factor 3", "fps 60"],
+)
+def test_from_24_fps(work: Path, weights: Path, option: list[str], fps: Fraction, count: int) -> None:
+    result = interp("in24.mp4", "out.mp4", *option, weights=weights)
+    assert result.exit_code == 0, result.output
+    info = probe(work / "out.mp4")
+    assert (info.n_frames, info.fps, info.width, info.height) == (count, fps, 64, 48)
+
+
+def test_odd_size_is_kept(work: Path, weights: Path) -> None:
+    result = interp("odd.mp4", "out.mkv", weights=weights)  # --factor 2 by default
+    assert result.exit_code == 0, result.output
+    info = probe(work / "out.mkv")
+    assert (info.width, info.height, info.n_frames) == (33, 25, 11)
+
+
+def test_folder_of_frames_to_folder(work: Path, weights: Path) -> None:
+    frames = list(moving_square(n=10))
+    result = interp("frames", "out", "--factor", "2", weights=weights)
+    assert result.exit_code == 0, result.output
+    out = work / "out"
+    assert sorted(p.name for p in out.iterdir()) == [f"frame_{i:06d}.png" for i in range(1, 20)]
+    # Inputs come through as themselves (PNG is lossless), in natural order: f2 second, f10 last.
+    assert np.array_equal(read_image(out / "frame_000001.png"), frames[0])
+    assert np.array_equal(read_image(out / "frame_000003.png"), frames[1])
+    assert np.array_equal(read_image(out / "frame_000019.png"), frames[9])
+    assert read_image(out / "frame_000002.png").shape == (48, 64, 3)
+
+
+def test_pair_of_images_makes_one_in_between(work: Path, weights: Path) -> None:
+    result = interp("a.png", "b.png", "mid.png", weights=weights)
+    assert result.exit_code == 0, result.output
+    assert read_image(work / "mid.png").shape == read_image(work / "a.png").shape == (25, 33, 3)
+
+
+def test_no_audio_drops_audio(work: Path, weights: Path) -> None:
+    result = interp("in.mp4", "out.mp4", "--no-audio", weights=weights)
+    assert result.exit_code == 0, result.output
+    assert not probe(work / "out.mp4").has_audio
+
+
+def test_force_replaces_an_existing_output(work: Path, weights: Path) -> None:
+    result = interp("in.mp4", "taken.mp4", "--force", weights=weights)
+    assert result.exit_code == 0, result.output
+    assert probe(work / "taken.mp4").n_frames == 23
+
+
+# --- bad input: one line, exit code 2, nothing touched ------------------------------------------------------
+
+no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+
+BAD_INPUT = [
+    pytest.param(["missing.mp4", "out.mp4"], "missing.mp4 does not exist", id="missing input"),
+    pytest.param(["notvideo.mp4", "out.mp4"], "not a readable video", id="text file named .mp4"),
+    pytest.param(["one.mp4", "out.mp4"], "has 1 frame", id="one frame"),
+    pytest.param(["zero.mkv", "out.mp4"], "no video frames", id="zero frames"),
+    pytest.param(["in.mp4", "taken.mp4"], "exists; use --force", id="output exists"),
+    pytest.param(["in.mp4", "in.mp4"], "is the input", id="output is the input"),
+    pytest.param(["in.mp4", "./in.mp4", "--force"], "is the input", id="output is the input with force"),
+    pytest.param(["a.png", "b.png", "a.png", "--force"], "is an input", id="pair output is an input"),
+    pytest.param(["in.mp4", "nodir/out.mp4"], "does not exist", id="output folder missing"),
+    pytest.param(["in.mp4", "notes.txt/out.mp4"], "not a folder", id="output folder is a file"),
+    pytest.param(["in.mp4", "out.mp4", "--factor", "1"], "'--factor'", id="factor 1"),
+    pytest.param(["in.mp4", "out.mp4", "--factor", "2", "--fps", "60"], "not both", id="factor and fps"),
+    pytest.param(["in.mp4", "out.mp4", "--fps", "20"], "above the input fps", id="fps below the input"),
+    pytest.param(["in.mp4", "out.mp4", "--fps", "fast"], "not a frame rate", id="fps not a rate"),
+    pytest.param(["a.png", "b.png", "mid.png", "--factor", "4"], "do not apply", id="pair with factor"),
+    pytest.param(["in.mp4", "out.mp4", "--device", "cuda"], "no CUDA device", id="cuda without cuda", marks=no_cuda),
+    pytest.param(["in.mp4", "out.mp4", "--weights", "gone.safetensors"], "weights not found", id="weights missing"),
+    pytest.param(["in.mp4", "out.mp4", "--weights", "notes.txt"], "not a safetensors file", id="weights not weights"),
+    pytest.param(["in.mp4", "out.mp4", "--bogus"], "No such option", id="unknown option"),
+]
+
+
+@pytest.mark.parametrize(("args", "message"), BAD_INPUT)
+def test_bad_input_is_one_error_line_and_touches_nothing(work: Path, weights: Path, args: list[str],
+                                                         message: str) -> None:
+    if args[0] == "zero.mkv" and not (work / "zero.mkv").exists():
+        pytest.skip("could not make a video of zero frames with this ffmpeg")
+    before = snapshot(work)
+    result = interp(*args, weights=weights)
+    assert_refused(result)
+    assert message in plain(result.stderr)
+    assert snapshot(work) == before  # inputs untouched, no output, no temp files
+
+
+def test_unwritable_output_folder(work: Path, weights: Path) -> None:
+    locked = work / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        if os.access(locked, os.W_OK):  # root writes anyway; "output folder is a file" covers everyone
+            pytest.skip("running as root: a 0o500 folder is still writable")
+        before = snapshot(work)
+        result = interp("in.mp4", "locked/out.mp4", weights=weights)
+        assert_refused(result)
+        assert "cannot write to folder" in result.stderr
+        assert snapshot(work) == before
+    finally:
+        locked.chmod(0o700)
+
+
+def test_truncated_stream_decodes_what_it_can_or_fails_cleanly(work: Path, weights: Path) -> None:
+    result = interp("trunc.mkv", "out.mp4", weights=weights)
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    if result.exit_code == 0:
+        assert probe(work / "out.mp4").n_frames >= 3
+    else:
+        assert_refused(result)
+        assert not (work / "out.mp4").exists()
+    assert sorted(p.name for p in work.iterdir() if p.name.startswith(".")) == []
+
+
+@pytest.mark.parametrize(("error", "code"), [(KeyboardInterrupt, 130), (RuntimeError("the model broke"), 1)],
+                         ids=["ctrl-c", "failure"])
+def test_interrupted_or_failed_job_leaves_nothing(work: Path, weights: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  error: BaseException, code: int) -> None:
+    real = framefill.pipeline.interpolate_frames
+
+    def breaks_after_a_few_frames(*args: object, **kwargs: object) -> Iterator[np.ndarray]:
+        for i, frame in enumerate(real(*args, **kwargs)):  # type: ignore[arg-type]
+            if i == 5:
+                raise error
+            yield frame
+
+    monkeypatch.setattr(framefill.pipeline, "interpolate_frames", breaks_after_a_few_frames)
+    before = snapshot(work)
+    result = interp("in.mp4", "out.mp4", weights=weights)
+    assert_refused(result, code)
+    assert snapshot(work) == before
+    assert child_processes() == []  # both ffmpegs stopped and reaped
+
+
+# --- the real process: exit codes and stderr as a shell sees them -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        pytest.param(["missing.mp4", "out.mp4"], id="missing input"),
+        pytest.param(["in.mp4", "out.mp4", "--factor", "1"], id="factor 1"),
+        pytest.param(["notvideo.mp4", "out.mp4"], id="text file named .mp4"),
+        pytest.param(["in.mp4", "taken.mp4"], id="output exists"),
+    ],
+)
+def test_process_exits_2_with_one_error_line(work: Path, weights: Path, args: list[str]) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("FRAMEFILL_DEBUG", "FRAMEFILL_LOG")}
+    before = snapshot(work)
+    done = subprocess.run([sys.executable, "-m", "framefill", "interp", *args, "--weights", str(weights)],
+                          cwd=work, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert_one_error(done.stderr, done.stdout)
+    assert snapshot(work) == before
