@@ -27,7 +27,7 @@ from typing import Any
 import imageio_ffmpeg
 import numpy as np
 
-from framefill.frames import VideoError, check_parent, unwritable
+from framefill.frames import VideoError, check_parent, publish_mode, unwritable
 
 log = logging.getLogger(__name__)
 
@@ -364,6 +364,7 @@ class Encoder:
         if self._ff.wait() != 0:
             raise self._failed("could not write")
         self.warnings.extend(self._ff.lines)
+        publish_mode(self._tmp)
         os.replace(self._tmp, self.path)
         self._cleanup.detach()
         self._ff.stop()

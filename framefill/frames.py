@@ -96,6 +96,20 @@ def _encode(path: Path, img: np.ndarray) -> bytes:
     return buf.tobytes()
 
 
+def _read_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()  # read once at import: os.umask is process-wide and not thread-safe
+
+
+def publish_mode(path: Path | str, directory: bool = False) -> None:
+    """Give a temp file (or folder) from mkstemp/mkdtemp (0600/0700) the mode a normal create would have."""
+    os.chmod(path, (0o777 if directory else 0o666) & ~_UMASK)
+
+
 def check_parent(path: Path) -> Path:
     """Return ``path``'s folder, or raise VideoError if it does not exist or is not a folder."""
     parent = Path(path).parent
@@ -129,6 +143,7 @@ def write_image(path: Path, img: np.ndarray) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        publish_mode(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -187,6 +202,7 @@ class FrameFolderWriter:
             if self.path.exists():
                 old = self.path.with_name(f"{tmp.name}.old")
                 os.rename(self.path, old)
+            publish_mode(tmp, directory=True)
             os.rename(tmp, self.path)
         except BaseException:
             if old is not None and not self.path.exists():

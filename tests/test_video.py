@@ -404,3 +404,20 @@ def test_ctrl_c_stops_ffmpeg_and_leaves_no_file(tmp_path: Path, clip: Path, mode
     assert "KeyboardInterrupt" in err
     assert not Path(f"/proc/{ffmpeg[0]}").exists()  # killed and reaped, not orphaned
     assert list(work.iterdir()) == []
+
+
+def test_outputs_get_the_usual_permissions(tmp_path):
+    """Temp files are private (mkstemp); the published output follows the umask like any new file."""
+    from framefill.frames import _UMASK
+
+    frame = np.zeros((48, 64, 3), np.uint8)
+    with FrameSink(tmp_path / "p.mp4", width=64, height=48, fps=Fraction(30)) as sink:
+        sink.write(frame)
+        sink.write(frame)
+    with FrameSink(tmp_path / "frames_out", width=64, height=48, fps=Fraction(30)) as sink:
+        sink.write(frame)
+    write_image(tmp_path / "mid.png", frame)
+    mode = {name: (tmp_path / name).stat().st_mode & 0o777 for name in ("p.mp4", "frames_out", "mid.png")}
+    file_mode, dir_mode = 0o666 & ~_UMASK, 0o777 & ~_UMASK
+    assert mode == {"p.mp4": file_mode, "frames_out": dir_mode, "mid.png": file_mode}
+    assert file_mode != 0o600  # not the private mode of the temp file (holds for any usual umask)
