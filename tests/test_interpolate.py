@@ -209,6 +209,18 @@ def test_duplicates_skip_the_model():
     assert sum(model.batches) == 3
 
 
+def test_codec_noise_is_a_duplicate_but_a_small_moving_square_is_not():
+    rng = np.random.default_rng(0)
+    base = rng.integers(20, 230, (48, 64, 3), dtype=np.uint8)
+    noise = rng.integers(-4, 5, base.shape) * (rng.random(base.shape[:2]) < 0.1)[..., None]
+    noisy = (base + noise).astype(np.uint8)  # codec-like: a few levels on a tenth of the pixels
+    moved = base.copy()
+    moved[10:16, 20:26] = 255  # a 6x6 square appears
+    stats = InterpolationStats()
+    run([base, noisy, moved], Average(), factor=2, stats=stats)
+    assert stats.pairs_duplicate == 1 and stats.pairs_interpolated == 1 and stats.scene_cuts == 0
+
+
 def test_batching_across_pairs_and_depths():
     model = Average()
     stats = InterpolationStats()
