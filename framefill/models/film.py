@@ -8,12 +8,14 @@ other times). Its four stages, one module each:
    level ``j`` concatenates depth ``d`` of image level ``j - d`` for every available ``d``. Deep
    (coarse) levels therefore see features computed with weights shared across scales, which is what
    lets a network trained on small motion resolve large motion at coarse levels.
-2. ``PyramidFlowEstimator``: coarse-to-fine residual flow. At each level the other frame's features
-   are backward-warped by the upsampled flow and a small conv stack predicts a residual. The finest
-   ``specialized_levels`` levels own their estimator; all coarser levels share one (same channel
-   count there because ``specialized_levels >= sub_levels - 1``). It runs in both directions.
-   For speed the finest ``skip_levels`` levels get no features and no refinement: the flow is
-   upsampled there, and the cascade starts at pyramid level ``skip_levels``.
+2. ``PyramidFlowEstimator``: coarse-to-fine residual flow. At each level the upsampled flow is first
+   refined by ``lk_iters`` damped Lucas-Kanade steps on the grey images (parameter-free apart from
+   the learned damping), then the other frame's features are backward-warped by it and a small conv
+   stack predicts a learned residual. The finest ``specialized_levels`` feature levels own their
+   estimator; all coarser levels share one (same channel count there because
+   ``specialized_levels >= sub_levels - 1``). It runs in both directions. For speed the finest
+   ``skip_levels`` levels get no features and no learned residual (Lucas-Kanade still refines there),
+   and the cascade starts at pyramid level ``skip_levels``.
 3. Warping: image and feature pyramids of frame 0 are backward-warped by ``0.5 * flow_10`` (flow that
    maps frame 1's grid into frame 0), those of frame 1 by ``0.5 * flow_01``: FILM's approximation of
    the flow at the middle frame by the flow anchored at the other end.
@@ -26,15 +28,18 @@ Conventions: pyramids finest first; flow in pixels of its level, channel 0 = dx;
 in [0, 1].
 
 Size divisibility: H and W must be multiples of ``2 ** (pyramid_levels - 1)`` (``FilmConfig.divisor``);
-the scheduler pads and crops back. Largest motion: each refined level searches ``corr_radius`` pixels
-of its own level around the upsampled flow (``flow_convs`` without a cost volume), so the pyramid
-resolves about ``radius * (2 ** pyramid_levels - 2 ** skip_levels)`` pixels between the two inputs
-(``FilmConfig.max_motion``: 120 px for ``film-s``); the pyramid depth is the knob for bigger motion, at
+the scheduler pads and crops back. Largest motion: each level corrects about ``flow_radius`` pixels of
+its own level around the upsampled flow (2 for a Lucas-Kanade step over a 5-pixel window), so the
+pyramid resolves about ``flow_radius * (2 ** pyramid_levels - 1)`` pixels between the two inputs
+(``FilmConfig.max_motion``: 126 px for ``film-s``); the pyramid depth is the knob for bigger motion, at
 no cost in weights, since the coarse levels share one estimator.
 
-Beyond FILM: the flow estimators also see a small cosine cost volume and start from its soft-argmax
-(as PWC-Net's cost volume, made differentiable), which lets the network find flow after a few hundred
-steps instead of many thousands; the convs learn a correction on top.
+Beyond FILM, for a CPU training budget: FILM's flow estimator learns to find flow only after long
+training (on our CPU budget it stayed at zero for 1,000 steps and the model was a plain blend; a
+soft-argmax cost volume, tried next, gave arbitrary motion in flat regions and at borders). A damped
+Lucas-Kanade step is exactly zero for identical frames, sub-pixel accurate on texture and near zero
+without it, so the network starts from a working coarse-to-fine flow and learns corrections, occlusion
+masks and the fusion on top.
 """
 
 from __future__ import annotations
@@ -45,7 +50,7 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn as nn
 
-from framefill.models.layers import displacements, image_pyramid, local_correlation, resize_flow, upsample2, warp
+from framefill.models.layers import image_pyramid, lucas_kanade_step, resize_flow, upsample2, warp
 
 
 @dataclass(frozen=True)
@@ -56,7 +61,8 @@ class FilmConfig:
     specialized_levels: int = 2  # finest levels with their own flow estimator (>= sub_levels - 1)
     flow_filters: int = 32  # channels of the flow estimators' conv stacks
     flow_convs: int = 3  # 3x3 convs per flow estimator (before the 1x1 output)
-    corr_radius: int = 2  # local cost volume radius fed to the flow estimators (0: concatenation only, as FILM)
+    lk_iters: int = 1  # Lucas-Kanade updates per level before the learned residual (0: FILM's estimator alone)
+    lk_window: int = 5  # Lucas-Kanade window (pixels of its level)
     skip_levels: int = 2  # finest levels with no features and no flow refinement: flow is upsampled there,
     # and fusion sees only the warped images (full-resolution features cost most of the time on a CPU)
     fusion_levels: int = 4  # pyramid levels the U-Net fusion decodes (finest first)
@@ -80,12 +86,12 @@ class FilmConfig:
     @property
     def flow_radius(self) -> int:
         """Pixels of its own level one flow estimator searches around the upsampled flow."""
-        return self.corr_radius or self.flow_convs
+        return 2 if self.lk_iters else self.flow_convs
 
     @property
     def max_motion(self) -> int:
         """Approximate largest motion (pixels between the two inputs) the pyramid resolves."""
-        return self.flow_radius * (2**self.pyramid_levels - 2**self.skip_levels)
+        return self.flow_radius * (2**self.pyramid_levels - 1)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -137,34 +143,18 @@ class FeatureExtractor(nn.Module):
 
 
 class FlowLevel(nn.Module):
-    """One level's residual flow from (features A, features B warped to A).
+    """One level's learned residual flow from (features A, features B warped to A): FILM's conv stack."""
 
-    With ``corr_radius > 0`` a cosine cost volume over a ``(2r+1)^2`` window is computed; its soft-argmax
-    (softmax over the window at a learned temperature, then the expected displacement) is a flow update
-    that works from the first step, and the conv stack, which also sees the cost volume, adds a learned
-    correction (zero at initialisation). Without it, this is FILM's plain conv stack over the
-    concatenated features.
-    """
-
-    def __init__(self, *, channels: int, filters: int, convs: int, corr_radius: int = 0) -> None:
+    def __init__(self, *, channels: int, filters: int, convs: int) -> None:
         super().__init__()
-        self.corr_radius = corr_radius
-        cin = 2 * channels + (2 * corr_radius + 1) ** 2 * (corr_radius > 0)
-        layers = [_conv(cin, filters)] + [_conv(filters, filters) for _ in range(convs - 1)]
+        layers = [_conv(2 * channels, filters)] + [_conv(filters, filters) for _ in range(convs - 1)]
         self.body = nn.Sequential(*layers)
         self.out = nn.Conv2d(filters, 2, 1)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
-        if corr_radius:
-            self.log_temperature = nn.Parameter(torch.tensor(math.log(10.0)))
 
     def forward(self, feat_a: torch.Tensor, feat_b_warped: torch.Tensor) -> torch.Tensor:
-        if not self.corr_radius:
-            return self.out(self.body(torch.cat([feat_a, feat_b_warped], dim=1)))  # (N, 2, h, w)
-        corr = local_correlation(feat_a, feat_b_warped, self.corr_radius)  # (N, K, h, w), K = (2r+1)^2
-        weights = torch.softmax(corr * self.log_temperature.exp(), dim=1).unsqueeze(2)  # (N, K, 1, h, w)
-        matched = (weights * displacements(self.corr_radius, corr.device, corr.dtype)).sum(dim=1)  # (N, 2, h, w)
-        return matched + self.out(self.body(torch.cat([feat_a, feat_b_warped, corr], dim=1)))
+        return self.out(self.body(torch.cat([feat_a, feat_b_warped], dim=1)))  # (N, 2, h, w)
 
 
 class PyramidFlowEstimator(nn.Module):
@@ -179,26 +169,31 @@ class PyramidFlowEstimator(nn.Module):
         self.cfg = cfg
         first = cfg.skip_levels
         self.specialized = nn.ModuleList(
-            FlowLevel(channels=extractor.channels(first + j), filters=cfg.flow_filters, convs=cfg.flow_convs,
-                      corr_radius=cfg.corr_radius)
+            FlowLevel(channels=extractor.channels(first + j), filters=cfg.flow_filters, convs=cfg.flow_convs)
             for j in range(cfg.specialized_levels)
         )
-        self.shared = FlowLevel(channels=extractor.channels(first + cfg.specialized_levels),
-                                filters=cfg.flow_filters, convs=cfg.flow_convs, corr_radius=cfg.corr_radius)
+        self.shared = FlowLevel(
+            channels=extractor.channels(first + cfg.specialized_levels), filters=cfg.flow_filters, convs=cfg.flow_convs
+        )
+        # Lucas-Kanade damping (per squared grey-level gradient): learned, shared by all levels.
+        self.log_damping = nn.Parameter(torch.tensor(math.log(1e-3)))
 
     def _level(self, j: int) -> FlowLevel:
         j -= self.cfg.skip_levels
         return self.specialized[j] if j < len(self.specialized) else self.shared
 
-    def forward(self, fa: list[torch.Tensor | None], fb: list[torch.Tensor | None],
-                sizes: list[tuple[int, int]]) -> list[torch.Tensor]:
+    def forward(self, fa: list[torch.Tensor | None], fb: list[torch.Tensor | None], ia: list[torch.Tensor],
+                ib: list[torch.Tensor]) -> list[torch.Tensor]:
         levels = len(fa)
         coarsest = fa[-1]
         flow = coarsest.new_zeros(coarsest.shape[0], 2, *coarsest.shape[-2:])
         flows: list[torch.Tensor] = [flow] * levels
+        damping = self.log_damping.exp()
         for j in range(levels - 1, -1, -1):
             if j < levels - 1:
-                flow = resize_flow(flow, sizes[j])
+                flow = resize_flow(flow, ia[j].shape[-2:])
+            for _ in range(self.cfg.lk_iters):
+                flow = flow + lucas_kanade_step(ia[j], warp(ib[j], flow), self.cfg.lk_window, damping)
             if fa[j] is not None:
                 flow = flow + self._level(j)(fa[j], warp(fb[j], flow))
             flows[j] = flow
@@ -281,7 +276,8 @@ class Film(nn.Module):
         feats = self.extractor(pyr)
         # Both directions in one batch: A = (frame1, frame0), B = (frame0, frame1) (the swap of feats).
         swapped = [None if f is None else torch.cat([f[n:], f[:n]]) for f in feats]
-        flows = self.flow(swapped, feats, [p.shape[-2:] for p in pyr])  # flows[j]: (2N, 2, h_j, w_j)
+        pyr_swapped = [torch.cat([p[n:], p[:n]]) for p in pyr]
+        flows = self.flow(swapped, feats, pyr_swapped, pyr)  # flows[j]: (2N, 2, h_j, w_j)
         fusion_in = []
         for j in range(cfg.fusion_levels):
             flow_10, flow_01 = flows[j][:n] * 0.5, flows[j][n:] * 0.5  # mid->0 and mid->1 approximations

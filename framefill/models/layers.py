@@ -90,27 +90,34 @@ def crop(x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
     return x[..., : hw[0], : hw[1]]
 
 
-def local_correlation(a: torch.Tensor, b: torch.Tensor, radius: int) -> torch.Tensor:
-    """Cosine-similarity cost volume over a ``(2r+1)^2`` window.
+def grey(img: torch.Tensor) -> torch.Tensor:
+    """BT.601 luma, ``(N, 1, H, W)``."""
+    return 0.299 * img[:, 0:1] + 0.587 * img[:, 1:2] + 0.114 * img[:, 2:3]
 
-    ``out[k, y, x] = <a[:, y, x], b[:, y + dy_k, x + dx_k]>`` with both feature vectors normalised to unit length;
-    displacements in row-major order (dy outer, dx inner), zero outside the image.
+
+def lucas_kanade_step(a: torch.Tensor, b_warped: torch.Tensor, window: int, damping: torch.Tensor) -> torch.Tensor:
+    """One damped Lucas-Kanade update ``d`` so that ``a[y, x] ~ b_warped[y + d_y, x + d_x]``.
+
+    Solves ``(sum g g^T + damping I) d = sum g (a - b)`` over a ``window x window`` box per pixel, with ``g``
+    the mean spatial gradient of the two grey images: differentiable, symmetric in the two images, exactly
+    zero for identical images, and near zero where there is no texture (the damping).
 
     Shape:
-        a, b: ``(N, C, H, W)``; returns ``(N, (2 * radius + 1) ** 2, H, W)`` in [-1, 1].
+        a, b_warped: ``(N, C, H, W)`` (converted to grey when C = 3); returns ``(N, 2, H, W)`` (dx, dy).
     """
-    n, c, h, w = a.shape
-    a = F.normalize(a, dim=1, eps=1e-4)
-    bp = F.pad(F.normalize(b, dim=1, eps=1e-4), (radius, radius, radius, radius))
-    out = []
-    for dy in range(2 * radius + 1):
-        for dx in range(2 * radius + 1):
-            out.append((a * bp[..., dy : dy + h, dx : dx + w]).sum(dim=1, keepdim=True))
-    return torch.cat(out, dim=1)
-
-
-def displacements(radius: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    """The ``(2r+1)^2`` displacements of ``local_correlation``'s channels as ``(1, K, 2, 1, 1)`` (dx, dy)."""
-    r = torch.arange(-radius, radius + 1, device=device, dtype=dtype)
-    dy, dx = torch.meshgrid(r, r, indexing="ij")
-    return torch.stack([dx.flatten(), dy.flatten()], dim=1).view(1, -1, 2, 1, 1)
+    if a.shape[1] == 3:
+        a, b_warped = grey(a), grey(b_warped)
+    m = 0.5 * (a + b_warped)
+    px = F.pad(m, (1, 1, 0, 0), mode="replicate")
+    py = F.pad(m, (0, 0, 1, 1), mode="replicate")
+    gx = 0.5 * (px[..., 2:] - px[..., :-2])  # central differences
+    gy = 0.5 * (py[..., 2:, :] - py[..., :-2, :])
+    gt = a - b_warped
+    terms = torch.cat([gx * gx, gx * gy, gy * gy, gx * gt, gy * gt], dim=1)  # (N, 5, H, W)
+    s = F.avg_pool2d(F.pad(terms, (window // 2,) * 4, mode="replicate"), window, stride=1)
+    sxx, sxy, syy, sxt, syt = (s[:, i : i + 1] for i in range(5))
+    sxx, syy = sxx + damping, syy + damping
+    det = sxx * syy - sxy * sxy
+    dx = (syy * sxt - sxy * syt) / det
+    dy = (sxx * syt - sxy * sxt) / det
+    return torch.cat([dx, dy], dim=1)
