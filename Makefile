@@ -1,0 +1,36 @@
+# framefill: `make demo` runs the main job on the bundled clip, `make test` passes the tests.
+# Both install what they need first (CPU torch 2.13.0, then the package in editable mode).
+PYTHON ?= python3
+PIP := $(PYTHON) -m pip
+DEMO_IN := demo/bbb_720p_24fps.mp4
+DEMO_OUT := demo_out/bbb_48fps.mp4
+PEERS := ../shared/tools/peers
+VAL := ../shared/data/val/videos
+STAMP := .install.stamp
+
+.PHONY: install demo test lint compare clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PIP) install -q "torch==2.13.0"
+	$(PIP) install -q -e ".[dev]"
+	@touch $(STAMP)
+
+demo: install
+	@mkdir -p demo_out
+	$(PYTHON) -m framefill interp $(DEMO_IN) $(DEMO_OUT) --factor 2 --force
+	@echo "wrote $(DEMO_OUT)"
+
+test: install
+	$(PYTHON) -m pytest -q
+
+lint: install
+	$(PYTHON) -m ruff check framefill tests tools
+
+# Quality and speed next to the peers, on drop-frame triplets of the validation clips (stride 1 and 2).
+compare: install
+	bash tools/compare_peers.sh $(PEERS) $(VAL)
+
+clean:
+	rm -rf demo_out $(STAMP) .pytest_cache build *.egg-info
