@@ -38,7 +38,7 @@ from contextlib import closing, suppress
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -60,6 +60,9 @@ __all__ = [
 ]  # fmt: skip
 
 log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
 T = TypeVar("T")
 
 
@@ -202,7 +205,26 @@ def _same_file(a: Path, b: Path) -> bool:
         return a.resolve() == b.resolve()
 
 
-class FrameSink:
+class _CommitOnExit:
+    """``with`` support for writers: ``close()`` (commit) on a clean exit, ``abort()`` on an exception."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+class FrameSink(_CommitOnExit):
     """Writes ``(H, W, 3)`` uint8 RGB frames to a video file or a folder of PNGs, atomically.
 
     The output appears at ``path`` only when ``close()`` succeeds; ``abort()``, an exception inside the
@@ -280,20 +302,12 @@ class FrameSink:
         self._closed = True
         self._impl.abort()
 
-    def __enter__(self) -> FrameSink:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
 
 
 _END = object()
 
 
-class ThreadedSink:
+class ThreadedSink(_CommitOnExit):
     """A FrameSink that encodes on a background thread behind a bounded queue, overlapping encode with compute.
 
     ``write()`` only enqueues, so a frame must not be modified after it is written. An error of the encoding
@@ -358,14 +372,6 @@ class ThreadedSink:
         self._join()
         self.sink.abort()
 
-    def __enter__(self) -> ThreadedSink:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
 
 
 def prefetch(it: Iterable[T], depth: int = 8) -> Iterator[T]:
