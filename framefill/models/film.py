@@ -244,7 +244,7 @@ class Film(nn.Module):
     Shape:
         img0, img1: ``(N, 3, H, W)`` in [0, 1], H and W multiples of ``config.divisor``.
         output: ``(N, 3, H, W)`` in [0, 1]. ``forward(..., return_aux=True)`` also returns a dict with
-        the flow pyramids and the warped images (for losses and debugging).
+        the flow pyramids, the image pyramid of both inputs and the warped images (for losses and debugging).
     """
 
     times = (0.5,)  # the only time it is trained for; the scheduler recurses for others
@@ -290,7 +290,7 @@ class Film(nn.Module):
         w0_img, w1_img = fusion_in[0][:, :3], fusion_in[0][:, 3:6]
         out = (mask * w0_img + (1 - mask) * w1_img + head[:, 1:]).clamp(0, 1)
         if return_aux:
-            return out, {"flows": flows, "warped0": w0_img, "warped1": w1_img, "mask": mask}
+            return out, {"flows": flows, "pyramid": pyr, "warped0": w0_img, "warped1": w1_img, "mask": mask}
         return out
 
 

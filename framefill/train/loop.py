@@ -71,24 +71,25 @@ def loss_terms(model: torch.nn.Module, batch: torch.Tensor, cfg: TrainConfig) ->
     if cfg.w_lap:
         terms["lap"] = cfg.w_lap * laplacian_l1(pred, gt)
     if cfg.w_warp:
-        terms["warp"] = cfg.w_warp * warp_loss(i0, i1, gt, aux["flows"])
+        terms["warp"] = cfg.w_warp * warp_loss(aux["pyramid"], gt, aux["flows"])
     terms["total"] = sum(terms.values())
     return terms
 
 
-def warp_loss(i0: torch.Tensor, i1: torch.Tensor, gt: torch.Tensor, flows: list[torch.Tensor]) -> torch.Tensor:
+def warp_loss(pyramid: list[torch.Tensor], gt: torch.Tensor, flows: list[torch.Tensor]) -> torch.Tensor:
     """Each input warped to the middle by its half flow should be the middle frame, at every pyramid level.
 
-    ``flows[j]`` is ``(2N, 2, h_j, w_j)``: flow_10 then flow_01 (see ``Film``). Direct, multi-scale supervision
-    of the flow, including the coarse levels where a pixel is a large motion.
+    ``pyramid[j]`` is the model's own image pyramid ``(2N, 3, h_j, w_j)`` (frame 0 rows, then frame 1) and
+    ``flows[j]`` ``(2N, 2, h_j, w_j)`` holds flow_10 then flow_01 (see ``Film``), so one warp serves both
+    inputs. Direct, multi-scale supervision of the flow, including the coarse levels where a pixel is a
+    large motion.
     """
-    n = i0.shape[0]
     levels = len(flows)
-    p0, p1, pg = image_pyramid(i0, levels), image_pyramid(i1, levels), image_pyramid(gt, levels)
-    loss = i0.new_zeros(())
+    pg = image_pyramid(gt, levels)
+    loss = gt.new_zeros(())
     for j in range(levels - 1):  # the coarsest level is a few pixels wide: too little to learn from
-        w0, w1 = warp(p0[j], 0.5 * flows[j][:n]), warp(p1[j], 0.5 * flows[j][n:])
-        loss = loss + charbonnier(w0, pg[j]) + charbonnier(w1, pg[j])
+        warped = warp(pyramid[j], 0.5 * flows[j])  # (2N, 3, h_j, w_j)
+        loss = loss + 2 * charbonnier(warped, torch.cat([pg[j], pg[j]]))  # the sum of both inputs' means
     return loss / max(1, levels - 1)
 
 
