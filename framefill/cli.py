@@ -303,7 +303,7 @@ def info(
     """Show what a weights file holds: architecture, config, training and measured quality."""
     import json
 
-    from framefill.checkpoint import read_metadata
+    from framefill.checkpoint import load_safetensors, read_metadata
     from framefill.models import architectures, default_weights
 
     files = [weights] if weights else [default_weights(a) for a in architectures()]
@@ -311,7 +311,9 @@ def info(
         if not f.exists():
             raise UsageError(f"{f} does not exist; name a weights file: framefill info PATH")
         meta = read_metadata(f)
+        tensors, _ = load_safetensors(f)
         typer.echo(f"{f}")
+        typer.echo(f"  parameters: {sum(t.numel() for t in tensors.values()):,} ({f.stat().st_size / 1e6:.1f} MB)")
         for k, v in meta.items():
             try:
                 v = json.dumps(json.loads(v))

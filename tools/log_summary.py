@@ -1,0 +1,28 @@
+"""Mean training losses over the first and last N steps of a run's log.jsonl, and its wall time.
+
+    python tools/log_summary.py runs/film-s/log.jsonl [--window 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("log", type=Path)
+    ap.add_argument("--window", type=int, default=100)
+    args = ap.parse_args()
+    rows = [json.loads(line) for line in args.log.read_text().splitlines() if line.strip()]
+    keys = [k for k in ("l1", "census", "lap", "warp", "total") if k in rows[0]]
+    for name, part in (("first", rows[: args.window]), ("last", rows[-args.window :])):
+        means = ", ".join(f"{k} {statistics.mean(r[k] for r in part):.4f}" for k in keys)
+        print(f"{name} {len(part)} steps ({part[0]['step']}-{part[-1]['step']}): {means}")
+    print(f"{rows[-1]['step']} steps in {rows[-1]['time']:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
