@@ -8,7 +8,7 @@ PEERS := ../shared/tools/peers
 VAL := ../shared/data/val/videos
 STAMP := .install.stamp
 
-.PHONY: install demo test lint compare clean
+.PHONY: install demo test lint compare bench eval clean
 
 install: $(STAMP)
 
@@ -31,6 +31,14 @@ lint: install
 # Quality and speed next to the peers, on drop-frame triplets of the validation clips (stride 1 and 2).
 compare: install
 	bash tools/compare_peers.sh $(PEERS) $(VAL)
+
+# Speed and memory of every preset, alone and end to end (CPU: 960x540 to 1920x1080; CUDA: up to 3840x2160).
+bench: install
+	$(PYTHON) -m framefill bench
+
+# framefill against repeat, blend, OpenCV DIS and ffmpeg minterpolate on drop-frame triplets of the validation clips.
+eval: install
+	$(PYTHON) -m framefill eval --data $(VAL) --stride 1,2 --max-triplets 5
 
 clean:
 	rm -rf demo_out $(STAMP) .pytest_cache build *.egg-info

@@ -7,11 +7,13 @@ model is not starved while ffmpeg works. Library code: progress goes through cal
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from framefill.checkpoint import WeightsError
@@ -22,6 +24,7 @@ from framefill.models import default_weights, load_model
 from framefill.video import EncodeOptions, FrameSink, FrameSource, ThreadedSink, prefetch
 
 log = logging.getLogger(__name__)
+_clock = time.perf_counter
 
 
 def resolve_device(spec: str) -> torch.device:
@@ -78,6 +81,57 @@ class JobReport:
     warnings: list[str]
 
 
+@dataclass
+class StageTimes:
+    """Where the time of one ``interpolate_video`` job went, in seconds (filled in when passed as ``timings``).
+
+    Decoding, the model and encoding run on three threads at once, so their busy times overlap: they may add up to
+    more than ``wall``, and the largest share of ``wall`` is the bottleneck.
+    """
+
+    wall: float = 0.0  # the whole job: probing, opening the output, every frame, finishing the file
+    decode: float = 0.0  # decoding thread: producing frames (ffmpeg's decoding and the pipe, or reading images)
+    model: float = 0.0  # main thread: scheduler and model (tensor conversion included), waits excluded
+    encode: float = 0.0  # encoding thread: handing frames to ffmpeg (waiting for the encoder included)
+    wait_decode: float = 0.0  # main thread waiting for decoded frames
+    wait_encode: float = 0.0  # main thread waiting for room in the encoding queue
+    finish: float = 0.0  # after the last frame: encoding what is queued, ffmpeg's flush, moving the file in place
+
+
+def _timed(items: Iterator, timings: StageTimes, field: str) -> Iterator:
+    """``items``, adding the time spent producing each item to ``timings.<field>``; closing it closes ``items``."""
+    try:
+        while True:
+            start = _clock()
+            try:
+                item = next(items)
+            except StopIteration:
+                return
+            finally:
+                setattr(timings, field, getattr(timings, field) + _clock() - start)
+            yield item
+    finally:
+        if close := getattr(items, "close", None):
+            close()
+
+
+class _TimedSink:
+    """A FrameSink whose ``write`` adds its time to ``timings.encode``; everything else goes to the sink."""
+
+    def __init__(self, sink: FrameSink, timings: StageTimes) -> None:
+        self._sink, self._timings = sink, timings
+
+    def write(self, frame: np.ndarray) -> None:
+        start = _clock()
+        try:
+            self._sink.write(frame)
+        finally:
+            self._timings.encode += _clock() - start
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._sink, name)
+
+
 def interpolate_images(a: Path, b: Path, out: Path, net: torch.nn.Module, *, t: float = 0.5, device: torch.device,
                        dtype: torch.dtype, overwrite: bool = False) -> None:
     """One in-between frame of an image pair, written atomically to ``out``."""
@@ -97,13 +151,16 @@ def interpolate_video(src: Path, dst: Path, net: torch.nn.Module, schedule: Sche
                       dtype: torch.dtype, encode: EncodeOptions | None = None, in_fps: Fraction | None = None,
                       keep_audio: bool = True, overwrite: bool = False,
                       on_start: Callable[[int | None, Fraction, Fraction], None] | None = None,
-                      on_progress: Callable[[int], None] | None = None) -> JobReport:
+                      on_progress: Callable[[int], None] | None = None,
+                      timings: StageTimes | None = None) -> JobReport:
     """Interpolate a video file or frame folder into a video file or frame folder.
 
     ``on_start(total_out_frames or None, fps_in, fps_out)`` is called once the input is probed and the output
     accepted; ``on_progress(frames_out)`` as frames are written. Nothing appears at ``dst`` unless the whole job
-    succeeds: on any failure or a Ctrl-C the partial output is deleted and ffmpeg stopped.
+    succeeds: on any failure or a Ctrl-C the partial output is deleted and ffmpeg stopped. ``timings``, if given,
+    is filled in with the busy time of each stage (for ``framefill bench``); the job itself is the same.
     """
+    started = _clock()
     src, dst = Path(src), Path(dst)
     if is_image_file(src):
         raise VideoError(f"{src} is a single image; give a video, a folder of frames, or two images and an output")
@@ -121,22 +178,32 @@ def interpolate_video(src: Path, dst: Path, net: torch.nn.Module, schedule: Sche
     sink = FrameSink(dst, width=info.width, height=info.height, fps=fps_out, options=encode,
                      audio_from=audio, overwrite=overwrite, source=src)
     written = 0
+    encoder = sink if timings is None else _TimedSink(sink, timings)
     try:
-        with source, ThreadedSink(sink) as out:
+        with source, ThreadedSink(encoder) as out:  # type: ignore[arg-type]  # _TimedSink stands in for the sink
             if on_start:
                 on_start(total, info.fps, fps_out)
-            frames = prefetch(iter(source), depth=8)
+            frames = prefetch(iter(source) if timings is None else _timed(iter(source), timings, "decode"), depth=8)
             try:
-                for frame in interpolate_frames(frames, info.fps, net, schedule, device=device, dtype=dtype,
-                                                stats=stats):
+                feed = frames if timings is None else _timed(frames, timings, "wait_decode")
+                made = interpolate_frames(feed, info.fps, net, schedule, device=device, dtype=dtype, stats=stats)
+                for frame in made if timings is None else _timed(made, timings, "model"):
+                    start = _clock()
                     out.write(frame)
+                    if timings is not None:
+                        timings.wait_encode += _clock() - start
                     written += 1
                     if on_progress:
                         on_progress(written)
             finally:
                 frames.close()
+            finishing = _clock()  # leaving the block encodes what is queued and closes the file
             if written < 2:
                 raise VideoError(f"{src} has fewer than 2 decodable frames; interpolation needs at least 2")
     except ValueError as e:  # from the scheduler: too few frames, a frame of another size
         raise VideoError(f"{src}: {e}") from None
+    if timings is not None:
+        timings.model -= timings.wait_decode  # "model" timed the scheduler's generator, which waits on decoding
+        timings.finish = _clock() - finishing
+        timings.wall = _clock() - started
     return JobReport(stats.frames_in, written, info.fps, fps_out, stats, list(source.warnings) + list(sink.warnings))

@@ -1,0 +1,227 @@
+"""framefill bench: parsing, the memory probe, the pipeline's stage times, and the command end to end.
+
+Tiny everything (film-tiny, 64x48 frames, one or two timed calls): these tests check that every figure is there
+and means what it says, not how fast anything is.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import LOSSLESS, moving_square, write_clip
+from typer.testing import CliRunner
+
+import framefill.bench
+from framefill.bench import (
+    ModelRow,
+    PeakMemory,
+    default_sizes,
+    measure_model,
+    model_presets,
+    parse_size,
+    synthetic_frames,
+)
+from framefill.cli import app
+from framefill.interpolate import ScheduleConfig
+from framefill.models import REGISTRY, build_model
+from framefill.pipeline import StageTimes, interpolate_video
+from framefill.video import read_image
+
+runner = CliRunner()
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread() -> Iterator[None]:
+    """One torch thread: on two busy cores a tiny model runs ~100x faster than with two spinning OpenMP threads."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def plain(text: str) -> str:
+    return re.sub(r"\x1b\[[0-9;]*m", "", text)
+
+
+# --- parsing and choices ------------------------------------------------------------------------------------------
+
+
+def test_parse_size() -> None:
+    assert parse_size("1280x720") == (1280, 720)
+    assert parse_size(" 64X48 ") == (64, 48)
+    for bad in ("1280", "x720", "1280x", "0x10", "-5x10", "axb", "12.5x10"):
+        with pytest.raises(ValueError, match="is not WIDTHxHEIGHT"):
+            parse_size(bad)
+
+
+def test_default_sizes_add_4k_on_cuda_only() -> None:
+    assert default_sizes(CPU) == ((960, 540), (1280, 720), (1920, 1080))
+    assert default_sizes(torch.device("cuda"))[-1] == (3840, 2160)
+
+
+def test_every_registered_preset_is_benched_by_default() -> None:
+    pairs = model_presets()
+    assert pairs == [(a, p) for a in sorted(REGISTRY) for p in REGISTRY[a][2]]
+    assert model_presets("film", ["film-tiny"]) == [("film", "film-tiny")]
+    with pytest.raises(ValueError, match="unknown preset 'film-xl'"):
+        model_presets(None, ["film-xl"])
+    with pytest.raises(ValueError, match="unknown model 'rife'"):
+        model_presets("rife")
+
+
+# --- measurements ---------------------------------------------------------------------------------------------
+
+
+def test_cpu_peak_memory_sees_a_short_lived_allocation() -> None:
+    with PeakMemory(CPU) as mem:
+        block = np.ones(64 * 2**20, dtype=np.uint8)  # 64 MB, touched
+        del block
+    assert mem.peak is not None and mem.kind.startswith("cpu")
+    if "reset per measurement" in mem.kind:  # Linux: the peak of this block alone, although it is gone again
+        assert mem.rise is not None and 60 <= mem.rise < 200
+
+
+def test_measure_model_fills_every_figure() -> None:
+    net = build_model("film", "film-tiny").eval()
+    row = measure_model(net, ModelRow("film", "film-tiny", "random", "30x20", "", "fp32", 2, False), CPU,
+                        torch.float32, repeat=3, warmup=1)
+    assert row.status == "ok", row.status
+    assert row.padded == "32x20"  # up to film-tiny's multiple of 4
+    assert len(row.times) == 3 and row.ms_median == pytest.approx(1000 * float(np.median(row.times)))
+    assert row.fps == pytest.approx(2 / np.median(row.times))
+    assert row.peak_mb and row.peak_mb > 0 and row.memory_kind
+
+
+def test_a_failing_compile_is_reported_not_raised(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_compiler(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("no C++ compiler found\nmore detail")
+
+    monkeypatch.setattr(torch, "compile", no_compiler)
+    net = build_model("film", "film-tiny").eval()
+    row = measure_model(net, ModelRow("film", "film-tiny", "random", "32x24", "", "fp32", 1, True), CPU,
+                        torch.float32, repeat=1, warmup=0)
+    assert row.status == "unavailable: RuntimeError: no C++ compiler found"
+    assert row.ms_median is None and row.times == []
+
+
+def test_stage_times_leave_the_job_unchanged(tmp_path: Path) -> None:
+    src = write_clip(tmp_path / "in.mkv", list(moving_square(n=4)), options=LOSSLESS)
+    net = build_model("film", "film-tiny").eval()
+    timings = StageTimes()
+    for out, t in ((tmp_path / "plain", None), (tmp_path / "timed", timings)):
+        interpolate_video(src, out, net, ScheduleConfig(factor=2, batch_size=2), device=CPU, dtype=torch.float32,
+                          timings=t)
+    names = sorted(p.name for p in (tmp_path / "plain").iterdir())
+    assert names == sorted(p.name for p in (tmp_path / "timed").iterdir()) and len(names) == 7
+    for name in names:
+        assert np.array_equal(read_image(tmp_path / "plain" / name), read_image(tmp_path / "timed" / name))
+    assert timings.wall > 0 and timings.decode > 0 and timings.model > 0 and timings.encode > 0
+    assert timings.model + timings.wait_decode + timings.wait_encode + timings.finish <= timings.wall
+
+
+def test_synthetic_clip_moves() -> None:
+    frames = synthetic_frames(40, 30, 3)
+    assert [f.shape for f in frames] == [(30, 40, 3)] * 3 and all(f.dtype == np.uint8 for f in frames)
+    assert np.array_equal(frames[0][20:, 3:], frames[1][20:, :-3])  # below the square: a 3 px pan
+
+
+# --- the command ------------------------------------------------------------------------------------------------
+
+
+def test_bench_command_writes_complete_json(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    result = runner.invoke(app, ["bench", "--device", "cpu", "--preset", "film-tiny", "--size", "64x48",
+                                 "--size", "40x30", "--batch", "1,2", "--repeat", "2", "--warmup", "1",
+                                 "--e2e-frames", "3", "--json", str(out)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    text = plain(result.stdout)
+    for words in ("model alone on cpu", "ms/call", "frames/s", "peak MB", "film-tiny", "random", "end to end",
+                  "3 -> 5", "decode", "encode", "peak RSS"):
+        assert words in text
+
+    report = json.loads(out.read_text())
+    assert report["config"]["models"] == [["film", "film-tiny"]]
+    assert report["config"]["sizes"] == [[64, 48], [40, 30]] and report["config"]["batches"] == [1, 2]
+    assert report["device"]["type"] == "cpu" and report["device"]["torch_threads"] == 1
+    assert {"framefill", "torch", "numpy", "opencv", "ffmpeg", "python"} <= report["versions"].keys()
+    rows = report["model"]
+    assert [(r["size"], r["batch"]) for r in rows] == [("64x48", 1), ("64x48", 2), ("40x30", 1), ("40x30", 2)]
+    for r in rows:
+        assert r["status"] == "ok" and r["weights"].startswith("random") and not r["compiled"]
+        assert len(r["times"]) == 2 and r["ms_median"] > 0 and r["fps"] > 0
+        assert r["peak_mb"] > 0 and r["rise_mb"] is not None and "RSS" in r["memory_kind"]
+    assert [r["padded"] for r in rows][::2] == ["64x48", "40x32"]
+    e2e = report["e2e"]
+    assert [(r["size"], r["frames_in"], r["frames_out"], r["batch"]) for r in e2e] == [("64x48", 3, 5, 2),
+                                                                                        ("40x30", 3, 5, 2)]
+    for r in e2e:
+        assert r["status"] == "ok" and r["fps_out"] > 0
+        assert {"wall", "decode", "model", "encode", "wait_decode", "wait_encode", "finish"} == r["stages"].keys()
+        assert {"decode", "model", "encode"} == r["shares"].keys()
+
+
+def test_bench_uses_shipped_weights_only_for_their_preset(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from framefill.checkpoint import save_model
+
+    shipped = tmp_path / "film.safetensors"
+    save_model(shipped, build_model("film", "film-tiny"), architecture="film")
+    monkeypatch.setattr(framefill.bench, "default_weights", lambda arch: shipped)
+    assert framefill.bench.load_for_bench("film", "film-tiny", CPU, torch.float32)[1] == "shipped (film.safetensors)"
+    assert framefill.bench.load_for_bench("film", "film-s", CPU, torch.float32)[1] == "random"
+
+
+no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    pytest.param(["--size", "1280"], "--size '1280' is not WIDTHxHEIGHT", id="size without height"),
+    pytest.param(["--size", "64x48,big"], "--size 'big' is not WIDTHxHEIGHT", id="size in a list"),
+    pytest.param(["--batch", "0"], "--batch '0' is not a list", id="batch 0"),
+    pytest.param(["--dtype", "fp64"], "unknown dtype 'fp64'", id="unknown dtype"),
+    pytest.param(["--device", "cpu", "--dtype", "fp16"], "fp16 is not supported on the CPU", id="fp16 on cpu"),
+    pytest.param(["--device", "cuda"], "no CUDA device", id="cuda without cuda", marks=no_cuda),
+    pytest.param(["--device", "tpu"], "unknown device", id="unknown device"),
+    pytest.param(["--preset", "film-xl"], "unknown preset 'film-xl'", id="unknown preset"),
+    pytest.param(["--model", "rife"], "unknown model 'rife'", id="unknown model"),
+    pytest.param(["--json", "nodir/b.json"], "does not exist", id="json folder missing"),
+    pytest.param(["--repeat", "0"], "'--repeat'", id="repeat 0"),
+])
+def test_bench_bad_input_is_one_error_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str],
+                                           message: str) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["bench", "--preset", "film-tiny", "--size", "32x32", *args])
+    assert result.exit_code == 2, result.output
+    lines = plain(result.stderr).strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert message in lines[0]
+    assert "Traceback" not in result.output
+
+
+def test_bench_help_reads_well() -> None:
+    result = runner.invoke(app, ["bench", "-h"], env={"COLUMNS": "120"})
+    assert result.exit_code == 0
+    text = plain(result.stdout)
+    for words in ("--device", "--preset", "--size", "--dtype", "--batch", "--compile", "--repeat", "--json",
+                  "random", "framefill bench --preset film-s"):
+        assert words in text
+    assert all("<bool>" not in line for line in text.splitlines() if re.search(r"--(compile|e2e|quiet)", line))
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_bench_on_cuda(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    result = runner.invoke(app, ["bench", "--device", "cuda", "--preset", "film-tiny", "--size", "64x48",
+                                 "--dtype", "fp32,fp16", "--repeat", "2", "--e2e-frames", "3", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    assert [r["dtype"] for r in report["model"]] == ["fp32", "fp16"]
+    assert all(r["status"] == "ok" and r["memory_kind"] == "cuda max_memory_allocated" for r in report["model"])
+    assert all(r["status"] == "ok" for r in report["e2e"])
