@@ -102,7 +102,9 @@ def load_clip(path: Path, cfg: DataConfig, cache_dir: Path | None) -> np.ndarray
     frames = _resize(frames, min(1.0, cfg.max_side / max(h, w)))
     if cached is not None:
         cache_dir.mkdir(parents=True, exist_ok=True)
-        tmp = cached.with_name(f".{cached.name}.partial")  # atomic: a run killed here leaves no truncated cache
+        # Atomic: a run killed here leaves no truncated cache. A temporary file per process: torchrun ranks that
+        # do not see rank 0's cache (other nodes) may all write the same file at once.
+        tmp = cached.with_name(f".{cached.name}.{os.getpid()}.partial")
         with open(tmp, "wb") as fh:
             np.save(fh, frames)
         os.replace(tmp, cached)

@@ -1,6 +1,10 @@
 """The training loop: AdamW with warm-up and cosine decay, gradient clipping, an EMA of the weights,
 periodic validation, checkpoints with exact resume, a JSON-lines log, and export to shipped weights.
 
+Under torchrun (a process group already initialised, see ``framefill.train.distributed``) the model trains
+with DistributedDataParallel: ``batch`` is the global batch, each rank trains on its share, and rank 0 alone
+writes, validates and reports. Without a process group the loop is the single-process one, bit for bit.
+
 Library code: progress goes through a callback; only the CLI draws it.
 """
 
@@ -22,8 +26,10 @@ import torch
 from framefill.checkpoint import save_model
 from framefill.models import build_model, load_model
 from framefill.models.layers import crop, image_pyramid, pad_to_multiple, warp
-from framefill.train.data import DataConfig, TripletDataset, find_clips, load_clip, valid_triplets
+from framefill.train import distributed
+from framefill.train.data import DataConfig, find_clips, load_clip, valid_triplets
 from framefill.train.losses import census, charbonnier, laplacian_l1, psnr
+from framefill.train.synth import SynthConfig, training_source
 
 log = logging.getLogger(__name__)
 CPU = torch.device("cpu")
@@ -34,7 +40,7 @@ class TrainConfig:
     model: str = "film"  # architecture
     preset: str | None = None  # model preset (None: the architecture's default)
     steps: int = 20000  # total optimiser steps
-    batch: int = 8  # triplets per step
+    batch: int = 8  # triplets per step (the global batch: split over the ranks under torchrun)
     lr: float = 1e-3  # peak learning rate
     min_lr: float = 1e-5  # end of the cosine decay
     warmup: int = 300  # linear warm-up steps
@@ -49,6 +55,7 @@ class TrainConfig:
     val_every: int = 1000  # steps between validations (needs a val set)
     finetune: str | None = None  # start from these weights (safetensors) instead of random init
     data: DataConfig = field(default_factory=DataConfig)
+    synth: SynthConfig = field(default_factory=SynthConfig)  # synthetic triplets from photos, mixed in (synth.py)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -122,11 +129,17 @@ def validate(model: torch.nn.Module, items: list) -> dict[str, float]:
 
 
 class Trainer:
-    """Owns the model, optimiser, EMA, data and RNG; ``run()`` trains to ``cfg.steps`` with checkpoints."""
+    """Owns the model, optimiser, EMA, data and RNG; ``run()`` trains to ``cfg.steps`` with checkpoints.
 
-    def __init__(self, cfg: TrainConfig, data: Path, out: Path, *, val: Path | None = None,
-                 device: torch.device = CPU, cache_dir: Path | None = None) -> None:
+    ``model`` is the bare model (its state is what checkpoints and exports hold); ``net`` is what trains: the
+    model itself, or its DistributedDataParallel wrapper when a process group is initialised.
+    """
+
+    def __init__(self, cfg: TrainConfig, data: Path | None, out: Path, *, val: Path | None = None,
+                 device: torch.device = CPU, cache_dir: Path | None = None, photos: Path | None = None) -> None:
         self.cfg, self.out, self.device = cfg, Path(out), device
+        self.rank, self.world = distributed.rank_and_world()
+        self.share = distributed.share(cfg.batch, self.rank, self.world)  # checks that the ranks divide the batch
         self.out.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(cfg.seed)
         if cfg.finetune:
@@ -135,12 +148,23 @@ class Trainer:
             self.model = build_model(cfg.model, cfg.preset)
         self.model.to(device).train()
         self.ema = copy.deepcopy(self.model).eval() if cfg.ema else None
+        self.net: torch.nn.Module = self.model
+        if self.world > 1:  # DDP copies rank 0's weights to the others now and averages gradients in backward
+            ids = [device.index] if device.type == "cuda" else None
+            self.net = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.step = 0
         self.rng = np.random.default_rng(cfg.seed)
-        self.dataset = TripletDataset(Path(data), cfg.data, cache_dir)
-        self.val_items = load_val(Path(val), cfg.data) if val else []
-        (self.out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1, default=str))
+        with distributed.main_first():  # rank 0 fills the clip cache, the others then read it
+            self.dataset = training_source(data, photos, cfg.data, cfg.synth, cache_dir)  # clips alone: as before
+        self.val_items = load_val(Path(val), cfg.data) if val and self.is_main else []
+        if self.is_main:
+            (self.out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1, default=str))
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0 (or the only process): the one that writes, validates and reports."""
+        return self.rank == 0
 
     # --- checkpoints -------------------------------------------------------------------------------
     def state(self) -> dict:
@@ -156,7 +180,10 @@ class Trainer:
         }
 
     def save(self) -> Path:
+        """Write ``OUT/last.pt`` (on rank 0 only: every rank holds the same state) and return its path."""
         path = self.out / "last.pt"
+        if not self.is_main:
+            return path
         tmp = path.with_suffix(".tmp")
         torch.save(self.state(), tmp)
         tmp.replace(path)
@@ -174,17 +201,23 @@ class Trainer:
         random.setstate(st["py_rng"])
 
     def export(self, path: Path, extra: dict | None = None) -> None:
+        """Write the (EMA) weights as safetensors; on rank 0 only."""
+        if not self.is_main:
+            return
         model = self.ema or self.model
-        save_model(path, model, architecture=self.cfg.model,
-                   extra={"training": {"steps": self.step, "batch": self.cfg.batch, "crop": self.cfg.data.crop,
-                                       "strides": list(self.cfg.data.strides), "ema": self.cfg.ema,
-                                       "device": str(self.device)}, **(extra or {})})
+        training = {"steps": self.step, "batch": self.cfg.batch, "crop": self.cfg.data.crop,
+                    "strides": list(self.cfg.data.strides), "ema": self.cfg.ema, "device": str(self.device)}
+        if self.world > 1:
+            training["processes"] = self.world
+        if self.cfg.synth.ratio and "photos" in self.dataset.summary():  # synthetic triplets were mixed in
+            training["synthetic"] = self.cfg.synth.ratio
+        save_model(path, model, architecture=self.cfg.model, extra={"training": training, **(extra or {})})
 
     # --- the loop ----------------------------------------------------------------------------------
     def train_step(self, batch: torch.Tensor) -> dict[str, float]:
         for g in self.opt.param_groups:
             g["lr"] = lr_at(self.step, self.cfg)
-        terms = loss_terms(self.model, batch.to(self.device), self.cfg)
+        terms = loss_terms(self.net, batch.to(self.device), self.cfg)
         self.opt.zero_grad(set_to_none=True)
         terms["total"].backward()
         gnorm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip_grad)
@@ -194,31 +227,46 @@ class Trainer:
                 for e, p in zip(self.ema.parameters(), self.model.parameters(), strict=True):
                     e.lerp_(p, 1 - self.cfg.ema)
         self.step += 1
+        terms = distributed.mean_over_ranks(terms)  # the whole global batch's loss, as one process logs it
         return {k: float(v.detach()) for k, v in terms.items()} | {"gnorm": float(gnorm),
                                                                    "lr": lr_at(self.step - 1, self.cfg)}
 
+    def next_batch(self) -> torch.Tensor:
+        """This rank's share of the next global batch ``(B / W, 3, 3, c, c)``.
+
+        Every rank draws the whole global batch, so the RNG streams advance as one process's do (see
+        ``framefill.train.distributed``); only this rank's share is kept.
+        """
+        samples = [self.dataset.sample(self.rng) for _ in range(self.cfg.batch)]
+        return torch.stack(samples[self.share])
+
     def run(self, *, max_seconds: float | None = None, on_step: Callable[[int, dict], None] | None = None) -> None:
-        logf = open(self.out / "log.jsonl", "a")
+        """Train to ``cfg.steps``. Under torchrun every rank calls it; ``on_step`` runs on every rank."""
+        logf = open(self.out / "log.jsonl", "a") if self.is_main else None
         t0 = time.time()
         try:
             while self.step < self.cfg.steps:
-                batch = torch.stack([self.dataset.sample(self.rng) for _ in range(self.cfg.batch)])
-                rec = self.train_step(batch)
+                rec = self.train_step(self.next_batch())
                 rec["step"] = self.step
                 rec["time"] = round(time.time() - t0, 1)
                 if self.val_items and self.step % self.cfg.val_every == 0:
                     rec.update(validate(self.ema or self.model, self.val_items))
                 if self.step % self.cfg.ckpt_every == 0 or self.step == self.cfg.steps:
                     self.save()
-                logf.write(json.dumps(rec) + "\n")
-                logf.flush()
+                if logf is not None:
+                    logf.write(json.dumps(rec) + "\n")
+                    logf.flush()
                 if on_step:
                     on_step(self.step, rec)
-                if max_seconds is not None and time.time() - t0 > max_seconds:
+                out_of_time = max_seconds is not None and time.time() - t0 > max_seconds
+                if max_seconds is not None and self.world > 1:  # rank 0's clock decides for all ranks
+                    out_of_time = distributed.from_main(out_of_time, self.device)
+                if out_of_time:
                     self.save()
                     break
         except KeyboardInterrupt:
             self.save()
             raise
         finally:
-            logf.close()
+            if logf is not None:
+                logf.close()
