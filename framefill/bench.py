@@ -15,6 +15,11 @@ Memory, over the timed calls:
   resident size just before them: the rise is the model's working memory. Where that reset is not possible,
   the process's lifetime peak (``getrusage``) is given instead, which never goes down; ``memory_kind`` says
   which.
+Per pixel: ``rise_bytes_per_px`` is the rise over the padded pixels of the batch (``B/px``): on CUDA the model's
+working memory per pixel of one pair; on the CPU it reads low, since after the warm-up calls the allocator
+reuses memory it already holds. ``est_bytes_per_px`` (``est B/px``) is what ``--max-memory`` plans with
+(``framefill.tiling.bytes_per_pixel``, measured on a small probe call; on the CPU the tensors' peak times 2):
+on CUDA the two should agree within a few percent.
 
 torch.compile (``compile=True``): each model is also compiled (``dynamic=False``, fresh per measurement) and
 timed the same way; the first call's time, compilation included, is ``compile_seconds``. Where compiling
@@ -51,6 +56,7 @@ from framefill.checkpoint import WeightsError, read_metadata
 from framefill.interpolate import ScheduleConfig
 from framefill.models import REGISTRY, build_model, default_weights, load_model
 from framefill.pipeline import StageTimes, interpolate_video, resolve_dtype
+from framefill.tiling import bytes_per_pixel
 from framefill.video import FrameSink
 
 log = logging.getLogger(__name__)
@@ -200,6 +206,8 @@ class ModelRow:
     peak_mb: float | None = None
     rise_mb: float | None = None
     memory_kind: str = ""
+    rise_bytes_per_px: float | None = None  # rise_mb per padded pixel of one pair
+    est_bytes_per_px: float | None = None  # working memory per pixel that tiling (--max-memory) plans with
 
 
 def _sync(device: torch.device) -> None:
@@ -267,6 +275,9 @@ def measure_model(net: torch.nn.Module, row: ModelRow, device: torch.device, dty
     med = statistics.median(row.times)
     row.ms_median, row.ms_min, row.fps = med * 1000, min(row.times) * 1000, row.batch / med
     row.peak_mb, row.rise_mb, row.memory_kind = mem.peak, mem.rise, mem.kind
+    if mem.rise is not None:
+        row.rise_bytes_per_px = mem.rise * 2**20 / (row.batch * hp * wp)
+    row.est_bytes_per_px = bytes_per_pixel(net, lambda a, b: _forward(net, a, b, takes_time), device, dtype, div)
     return row
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import signal
 import sys
 import time
@@ -111,6 +112,29 @@ def _parse_fps(text: str, option: str = "--fps") -> Fraction:
         raise UsageError(f"{option} {text!r} is not a frame rate; write 60, 59.94 or 60000/1001") from None
 
 
+_MEMORY_UNITS = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
+
+
+def parse_memory(text: str, option: str = "--max-memory") -> int:
+    """``"2G"``, ``"512M"``, ``"1.5GiB"``, ``"800mb"``, ``"1048576"`` -> bytes (K, M, G, T are powers of 1024)."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*(?:([kmgt])(?:i?b)?|b)?\s*", text.lower())
+    if match is None:
+        raise UsageError(f"{option} {text!r} is not a memory size; write e.g. 2G, 512M or 1.5GiB")
+    value = int(float(match.group(1)) * _MEMORY_UNITS[match.group(2) or ""])
+    if value < 1:
+        raise UsageError(f"{option} {text!r} is not a memory size above zero; write e.g. 2G or 512M")
+    return value
+
+
+# Options that several commands share.
+ModelOption = Annotated[str, typer.Option("--model", "-m", help="Interpolator: film.")]
+WeightsOption = Annotated[Path | None, typer.Option("--weights", "-w", help="Weights file (.safetensors) instead of "
+                                                    "the shipped ones.")]
+DeviceOption = Annotated[str, typer.Option("--device", "-d", help="auto, cpu, cuda or cuda:N.")]
+PrecisionOption = Annotated[str, typer.Option("--precision", help="auto (fp16 on CUDA, fp32 on CPU), fp32, fp16, "
+                                                                  "bf16.")]
+
+
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"framefill {__version__}")
@@ -135,12 +159,10 @@ def interp(
                                                help="Multiply the frame rate by this (2, 3, 4, 8...).")] = None,
     fps: Annotated[str | None, typer.Option("--fps", help="Target frame rate instead of --factor "
                                                           "(60, 59.94, 60000/1001...).")] = None,
-    model: Annotated[str, typer.Option("--model", "-m", help="Interpolator: film.")] = "film",
-    weights: Annotated[Path | None, typer.Option("--weights", "-w", help="Weights file (.safetensors) "
-                                                 "instead of the shipped ones.")] = None,
-    device: Annotated[str, typer.Option("--device", "-d", help="auto, cpu, cuda or cuda:N.")] = "auto",
-    precision: Annotated[str, typer.Option("--precision", help="auto (fp16 on CUDA, fp32 on CPU), fp32, fp16, "
-                                                                "bf16.")] = "auto",
+    model: ModelOption = "film",
+    weights: WeightsOption = None,
+    device: DeviceOption = "auto",
+    precision: PrecisionOption = "auto",
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Frame pairs per model call.")] = 2,
     in_fps: Annotated[str | None, typer.Option("--in-fps", help="Frame rate of an input folder of frames "
                                                "(default 30), or to override a video's.")] = None,
@@ -155,6 +177,14 @@ def interp(
                                         help="Copy frames, never morph, across scene cuts.")] = True,
     max_depth: Annotated[int, typer.Option("--max-depth", min=1, max=8, help="Recursion depth for times that are "
                                            "not powers of two: they snap to a 1/2**depth grid.")] = 3,
+    max_memory: Annotated[str | None, typer.Option("--max-memory", metavar="SIZE", show_default=False,
+                                                   help="Most memory one model call may use (2G, 512M; K, M, G, T are "
+                                                        "powers of 1024). Bigger frames run in overlapping tiles, "
+                                                        "blended without seams. Default: what the device has free.")
+                          ] = None,
+    tile: Annotated[int | None, typer.Option("--tile", metavar="SIZE", min=1, show_default=False,
+                                             help="Always run in overlapping SIZE x SIZE tiles (rounded to the model's "
+                                                  "multiple), whatever the memory.")] = None,
     force: Annotated[bool, _flag("--force", "-y", help="Overwrite an existing output.")] = False,
     quiet: Annotated[bool, _flag("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
@@ -178,6 +208,7 @@ def interp(
         raise UsageError("A B MID makes the one frame halfway between A and B; --factor and --fps do not apply")
     target = _parse_fps(fps) if fps else None
     in_rate = _parse_fps(in_fps, "--in-fps") if in_fps else None
+    memory = parse_memory(max_memory) if max_memory is not None else None
     if factor is None and target is None:
         factor = 2
 
@@ -189,19 +220,23 @@ def interp(
         resolve_device,
         resolve_dtype,
     )
+    from framefill.tiling import TileConfig
     from framefill.video import EncodeOptions
 
     dev = resolve_device(device)
     dtype = resolve_dtype(precision, dev)
     net = load_interpolator(model, weights, dev, dtype)
+    tiling = TileConfig(max_memory=memory, tile=tile)
     if len(paths) == 3:
-        interpolate_images(paths[0], paths[1], paths[2], net, device=dev, dtype=dtype, overwrite=force)
+        s = interpolate_images(paths[0], paths[1], paths[2], net, device=dev, dtype=dtype, overwrite=force,
+                               tiling=tiling)
         if not quiet:
-            err.print(f"wrote {escape(str(paths[2]))}", highlight=False, soft_wrap=True)
+            note = f" (in {_tiles(s)})" if s.tiled_frames else ""
+            err.print(escape(f"wrote {paths[2]}{note}"), highlight=False, soft_wrap=True)
         return
     src, dst = paths
     schedule = ScheduleConfig(factor=factor, fps=target, max_depth=max_depth, batch_size=batch_size,
-                              detect_scenes=scene_detect)
+                              detect_scenes=scene_detect, tiling=tiling)
     encode = None
     if codec or crf is not None or preset or pix_fmt:
         base = EncodeOptions.for_path(dst)
@@ -230,12 +265,19 @@ def interp(
                                    keep_audio=audio, overwrite=force, on_start=on_start, on_progress=on_progress)
     if not quiet:
         s = report.stats
+        tiled = f"; {s.tiled_frames} model frames in {_tiles(s)}" if s.tiled_frames else ""
         err.print(escape(f"wrote {dst}: {report.frames_in} -> {report.frames_out} frames at {report.fps_out} fps "
                          f"({s.pairs_interpolated} pairs interpolated, {s.pairs_duplicate} duplicates, "
-                         f"{s.scene_cuts} scene cuts) in {time.perf_counter() - t0:.1f} s"),
+                         f"{s.scene_cuts} scene cuts{tiled}) in {time.perf_counter() - t0:.1f} s"),
                   highlight=False, soft_wrap=True)
         for w in report.warnings:
             err.print(f"warning: {escape(w)}", highlight=False, soft_wrap=True)
+
+
+def _tiles(stats: Any) -> str:
+    """``"9 tiles"`` (or ``"8.5 tiles on average"``): how many tiles each tiled model frame took."""
+    per = stats.tiles / stats.tiled_frames
+    return f"{per:.0f} tiles" if per == int(per) else f"{per:.1f} tiles on average"
 
 
 @app.command()
@@ -264,7 +306,7 @@ def train(
     resume: Annotated[bool, _flag("--resume/--no-resume", help="Continue from OUT/last.pt if it exists.")] = True,
     finetune: Annotated[Path | None, typer.Option(help="Start from these weights (.safetensors).")] = None,
     export: Annotated[Path | None, typer.Option(help="Write the final (EMA) weights here as .safetensors.")] = None,
-    device: Annotated[str, typer.Option("--device", "-d", help="auto, cpu, cuda or cuda:N.")] = "auto",
+    device: DeviceOption = "auto",
     max_minutes: Annotated[float | None, typer.Option("--max-minutes", help="Stop (with a checkpoint) after "
                                                       "this long; run again to resume.")] = None,
     cache: Annotated[Path | None, typer.Option(help="Folder for decoded-clip caches (default OUT/cache).")] = None,
@@ -413,12 +455,10 @@ def eval_(
                                         "i+2S, truth i+S.")] = "1,2",
     max_triplets: Annotated[int, typer.Option("--max-triplets", "-n", min=1, help="Triplets per clip and stride, "
                                               "spread evenly through the clip.")] = 10,
-    model: Annotated[str, typer.Option("--model", "-m", help="Interpolator: film.")] = "film",
-    weights: Annotated[Path | None, typer.Option("--weights", "-w", help="Weights file (.safetensors) instead of "
-                                                 "the shipped ones.")] = None,
-    device: Annotated[str, typer.Option("--device", "-d", help="auto, cpu, cuda or cuda:N.")] = "auto",
-    precision: Annotated[str, typer.Option("--precision", help="auto (fp16 on CUDA, fp32 on CPU), fp32, fp16, "
-                                                                "bf16.")] = "auto",
+    model: ModelOption = "film",
+    weights: WeightsOption = None,
+    device: DeviceOption = "auto",
+    precision: PrecisionOption = "auto",
     baselines: Annotated[str, typer.Option("--baselines", show_default=False,
                                            help="Baselines to compare with, a comma list, or none (default: all of "
                                                 "repeat, blend, dis, minterpolate).")] = ALL_BASELINES,
@@ -495,7 +535,7 @@ def _eval_table(group: str, methods: dict[str, dict[str, float]]) -> None:
 
 @app.command(cls=_Command)
 def bench(
-    device: Annotated[str, typer.Option("--device", "-d", help="auto, cpu, cuda or cuda:N.")] = "auto",
+    device: DeviceOption = "auto",
     model: Annotated[str | None, typer.Option("--model", "-m", help="Architecture to measure (default: every "
                                               "one).", show_default=False)] = None,
     preset: Annotated[list[str] | None, typer.Option("--preset", metavar="PRESET", show_default=False,
@@ -571,17 +611,20 @@ def _bench_tables(report: Any, env: dict) -> None:
     d = env["device"]
     where = d.get("name") or f"{d['cpu']}, {d['torch_threads']} threads"
     table = Table(title=f"model alone on {d['type']} ({where}): median of the timed calls", title_justify="left")
-    numbers = ("batch", "ms/call", "frames/s", "peak MB", "+MB")
+    numbers = ("batch", "ms/call", "frames/s", "peak MB", "+MB", "B/px", "est B/px")
     for name in ("preset", "weights", "size", "dtype", "batch", "compile", "ms/call", "frames/s", "peak MB",
-                 "+MB", "status"):
+                 "+MB", "B/px", "est B/px", "status"):
         table.add_column(name, justify="right" if name in numbers else "left")
     for r in report.model:
         status = r.status if r.compile_seconds is None else f"{r.status} (compiled in {r.compile_seconds:.0f} s)"
         table.add_row(r.preset, r.weights, r.size, r.dtype, str(r.batch), "yes" if r.compiled else "no",
-                      _num(r.ms_median, 1), _num(r.fps, 2), _num(r.peak_mb, 0), _num(r.rise_mb, 0), status)
+                      _num(r.ms_median, 1), _num(r.fps, 2), _num(r.peak_mb, 0), _num(r.rise_mb, 0),
+                      _num(r.rise_bytes_per_px, 0), _num(r.est_bytes_per_px, 0), status)
     _show(table)
     kinds = sorted({r.memory_kind for r in report.model if r.memory_kind})
-    out.print(f"memory: {'; '.join(kinds)}. +MB: the rise during the timed calls.", highlight=False, soft_wrap=True)
+    out.print(f"memory: {'; '.join(kinds)}. +MB: the rise during the timed calls; B/px: that per pixel of one pair "
+              "(reads low on the CPU, where the allocator reuses what the warm-up took); est B/px: what --max-memory "
+              "plans with.", highlight=False, soft_wrap=True)
     if not report.e2e:
         return
     table = Table(title="end to end: generated clip, --factor 2, decode -> model -> encode", title_justify="left")

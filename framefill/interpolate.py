@@ -40,7 +40,9 @@ are buffered); then all their work runs depth by depth, ``batch_size`` image pai
 tensors are freed as soon as no deeper level reads them. Frames are padded once (edge replication) to
 ``model.divisor`` and cropped back. Inputs go to ``device``/``dtype`` (channels_last on CPU: faster for the
 conv model); outputs come back as uint8 RGB on the CPU. The caller puts the model on that device and dtype,
-in eval mode.
+in eval mode. A model call whose working memory would exceed ``ScheduleConfig.tiling.max_memory`` (default:
+what the device has free) runs in smaller batches, or else in overlapping tiles blended without seams
+(``framefill.tiling``).
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ import numpy as np
 import torch
 
 from framefill.models.layers import crop, pad_to_multiple
+from framefill.tiling import TileConfig, Tiler
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +82,7 @@ class ScheduleConfig:
     duplicate_max_diff: float = 6 / 255  # ... and largest thumbnail pixel difference at most this
     detect_scenes: bool = True  # copy, never morph, across scene cuts
     skip_duplicates: bool = True  # repeated frames get copies, not model calls
+    tiling: TileConfig = TileConfig()  # memory budget per model call; tiles when a call would exceed it
 
     def __post_init__(self) -> None:
         if (self.factor is None) == (self.fps is None):
@@ -105,6 +109,8 @@ class InterpolationStats:
     model_calls: int = 0  # forward passes
     model_frames: int = 0  # frames the model produced (sum of batch sizes)
     max_timing_error: float = 0.0  # largest |snapped t - exact t| used, in input frame intervals
+    tiled_frames: int = 0  # model frames made in tiles (too big for the memory budget, or --tile)
+    tiles: int = 0  # tiles those took in all
 
 
 def _check_factor(factor: object) -> None:
@@ -202,7 +208,7 @@ class _Runner:
     """Moves frames to the model's device/dtype and back, and calls the model on stacked batches."""
 
     def __init__(self, model: torch.nn.Module, device: torch.device, dtype: torch.dtype,
-                 stats: InterpolationStats) -> None:
+                 stats: InterpolationStats, tiling: TileConfig | None = None) -> None:
         if dtype not in (torch.float32, torch.float16, torch.bfloat16):
             raise ValueError(f"dtype must be float32, float16 or bfloat16, got {dtype}")
         self.model, self.device, self.dtype, self.stats = model, torch.device(device), dtype, stats
@@ -210,6 +216,8 @@ class _Runner:
         self.arbitrary = bool(getattr(model, "arbitrary_time", False))
         self.direct = frozenset(Fraction(x) for x in getattr(model, "times", (0.5,)))
         self.takes_time = self.arbitrary or self.direct != {HALF}
+        self.tiler = Tiler(model, self._forward, lambda x0, x1: self._call(x0, x1, [HALF]), self.device, dtype,
+                           self.divisor, tiling or TileConfig(), on_tiles=self._count_tiles)
 
     def is_direct(self, t: Fraction) -> bool:
         """Whether the model computes time ``t`` of a pair in one call (else: bisection)."""
@@ -227,6 +235,17 @@ class _Runner:
         return np.ascontiguousarray(x.permute(1, 2, 0).cpu().numpy())  # (H, W, 3)
 
     def __call__(self, x0: torch.Tensor, x1: torch.Tensor, t: list[Fraction]) -> torch.Tensor:
+        """The frames at local times ``t`` of the pairs ``(x0[b], x1[b])``: whole, in smaller batches or tiled."""
+        out = self.tiler(x0, x1, t)
+        self.stats.model_frames += len(t)
+        return out
+
+    def _forward(self, x0: torch.Tensor, x1: torch.Tensor, t: list[Fraction]) -> torch.Tensor:
+        out = self._call(x0, x1, t)
+        self.stats.model_calls += 1
+        return out
+
+    def _call(self, x0: torch.Tensor, x1: torch.Tensor, t: list[Fraction]) -> torch.Tensor:
         if self.device.type == "cpu":
             x0 = x0.contiguous(memory_format=torch.channels_last)
             x1 = x1.contiguous(memory_format=torch.channels_last)
@@ -236,9 +255,11 @@ class _Runner:
             out = self.model(x0, x1)
         if out.shape != x0.shape:
             raise ValueError(f"the model returned shape {tuple(out.shape)} for inputs {tuple(x0.shape)}")
-        self.stats.model_calls += 1
-        self.stats.model_frames += len(t)
         return out
+
+    def _count_tiles(self, frames: int, tiles: int) -> None:
+        self.stats.tiled_frames += frames
+        self.stats.tiles += tiles
 
 
 def _solve(runner: _Runner, images: list[np.ndarray], wanted: dict[int, set[Fraction]],
@@ -366,7 +387,7 @@ def interpolate_frames(frames: Iterable[np.ndarray], in_fps: Fraction | int, mod
     """
     ratio = _ratio(in_fps, config.factor, config.fps)
     stats = InterpolationStats() if stats is None else stats
-    runner = _Runner(model, device, dtype, stats)
+    runner = _Runner(model, device, dtype, stats, config.tiling)
     depth = 0 if runner.arbitrary else depth_for(ratio, config.max_depth)
     return _generate(iter(frames), ratio, depth, runner, config, stats, on_progress)
 
@@ -432,15 +453,16 @@ def _generate(frames: Iterator[np.ndarray], ratio: Fraction, depth: int, runner:
 
 
 def interpolate_pair(img0: np.ndarray, img1: np.ndarray, model: torch.nn.Module, t: Fraction | float = 0.5, *,
-                     max_depth: int = 3, device: torch.device | str = CPU,
-                     dtype: torch.dtype = torch.float32) -> np.ndarray:
+                     max_depth: int = 3, device: torch.device | str = CPU, dtype: torch.dtype = torch.float32,
+                     tiling: TileConfig | None = None, stats: InterpolationStats | None = None) -> np.ndarray:
     """One in-between frame of two ``(H, W, 3)`` uint8 images at time ``t`` (snapped as in the module docstring).
 
     No scene-cut or duplicate tests: the caller asked for this pair. ``t`` 0 or 1 returns a copy of an input.
+    ``tiling`` sets the memory budget (as ``ScheduleConfig.tiling``); ``stats``, if given, counts the model calls.
     """
     _check_frame(img0, 0, None)
     _check_frame(img1, 1, img0.shape)
-    runner = _Runner(model, device, dtype, InterpolationStats())
+    runner = _Runner(model, device, dtype, InterpolationStats() if stats is None else stats, tiling)
     t = Fraction(t)
     if not 0 <= t <= 1:
         raise ValueError(f"t must be in [0, 1], got {float(t)}")

@@ -21,6 +21,7 @@ from framefill.frames import VideoError, is_image_file, read_image, write_image
 from framefill.interpolate import InterpolationStats, ScheduleConfig, interpolate_frames, interpolate_pair, out_fps_for
 from framefill.interpolate import output_count as _output_count
 from framefill.models import default_weights, load_model
+from framefill.tiling import TileConfig
 from framefill.video import EncodeOptions, FrameSink, FrameSource, ThreadedSink, prefetch
 
 log = logging.getLogger(__name__)
@@ -133,8 +134,9 @@ class _TimedSink:
 
 
 def interpolate_images(a: Path, b: Path, out: Path, net: torch.nn.Module, *, t: float = 0.5, device: torch.device,
-                       dtype: torch.dtype, overwrite: bool = False) -> None:
-    """One in-between frame of an image pair, written atomically to ``out``."""
+                       dtype: torch.dtype, overwrite: bool = False, tiling: TileConfig | None = None
+                       ) -> InterpolationStats:
+    """One in-between frame of an image pair, written atomically to ``out``; the model's statistics."""
     for p in (a, b):  # before the existence test: --force must not make an input the output
         if Path(out).resolve() == Path(p).resolve():
             raise VideoError(f"the output {out} is an input; choose another output path")
@@ -144,7 +146,9 @@ def interpolate_images(a: Path, b: Path, out: Path, net: torch.nn.Module, *, t: 
     if img0.shape != img1.shape:
         raise VideoError(f"{a} is {img0.shape[1]}x{img0.shape[0]} but {b} is {img1.shape[1]}x{img1.shape[0]}; "
                          "give two images of one size")
-    write_image(Path(out), interpolate_pair(img0, img1, net, t, device=device, dtype=dtype))
+    stats = InterpolationStats()
+    write_image(Path(out), interpolate_pair(img0, img1, net, t, device=device, dtype=dtype, tiling=tiling, stats=stats))
+    return stats
 
 
 def interpolate_video(src: Path, dst: Path, net: torch.nn.Module, schedule: ScheduleConfig, *, device: torch.device,

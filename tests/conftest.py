@@ -6,6 +6,7 @@ Keep clips tiny (64x48, a dozen frames): the test machine has two cores.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from collections.abc import Iterator
 from fractions import Fraction
@@ -14,6 +15,7 @@ from pathlib import Path
 import imageio_ffmpeg
 import numpy as np
 import pytest
+import torch
 
 from framefill.video import EncodeOptions, FrameSink, write_image
 
@@ -129,3 +131,26 @@ LOSSLESS = EncodeOptions(codec="ffv1")
 def clip(tmp_path: Path) -> Path:
     """A 64x48, 12-frame, 30000/1001 fps H.264 .mp4 with an AAC tone."""
     return make_clip(tmp_path / "clip.mp4")
+
+
+def plain(text: str) -> str:
+    """``text`` without ANSI colours (rich adds them where the environment forces a terminal)."""
+    return re.sub(r"\x1b\[[0-9;]*m", "", text)
+
+
+def assert_one_error(stderr: str, stdout: str = "", message: str = "") -> None:
+    """A refusal as users see it: exactly one ``error:`` line (containing ``message``), no traceback."""
+    lines = plain(stderr).strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), stderr
+    assert message in lines[0], lines[0]
+    assert "Traceback" not in stderr + stdout
+
+
+@pytest.fixture(scope="module")
+def one_thread() -> Iterator[None]:
+    """One torch thread for a module: on two busy cores a tiny model runs far faster than with two spinning
+    OpenMP threads. Use with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

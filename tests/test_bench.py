@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import LOSSLESS, moving_square, write_clip
+from conftest import LOSSLESS, assert_one_error, moving_square, plain, write_clip
 from typer.testing import CliRunner
 
 import framefill.bench
@@ -37,17 +36,8 @@ runner = CliRunner()
 CPU = torch.device("cpu")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """One torch thread: on two busy cores a tiny model runs ~100x faster than with two spinning OpenMP threads."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
-
-def plain(text: str) -> str:
-    return re.sub(r"\x1b\[[0-9;]*m", "", text)
 
 
 # --- parsing and choices ------------------------------------------------------------------------------------------
@@ -142,8 +132,8 @@ def test_bench_command_writes_complete_json(tmp_path: Path) -> None:
                                  "--e2e-frames", "3", "--json", str(out)], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     text = plain(result.stdout)
-    for words in ("model alone on cpu", "ms/call", "frames/s", "peak MB", "film-tiny", "random", "end to end",
-                  "3 -> 5", "decode", "encode", "peak RSS"):
+    for words in ("model alone on cpu", "ms/call", "frames/s", "peak MB", "est B/px", "film-tiny", "random",
+                  "end to end", "3 -> 5", "decode", "encode", "peak RSS"):
         assert words in text
 
     report = json.loads(out.read_text())
@@ -157,6 +147,7 @@ def test_bench_command_writes_complete_json(tmp_path: Path) -> None:
         assert r["status"] == "ok" and r["weights"].startswith("random") and not r["compiled"]
         assert len(r["times"]) == 2 and r["ms_median"] > 0 and r["fps"] > 0
         assert r["peak_mb"] > 0 and r["rise_mb"] is not None and "RSS" in r["memory_kind"]
+        assert r["rise_bytes_per_px"] is not None and r["est_bytes_per_px"] > 100  # film-tiny: about 1,000
     assert [r["padded"] for r in rows][::2] == ["64x48", "40x32"]
     e2e = report["e2e"]
     assert [(r["size"], r["frames_in"], r["frames_out"], r["batch"]) for r in e2e] == [("64x48", 3, 5, 2),
@@ -198,10 +189,7 @@ def test_bench_bad_input_is_one_error_line(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.chdir(tmp_path)
     result = runner.invoke(app, ["bench", "--preset", "film-tiny", "--size", "32x32", *args])
     assert result.exit_code == 2, result.output
-    lines = plain(result.stderr).strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert message in lines[0]
-    assert "Traceback" not in result.output
+    assert_one_error(result.stderr, result.stdout, message)
 
 
 def test_bench_help_reads_well() -> None:

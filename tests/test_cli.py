@@ -8,7 +8,6 @@ folder holding copies of the session's inputs, so "nothing changed" is a snapsho
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -20,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import NTSC, child_processes, make_clip, moving_square
+from conftest import NTSC, assert_one_error, child_processes, make_clip, moving_square, plain
 from typer.testing import CliRunner, Result
 
 import framefill.pipeline
@@ -115,16 +114,6 @@ def snapshot(folder: Path) -> dict[str, tuple[int, bytes]]:
     }
 
 
-def plain(text: str) -> str:
-    """``text`` without ANSI colours (rich adds them where the environment forces a terminal)."""
-    return re.sub(r"\x1b\[[0-9;]*m", "", text)
-
-
-def assert_one_error(stderr: str, stdout: str = "") -> None:
-    lines = plain(stderr).strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), stderr
-    assert "Traceback" not in stderr + stdout
-
 
 def assert_refused(result: Result, code: int = 2) -> None:
     assert result.exit_code == code, result.output
@@ -140,7 +129,7 @@ def assert_refused(result: Result, code: int = 2) -> None:
     [
         ([], ["interp", "train", "info", "--version", "Smooth video"]),
         (["interp"], ["interp [OPTIONS] PATHS...", "--factor", "--fps", "--weights", "--device", "--no-audio",
-                      "--force", "framefill interp a.png b.png mid.png"]),
+                      "--max-memory", "--tile", "--force", "framefill interp a.png b.png mid.png"]),
         (["train"], ["--data", "--steps", "--out", "--resume", "--export", "Checkpoints go to"]),
         (["info"], ["weights", "architecture"]),
     ],

@@ -7,15 +7,13 @@ from __future__ import annotations
 
 import json
 import math
-import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 import torch
-from conftest import LOSSLESS, moving_square, write_clip
+from conftest import LOSSLESS, assert_one_error, moving_square, plain, write_clip
 from typer.testing import CliRunner
 
 from framefill.checkpoint import save_model
@@ -39,13 +37,7 @@ from framefill.video import write_image
 runner = CliRunner()
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """One torch thread: on two busy cores a tiny model runs ~100x faster than with two spinning OpenMP threads."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -204,9 +196,6 @@ def test_discovers_middlebury_and_vimeo_layouts_beside_clips(tmp_path: Path) -> 
 # --- the command ----------------------------------------------------------------------------------------------
 
 
-def plain(text: str) -> str:
-    return re.sub(r"\x1b\[[0-9;]*m", "", text)
-
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -298,10 +287,7 @@ def test_eval_bad_input_is_one_error_line(tmp_path: Path, weights: Path, monkeyp
     extra = [] if "--weights" in args else ["--weights", str(weights)]
     result = runner.invoke(app, ["eval", *args, *extra])
     assert result.exit_code == 2, result.output
-    lines = plain(result.stderr).strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert message in lines[0]
-    assert "Traceback" not in result.output
+    assert_one_error(result.stderr, result.stdout, message)
 
 
 def test_eval_help_reads_well() -> None:

@@ -30,13 +30,8 @@ N = 12  # frames per test clip: the square moves 2 px a frame and never wraps (i
 NO_AUG = {"flip_prob": 0.0, "rot90_prob": 0.0, "reverse_prob": 0.0, "jitter": 0.0}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Two cores shared with other work; one thread also keeps CPU results bit-for-bit repeatable.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# Two cores shared with other work; one thread also keeps CPU results bit-for-bit repeatable.
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def square_frames(n: int = N) -> np.ndarray:

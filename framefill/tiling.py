@@ -1,0 +1,428 @@
+"""Tiled inference: a model call too big for the memory budget runs in overlapping tiles, blended without seams.
+
+The scheduler (``interpolate.py``) hands every model call to a ``Tiler``. A call whose estimated working memory
+fits the budget runs whole; one whose pairs fit one by one runs in smaller batches (exactly the same result);
+otherwise every (padded) frame is cut into overlapping tiles, the model runs on batches of tiles, and the tile
+outputs are blended.
+
+The budget. ``TileConfig.max_memory`` bytes (``--max-memory``) of *working* memory per model call: what the
+forward pass allocates (activations, its output) plus the tile crops and the blending buffers; the weights and
+the few full frames the scheduler holds come on top. It is lowered, at every call, to what the device has free
+less a margin (``device_headroom``: CUDA ``mem_get_info`` plus the caching allocator's unused reserve, less 5% of
+the card and at least 512 MiB; CPU ``MemAvailable`` less 10% and 256 MiB), which is also the budget when none is
+given.
+
+The estimate: ``bytes_per_pixel(...)`` times the pixels in flight. It is *measured* once per model, device and
+dtype (``measure_bytes_per_pixel``), on a probe call at ``PROBE_SIDE`` px square:
+- CUDA: ``torch.cuda.max_memory_allocated()`` over the call, less what was allocated before it: every tensor,
+  cuDNN workspaces included (they come from the same allocator).
+- CPU: the peak of the bytes held by tensors created during the call (``TensorBytes``, a ``TorchFunctionMode``
+  that follows each new tensor storage until it is freed), times ``CPU_OVERHEAD = 2``. The process's resident
+  memory rises more than the tensors it holds (oneDNN's reorders and scratchpads, allocator slack); measured as
+  the peak RSS rise of the first call in a fresh process over the tracked peak, fp32, one thread: 1.32 for
+  ``film-s`` at 1024x1024 (657 vs 498 B/px), 1.21 for ``film-m`` at 512x512 (2,878 vs 2,370), 1.81 for
+  ``film-tiny`` at 512x512 (931 vs 514). The tracked figure is the same at 128, 256 and 512 px (``film-s``:
+  498 B/px), so a small probe suffices. RSS is not used directly: after a first call the allocator keeps freed
+  memory, so later rises read low.
+``framefill bench`` shows this estimate (``est B/px``) next to the measured rise per pixel (``B/px``). Frames
+that would fit even at ``SKIP_PROBE_BYTES_PER_PIXEL`` (64 KiB, over 10x any registered model) need no probe.
+
+Tiles. Sizes are multiples of the model's divisor and tile origins are too, so a tile's image pyramid sits on
+the whole frame's pyramid grid. The layout (``plan_grid``) is the one that computes the fewest pixels among
+those whose tiles fit: full-height strips where they fit, else near-square tiles. Neighbours overlap by at
+least ``overlap`` pixels, by default the model's largest motion (``model.config.max_motion``: 252 px for
+``film-s``, so 256; 128 without one), kept within 2 divisors .. 256 px. Flow near a tile's inner edge has no
+context beyond it: motion that brings content from outside the tile is missed there. The trade-off: an overlap
+O costs about ``(T / (T - O))**2`` times the work of untiled inference for T px tiles (1.3x for 2048 px tiles
+at O = 256), and a smaller one risks visible seams where motion is large. When the budget only fits tiles too
+small for the overlap, it is halved (down to one divisor) with a warning.
+
+Blending. Each tile weighs its pixels by a raised cosine across the middle half of each overlap with a
+neighbour: 0 on the quarter next to its own edge (pixels with the least context), rising to 1 over the next half,
+and 1 elsewhere, up to the frame border. Two neighbours' ramps are mirror images and sum to one; the 1-D weights
+are still normalised by their sum along each axis, and the 2-D weight of a tile is the outer product of its row
+and column weights, so the weights sum to exactly one at every pixel. A model whose output depends on a
+neighbourhood of radius r gives exactly the untiled result wherever ``overlap / 4 >= r``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import weakref
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.overrides import TorchFunctionMode
+from torch.utils._pytree import tree_leaves
+
+log = logging.getLogger(__name__)
+
+MIB = 2**20
+PROBE_SIDE = 128  # probe call size (rounded up to the divisor): the per-pixel figure does not depend on it
+CPU_OVERHEAD = 2.0  # resident memory per byte of tensors on the CPU (see the module docstring)
+SKIP_PROBE_BYTES_PER_PIXEL = 64 * 2**10  # frames that fit at this rate need no measurement
+DEFAULT_OVERLAP = 128  # overlap for models that state no max_motion
+MAX_AUTO_OVERLAP = 256  # cap on the automatic overlap
+ACCUMULATOR_BYTES = 12  # per frame pixel of a tiled call: the fp32 (3, H, W) sum of weighted tiles
+BLEND_BYTES = 24  # per tile pixel: the tile output in fp32 and its weighted copy, while it is added
+
+Forward = Callable[[torch.Tensor, torch.Tensor, list], torch.Tensor]  # (x0, x1, times) -> frames
+
+
+@dataclass(frozen=True)
+class TileConfig:
+    max_memory: int | None = None  # working memory of one model call, bytes (None: what the device has free)
+    tile: int | None = None  # force square tiles of this many px (rounded to the model's multiple), whatever the memory
+    overlap: int | None = None  # px shared by neighbouring tiles (None: the model's max_motion, 2 divisors..256)
+
+    def __post_init__(self) -> None:
+        for name in ("max_memory", "tile"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f"{name} must be a positive whole number, got {value!r}")
+        if self.overlap is not None and (not isinstance(self.overlap, int) or self.overlap < 0):
+            raise ValueError(f"overlap must be a whole number >= 0, got {self.overlap!r}")
+
+
+def format_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+# --- the budget -------------------------------------------------------------------------------------------------
+
+
+def _meminfo_available() -> int | None:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def device_headroom(device: torch.device) -> int:
+    """Bytes a model call may still allocate on ``device`` now: its free memory less a margin.
+
+    CUDA: free memory plus what torch's caching allocator holds unused, less 5% of the card (at least 512 MiB:
+    fragmentation, the CUDA context's growth). CPU: ``MemAvailable`` less 10% and 256 MiB; where that is not
+    readable (not Linux), effectively unlimited.
+    """
+    if device.type == "cuda":
+        free, total = torch.cuda.mem_get_info(device)
+        free += torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+        return max(0, free - max(512 * MIB, total // 20))
+    available = _meminfo_available()
+    if available is None:
+        return 2**62
+    return max(0, int(available * 0.9) - 256 * MIB)
+
+
+# --- the estimate -----------------------------------------------------------------------------------------------
+
+
+def _storage_key(value: object) -> int | None:
+    return value.untyped_storage().data_ptr() if isinstance(value, torch.Tensor) else None
+
+
+class TensorBytes(TorchFunctionMode):
+    """Within the ``with`` block: ``peak``, the most bytes held at once by tensor storages created in it.
+
+    Each new storage a torch function returns is counted once until it is freed; views (of tensors made inside
+    or outside the block) and in-place results are not new.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.live = 0
+        self.peak = 0
+        self._sizes: dict[int, int] = {}
+
+    def _free(self, key: int) -> None:
+        self.live -= self._sizes.pop(key, 0)
+
+    def __torch_function__(self, func: Callable, types: object, args: tuple = (), kwargs: dict | None = None
+                           ) -> object:
+        out = func(*args, **(kwargs or {}))
+        given = {_storage_key(v) for v in tree_leaves((args, kwargs))}  # views and in-place results allocate nothing
+        for value in out if isinstance(out, tuple | list) else (out,):
+            if isinstance(value, torch.Tensor):
+                storage = value.untyped_storage()
+                key = storage.data_ptr()
+                if key and key not in self._sizes and key not in given:
+                    self._sizes[key] = storage.nbytes()
+                    self.live += storage.nbytes()
+                    self.peak = max(self.peak, self.live)
+                    weakref.finalize(storage, self._free, key)
+        return out
+
+
+def measure_bytes_per_pixel(call: Callable[[torch.Tensor, torch.Tensor], object], device: torch.device,
+                            dtype: torch.dtype, divisor: int) -> float:
+    """Working memory of ``call(x0, x1)`` (one pair) per pixel, measured on a probe (see the module docstring)."""
+    side = math.ceil(max(PROBE_SIDE, 2 * divisor) / divisor) * divisor
+    gen = torch.Generator(device=device).manual_seed(0)  # random frames: no shortcut a constant one might take
+    x0 = torch.rand(1, 3, side, side, device=device, generator=gen).to(dtype)  # (1, 3, S, S)
+    x1 = torch.rand(1, 3, side, side, device=device, generator=gen).to(dtype)
+    with torch.inference_mode():
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+            before = torch.cuda.memory_allocated(device)
+            torch.cuda.reset_peak_memory_stats(device)
+            call(x0, x1)
+            torch.cuda.synchronize(device)
+            used = torch.cuda.max_memory_allocated(device) - before
+        else:
+            with TensorBytes() as tracked:
+                call(x0, x1)
+            used = tracked.peak * CPU_OVERHEAD
+    return used / side**2
+
+
+_measured: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> {(device, dtype): bytes per pixel}
+
+
+def bytes_per_pixel(model: torch.nn.Module, call: Callable[[torch.Tensor, torch.Tensor], object],
+                    device: torch.device, dtype: torch.dtype, divisor: int) -> float:
+    """``measure_bytes_per_pixel``, once per model, device and dtype."""
+    per_model = _measured.setdefault(model, {})
+    key = (str(device), dtype)
+    if key not in per_model:
+        per_model[key] = measure_bytes_per_pixel(call, device, dtype, divisor)
+        log.debug("%s on %s in %s: %.0f bytes per pixel", type(model).__name__, device, dtype, per_model[key])
+    return per_model[key]
+
+
+def default_overlap(model: torch.nn.Module, divisor: int) -> int:
+    """The model's stated largest motion (``model.config.max_motion``), within 2 divisors .. 256 px."""
+    motion = getattr(getattr(model, "config", None), "max_motion", None)
+    overlap = motion if isinstance(motion, int) and motion > 0 else DEFAULT_OVERLAP
+    overlap = min(max(overlap, 2 * divisor), max(MAX_AUTO_OVERLAP, 2 * divisor))
+    return math.ceil(overlap / divisor) * divisor
+
+
+# --- geometry ---------------------------------------------------------------------------------------------------
+
+
+def axis_starts(length: int, tile: int, overlap: int, align: int) -> tuple[int, ...] | None:
+    """Origins of the fewest ``tile``-px tiles covering ``length`` px, multiples of ``align``, spread evenly, with
+    neighbours sharing at least ``overlap`` px; None when ``tile`` leaves no room for that."""
+    if tile >= length:
+        return (0,)
+    if tile - overlap < align:
+        return None
+    units = (length - tile) // align  # the last origin, in steps of align (length and tile are multiples of it)
+    n = max(2, math.ceil((length - overlap) / (tile - overlap)))
+    while True:
+        starts = tuple((2 * k * units + n - 1) // (2 * (n - 1)) * align for k in range(n))  # rounded k*units/(n-1)
+        if tile - max(b - a for a, b in zip(starts, starts[1:], strict=False)) >= overlap:
+            return starts
+        n += 1
+
+
+def _ramp(u: np.ndarray) -> np.ndarray:
+    return (1 - np.cos(np.pi * np.clip(u, 0, 1))) / 2
+
+
+def axis_weights(tile: int, starts: tuple[int, ...]) -> np.ndarray:
+    """``(len(starts), tile)`` blending weights along one axis; at every position the tiles there sum to 1."""
+    x = np.arange(tile) + 0.5  # pixel centres
+    raw = np.ones((len(starts), tile))
+    for k, start in enumerate(starts):
+        if k > 0 and (shared := starts[k - 1] + tile - start) > 0:  # rise over the middle half of the overlap
+            raw[k] *= _ramp((x - shared / 4) / (shared / 2))
+        if k + 1 < len(starts) and (shared := start + tile - starts[k + 1]) > 0:
+            raw[k] *= _ramp((tile - x - shared / 4) / (shared / 2))
+    total = np.zeros(starts[-1] + tile)
+    for k, start in enumerate(starts):
+        total[start:start + tile] += raw[k]
+    return np.stack([raw[k] / total[start:start + tile] for k, start in enumerate(starts)])
+
+
+@dataclass(frozen=True)
+class TileGrid:
+    """Tiles of ``tile_h`` x ``tile_w`` px at origins ``ys`` x ``xs`` covering a ``height`` x ``width`` frame."""
+
+    height: int
+    width: int
+    tile_h: int
+    tile_w: int
+    ys: tuple[int, ...]
+    xs: tuple[int, ...]
+
+    def __len__(self) -> int:
+        return len(self.ys) * len(self.xs)
+
+    @property
+    def overlap(self) -> int:
+        """The smallest overlap of two neighbours (the frame size along an axis with one tile)."""
+        gaps = [self.tile_h - (b - a) for a, b in zip(self.ys, self.ys[1:], strict=False)]
+        gaps += [self.tile_w - (b - a) for a, b in zip(self.xs, self.xs[1:], strict=False)]
+        return min(gaps, default=max(self.height, self.width))
+
+    def boxes(self) -> Iterator[tuple[int, int, int, int]]:
+        """``(row index, column index, y, x)`` of every tile."""
+        for i, y in enumerate(self.ys):
+            for j, x in enumerate(self.xs):
+                yield i, j, y, x
+
+    def weights(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """Row weights ``(len(ys), tile_h)`` and column weights ``(len(xs), tile_w)``, float32: tile (i, j) weighs
+        its pixels by ``rows[i][:, None] * cols[j][None, :]``."""
+        rows = torch.from_numpy(axis_weights(self.tile_h, self.ys)).float().to(device)
+        cols = torch.from_numpy(axis_weights(self.tile_w, self.xs)).float().to(device)
+        return rows, cols
+
+
+def plan_grid(height: int, width: int, max_pixels: int, overlap: int, align: int) -> TileGrid | None:
+    """The tile layout computing the fewest pixels whose tiles have at most ``max_pixels`` px; None if none does.
+
+    ``height`` and ``width`` are multiples of ``align``; so are the tile sizes and origins.
+    """
+    best: tuple[tuple[int, int], TileGrid] | None = None
+    for tile_h in range(align, height + 1, align):
+        tile_w = min(width, max_pixels // tile_h // align * align)
+        if tile_w < align:
+            break
+        ys, xs = axis_starts(height, tile_h, overlap, align), axis_starts(width, tile_w, overlap, align)
+        if ys is None or xs is None:
+            continue
+        cost = (len(ys) * tile_h * len(xs) * tile_w, len(ys) * len(xs))
+        if best is None or cost < best[0]:
+            best = (cost, TileGrid(height, width, tile_h, tile_w, ys, xs))
+    return None if best is None else best[1]
+
+
+def run_tiles(forward: Forward, x0: torch.Tensor, x1: torch.Tensor, times: list, grid: TileGrid,
+              per_call: int) -> torch.Tensor:
+    """``forward`` on every tile of every pair, ``per_call`` tiles a call, blended into whole frames.
+
+    Shape:
+        x0, x1: ``(B, 3, H, W)`` with ``(H, W) == (grid.height, grid.width)``; output: the same, in x0's dtype.
+    """
+    rows, cols = grid.weights(x0.device)
+    out = torch.zeros(x0.shape, device=x0.device, dtype=torch.float32)  # (B, 3, H, W)
+    th, tw = grid.tile_h, grid.tile_w
+    work = [(b, *box) for b in range(x0.shape[0]) for box in grid.boxes()]
+    for start in range(0, len(work), per_call):
+        chunk = work[start:start + per_call]
+        a = torch.cat([x0[b:b + 1, :, y:y + th, x:x + tw] for b, _, _, y, x in chunk])  # (k, 3, th, tw)
+        c = torch.cat([x1[b:b + 1, :, y:y + th, x:x + tw] for b, _, _, y, x in chunk])
+        made = forward(a, c, [times[b] for b, *_ in chunk])  # (k, 3, th, tw)
+        for k, (b, i, j, y, x) in enumerate(chunk):
+            out[b, :, y:y + th, x:x + tw] += made[k].float() * (rows[i][:, None] * cols[j][None, :])
+        del a, c, made  # before the next chunk's crops: the estimate counts one chunk at a time
+    return out.to(x0.dtype)
+
+
+# --- the decision -----------------------------------------------------------------------------------------------
+
+
+class Tiler:
+    """Runs each model call whole, in smaller batches or in tiles, so that it fits the memory budget.
+
+    ``forward(x0, x1, times)`` is the counted model call; ``probe(x0, x1)`` an uncounted one for the measurement.
+    ``on_tiles(frames, tiles)`` is told of every tiled call.
+    """
+
+    def __init__(self, model: torch.nn.Module, forward: Forward, probe: Callable[[torch.Tensor, torch.Tensor], object],
+                 device: torch.device, dtype: torch.dtype, divisor: int, config: TileConfig,
+                 on_tiles: Callable[[int, int], None] | None = None) -> None:
+        self.model, self.forward, self.probe = model, forward, probe
+        self.device, self.dtype, self.divisor, self.config = device, dtype, divisor, config
+        self.on_tiles = on_tiles
+        self.overlap = default_overlap(model, divisor) if config.overlap is None else config.overlap
+        self.itemsize = torch.empty((), dtype=dtype).element_size()
+        self._said: set[str] = set()
+
+    def budget(self) -> int:
+        """Bytes the next call may use: ``max_memory``, at most what the device has free less a margin."""
+        headroom = device_headroom(self.device)
+        return headroom if self.config.max_memory is None else min(self.config.max_memory, headroom)
+
+    def pixel_cost(self) -> float:
+        """Bytes per pixel of one pair in a call: the model's measured working memory and the input crops."""
+        return bytes_per_pixel(self.model, self.probe, self.device, self.dtype, self.divisor) + 6 * self.itemsize
+
+    def __call__(self, x0: torch.Tensor, x1: torch.Tensor, times: list) -> torch.Tensor:
+        n, _, h, w = x0.shape
+        budget = self.budget()
+        if self.config.tile is not None:
+            grid = self._forced_grid(h, w)
+        else:
+            if n * h * w * SKIP_PROBE_BYTES_PER_PIXEL <= budget:
+                return self.forward(x0, x1, times)
+            pair = h * w * self.pixel_cost()
+            if n * pair <= budget:
+                return self.forward(x0, x1, times)
+            if pair <= budget:  # pairs one batch at a time: the same frames
+                k = int(budget // pair)
+                return torch.cat([self.forward(x0[s:s + k], x1[s:s + k], times[s:s + k]) for s in range(0, n, k)])
+            grid = self._fitted_grid(h, w, budget - n * h * w * ACCUMULATOR_BYTES)
+        if len(grid) == 1:
+            return self.forward(x0, x1, times)
+        per_call = self._tiles_per_call(grid, n, budget)
+        self._say("info", f"{w}x{h} frames in {len(grid)} tiles of {grid.tile_w}x{grid.tile_h} (overlap "
+                          f"{grid.overlap} px), {per_call} a call, in a budget of {format_bytes(budget)}",
+                  key=f"{grid}")
+        out = run_tiles(self.forward, x0, x1, times, grid, per_call)
+        if self.on_tiles:
+            self.on_tiles(n, n * len(grid))
+        return out
+
+    def _forced_grid(self, h: int, w: int) -> TileGrid:
+        div = self.divisor
+        tile = max(2 * div, self.config.tile // div * div)
+        overlap = min(self.overlap, tile // 2 // div * div)
+        if overlap < self.overlap:
+            self._say("warning", f"tiles of {tile} px leave room for an overlap of only {overlap} px (wanted "
+                                 f"{self.overlap}); seams may show where the motion is larger")
+        th, tw = min(tile, h), min(tile, w)
+        ys, xs = axis_starts(h, th, overlap, div), axis_starts(w, tw, overlap, div)
+        assert ys is not None and xs is not None  # tile - overlap >= div by construction
+        return TileGrid(h, w, th, tw, ys, xs)
+
+    def _fitted_grid(self, h: int, w: int, budget: float) -> TileGrid:
+        """The cheapest layout whose single tile fits ``budget``; the overlap shrinks if it must (with a warning)."""
+        div, cost = self.divisor, self.pixel_cost() + BLEND_BYTES
+        max_pixels = int(max(0.0, budget) // cost)
+        overlap = self.overlap
+        while True:
+            grid = plan_grid(h, w, max_pixels, overlap, div)
+            if grid is not None or overlap <= div:
+                break
+            overlap = max(div, overlap // 2 // div * div)
+        if grid is None:  # not even the smallest tiles fit: run the smallest, over budget
+            self._say("warning", f"a memory budget of {format_bytes(budget)} is less than the smallest tile needs "
+                                 f"({format_bytes(4 * div * div * cost)}); running over it", key="over budget")
+            ys, xs = axis_starts(h, min(2 * div, h), div, div), axis_starts(w, min(2 * div, w), div, div)
+            assert ys is not None and xs is not None
+            return TileGrid(h, w, min(2 * div, h), min(2 * div, w), ys, xs)
+        if overlap < self.overlap:
+            self._say("warning", f"the memory budget fits tiles of {grid.tile_w}x{grid.tile_h} px with an overlap "
+                                 f"of {overlap} px only (wanted {self.overlap}); seams may show where the motion is "
+                                 "larger: raise --max-memory", key=f"overlap {grid}")
+        return grid
+
+    def _tiles_per_call(self, grid: TileGrid, n: int, budget: int) -> int:
+        tiles = n * len(grid)
+        left = budget - n * grid.height * grid.width * ACCUMULATOR_BYTES
+        tile_px = grid.tile_h * grid.tile_w
+        if tiles * tile_px * SKIP_PROBE_BYTES_PER_PIXEL <= left:
+            return tiles
+        return max(1, min(tiles, int(left // (tile_px * (self.pixel_cost() + BLEND_BYTES)))))
+
+    def _say(self, level: str, message: str, key: str | None = None) -> None:
+        """Log ``message`` once per Tiler and ``key`` (default: the message): every call of a job would repeat it."""
+        key = message if key is None else key
+        if key not in self._said:
+            self._said.add(key)
+            getattr(log, level)(message)
