@@ -1,0 +1,63 @@
+"""How good is the film model's parameter-free path? PSNR of freshly initialised ``film-s`` models, whose
+learned flow residuals and fusion head start at zero, so the output is the plain average of the two inputs
+warped by the Lucas-Kanade flow alone (with the blend fallback where it is on), for a few settings, on the
+triplets of a run_peers list, per stride.
+
+    python tools/lk_sweep.py LIST
+
+The settings were chosen on triplets of the *training* clips (clip_triplets.py of ../shared/tools/peers on
+../shared/data/train/videos), not on the validation triplets that `make compare` writes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from framefill.frames import read_image
+from framefill.interpolate import interpolate_pair
+from framefill.models.film import build_film
+
+# Each row adds one part of the parameter-free path; the last rows vary the fallback's softness.
+SETTINGS = {
+    "1 LK step per level, 5 px window, no smoothing, no fallback": dict(
+        lk_iters=1, lk_fine_iters=1, lk_finest=0, lk_window=5, lk_smooth=1, fallback_window=0),
+    "8 LK steps, 9 px window, box mean of 7, no fallback": dict(lk_sigma=0.0, fallback_window=0),
+    "8 LK steps, confidence-weighted mean, no fallback": dict(fallback_window=0),
+    "+ blend fallback, window 15, softness 0.03 (film-s)": {},
+    "+ blend fallback, softness 0.1": dict(fallback_temp=0.1),
+}
+
+
+def psnr(pred: np.ndarray, gt: np.ndarray) -> float:
+    return float(10 * np.log10(255**2 / np.mean((pred.astype(np.float64) - gt.astype(np.float64)) ** 2)))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("list", type=Path)
+    args = ap.parse_args()
+    trips = []
+    for line in args.list.read_text().splitlines():
+        f0, f1, gt, name = line.split()[:4]
+        trips.append((read_image(Path(f0)), read_image(Path(f1)), read_image(Path(gt)), name.rsplit("_", 1)[-1]))
+    strides = sorted({t[3] for t in trips})
+    print("| Lucas-Kanade setting | " + " | ".join(f"{s} PSNR" for s in strides) + " | s/frame |")
+    print("|---|" + "---|" * len(strides) + "---|")
+    for label, overrides in SETTINGS.items():
+        torch.manual_seed(0)
+        model = build_film("film-s", **overrides).eval()
+        scores: dict[str, list[float]] = {}
+        start = time.perf_counter()
+        for a, b, g, stride in trips:
+            scores.setdefault(stride, []).append(psnr(interpolate_pair(a, b, model), g))
+        sec = (time.perf_counter() - start) / len(trips)
+        print(f"| {label} | " + " | ".join(f"{np.mean(scores[s]):.2f}" for s in strides) + f" | {sec:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
