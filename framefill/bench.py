@@ -55,7 +55,7 @@ from framefill import __version__
 from framefill.checkpoint import WeightsError, read_metadata
 from framefill.interpolate import ScheduleConfig
 from framefill.models import REGISTRY, build_model, default_weights, load_model
-from framefill.pipeline import StageTimes, interpolate_video, resolve_dtype
+from framefill.pipeline import PRECISIONS, StageTimes, interpolate_video, resolve_dtype
 from framefill.tiling import bytes_per_pixel
 from framefill.video import FrameSink
 
@@ -63,7 +63,7 @@ log = logging.getLogger(__name__)
 
 CPU_SIZES = ((960, 540), (1280, 720), (1920, 1080))
 CUDA_SIZES = (*CPU_SIZES, (3840, 2160))
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+DTYPES = PRECISIONS  # the precisions a bench row can use, fp32 first
 
 
 def parse_size(text: str) -> tuple[int, int]:

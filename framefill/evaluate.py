@@ -44,7 +44,7 @@ import torch
 import torch.nn.functional as F
 
 from framefill.ffmpeg import ffmpeg_exe, relevant, session
-from framefill.frames import IMAGE_EXTS, VideoError, natural_key, read_image, write_image
+from framefill.frames import VideoError, is_image_file, natural_key, read_image, write_image
 from framefill.interpolate import interpolate_pair
 from framefill.video import FrameSource
 
@@ -229,7 +229,7 @@ class GivenTriplet:
 
 def _images(folder: Path) -> dict[str, Path]:
     return {p.name.lower(): p for p in folder.iterdir()
-            if p.suffix.lower() in IMAGE_EXTS and not p.name.startswith(".") and p.is_file()}
+            if is_image_file(p) and not p.name.startswith(".") and p.is_file()}
 
 
 def _middlebury_truth(folder: Path) -> Path | None:

@@ -47,16 +47,18 @@ def resolve_device(spec: str) -> torch.device:
     return dev
 
 
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}  # --precision names
+
+
 def resolve_dtype(precision: str, device: torch.device) -> torch.dtype:
     """``auto`` is fp16 on CUDA and fp32 on the CPU (where half precision is slower, not faster)."""
-    table = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
     if precision == "auto":
         return torch.float16 if device.type == "cuda" else torch.float32
-    if precision not in table:
+    if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; use auto, fp32, fp16 or bf16")
     if device.type == "cpu" and precision == "fp16":
         raise ValueError("fp16 is not supported on the CPU; use fp32 or bf16")
-    return table[precision]
+    return PRECISIONS[precision]
 
 
 def load_interpolator(model: str, weights: Path | None, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:

@@ -47,6 +47,7 @@ neighbourhood of radius r gives exactly the untiled result wherever ``overlap / 
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import weakref
@@ -276,10 +277,24 @@ class TileGrid:
 
     def weights(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         """Row weights ``(len(ys), tile_h)`` and column weights ``(len(xs), tile_w)``, float32: tile (i, j) weighs
-        its pixels by ``rows[i][:, None] * cols[j][None, :]``."""
-        rows = torch.from_numpy(axis_weights(self.tile_h, self.ys)).float().to(device)
-        cols = torch.from_numpy(axis_weights(self.tile_w, self.xs)).float().to(device)
-        return rows, cols
+        its pixels by ``rows[i][:, None] * cols[j][None, :]``. Built once per grid and device (a video asks for
+        the same grid on every call)."""
+        return _grid_weights(self, str(device))
+
+    @classmethod
+    def uniform(cls, height: int, width: int, tile: int, overlap: int, align: int) -> TileGrid:
+        """Square tiles of ``tile`` px (or the frame's side, if smaller) overlapping by at least ``overlap``."""
+        th, tw = min(tile, height), min(tile, width)
+        ys, xs = axis_starts(height, th, overlap, align), axis_starts(width, tw, overlap, align)
+        assert ys is not None and xs is not None, "tile - overlap must be at least align"
+        return cls(height, width, th, tw, ys, xs)
+
+
+@functools.lru_cache(maxsize=8)
+def _grid_weights(grid: TileGrid, device: str) -> tuple[torch.Tensor, torch.Tensor]:
+    rows = torch.from_numpy(axis_weights(grid.tile_h, grid.ys)).float().to(device)
+    cols = torch.from_numpy(axis_weights(grid.tile_w, grid.xs)).float().to(device)
+    return rows, cols
 
 
 def plan_grid(height: int, width: int, max_pixels: int, overlap: int, align: int) -> TileGrid | None:
@@ -385,10 +400,7 @@ class Tiler:
         if overlap < self.overlap:
             self._say("warning", f"tiles of {tile} px leave room for an overlap of only {overlap} px (wanted "
                                  f"{self.overlap}); seams may show where the motion is larger")
-        th, tw = min(tile, h), min(tile, w)
-        ys, xs = axis_starts(h, th, overlap, div), axis_starts(w, tw, overlap, div)
-        assert ys is not None and xs is not None  # tile - overlap >= div by construction
-        return TileGrid(h, w, th, tw, ys, xs)
+        return TileGrid.uniform(h, w, tile, overlap, div)  # tile - overlap >= div by construction
 
     def _fitted_grid(self, h: int, w: int, budget: float) -> TileGrid:
         """The cheapest layout whose single tile fits ``budget``; the overlap shrinks if it must (with a warning)."""
@@ -403,9 +415,7 @@ class Tiler:
         if grid is None:  # not even the smallest tiles fit: run the smallest, over budget
             self._say("warning", f"a memory budget of {format_bytes(budget)} is less than the smallest tile needs "
                                  f"({format_bytes(4 * div * div * cost)}); running over it", key="over budget")
-            ys, xs = axis_starts(h, min(2 * div, h), div, div), axis_starts(w, min(2 * div, w), div, div)
-            assert ys is not None and xs is not None
-            return TileGrid(h, w, min(2 * div, h), min(2 * div, w), ys, xs)
+            return TileGrid.uniform(h, w, 2 * div, div, div)
         if overlap < self.overlap:
             self._say("warning", f"the memory budget fits tiles of {grid.tile_w}x{grid.tile_h} px with an overlap "
                                  f"of {overlap} px only (wanted {self.overlap}); seams may show where the motion is "

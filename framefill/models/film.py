@@ -214,18 +214,17 @@ class PyramidFlowEstimator(nn.Module):
         j -= self.cfg.skip_levels
         return self.specialized[j] if j < len(self.specialized) else self.shared
 
-    def forward(self, fa: list[torch.Tensor | None], fb: list[torch.Tensor | None], ia: list[torch.Tensor],
-                ib: list[torch.Tensor]) -> list[torch.Tensor]:
+    def forward(self, fa: list[torch.Tensor | None], fb: list[torch.Tensor | None], ga: list[torch.Tensor],
+                gb: list[torch.Tensor]) -> list[torch.Tensor]:
+        """``fa``/``fb``: feature pyramids of A and B; ``ga``/``gb``: their grey image pyramids (Lucas-Kanade)."""
         levels = len(fa)
         coarsest = fa[-1]
         flow = coarsest.new_zeros(coarsest.shape[0], 2, *coarsest.shape[-2:])
         flows: list[torch.Tensor] = [flow] * levels
         cfg = self.cfg
-        # Lucas-Kanade runs on grey images: one channel to warp instead of three.
-        ga, gb = [grey(x) for x in ia], [grey(x) for x in ib]
         for j in range(levels - 1, -1, -1):
             if j < levels - 1:
-                flow = resize_flow(flow, ia[j].shape[-2:])
+                flow = resize_flow(flow, ga[j].shape[-2:])
             iters = cfg.lk_iters if fa[j] is not None else cfg.lk_fine_iters if j >= cfg.lk_finest else 0
             for _ in range(iters):
                 step, conf = lucas_kanade_step(ga[j], warp(gb[j], flow), cfg.lk_window, cfg.lk_damping,
@@ -314,8 +313,9 @@ class Film(nn.Module):
         feats = self.extractor(pyr)
         # Both directions in one batch: A = (frame1, frame0), B = (frame0, frame1) (the swap of feats).
         swapped = [None if f is None else torch.cat([f[n:], f[:n]]) for f in feats]
-        pyr_swapped = [torch.cat([p[n:], p[:n]]) for p in pyr]
-        flows = self.flow(swapped, feats, pyr_swapped, pyr)  # flows[j]: (2N, 2, h_j, w_j)
+        grey_pyr = [grey(p) for p in pyr]  # Lucas-Kanade runs on grey images: one channel to warp, not three
+        grey_swapped = [torch.cat([g[n:], g[:n]]) for g in grey_pyr]
+        flows = self.flow(swapped, feats, grey_swapped, grey_pyr)  # flows[j]: (2N, 2, h_j, w_j)
         fusion_in = []
         for j in range(cfg.fusion_levels):
             flow_10, flow_01 = flows[j][:n] * 0.5, flows[j][n:] * 0.5  # mid->0 and mid->1 approximations

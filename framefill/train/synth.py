@@ -30,8 +30,8 @@ import cv2
 import numpy as np
 import torch
 
-from framefill.frames import VideoError, natural_key, read_image
-from framefill.train.data import IMAGE_EXTS, DataConfig, TripletDataset, augment
+from framefill.frames import IMAGE_EXTS, VideoError, is_image_file, natural_key, read_image
+from framefill.train.data import DataConfig, TripletDataset, augment
 
 log = logging.getLogger(__name__)
 
@@ -216,7 +216,7 @@ class SyntheticTriplets:
         self.cfg, self.synth = cfg, synth or SynthConfig()
         root = Path(photos)
         files = [root] if root.is_file() else sorted(
-            (p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTS and not p.name.startswith(".")),
+            (p for p in root.rglob("*") if is_image_file(p) and not p.name.startswith(".")),
             key=lambda p: natural_key(str(p.relative_to(root))))
         n_levels = max(1, math.floor(math.log2(max(self.synth.scale))) + 1)
         self.names: list[str] = []
