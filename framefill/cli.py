@@ -127,7 +127,8 @@ def parse_memory(text: str, option: str = "--max-memory") -> int:
 
 
 # Options that several commands share.
-ModelOption = Annotated[str, typer.Option("--model", "-m", help="Interpolator: film.")]
+ModelOption = Annotated[str, typer.Option("--model", "-m",
+                                          help="Interpolator: film (two frames) or convlstm (four).")]
 WeightsOption = Annotated[Path | None, typer.Option("--weights", "-w", help="Weights file (.safetensors) instead of "
                                                     "the shipped ones.")]
 DeviceOption = Annotated[str, typer.Option("--device", "-d", help="auto, cpu, cuda or cuda:N.")]
@@ -294,8 +295,9 @@ def train(
                                                          "and --data, 1 with --photos alone, 0 without --photos.")
                          ] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder: checkpoints, log, config.")] = Path("runs/film"),
-    model: Annotated[str, typer.Option("--model", "-m", help="Architecture: film.")] = "film",
-    preset: Annotated[str | None, typer.Option(help="Model preset (film-s, film-m, film-tiny).")] = None,
+    model: Annotated[str, typer.Option("--model", "-m", help="Architecture: film or convlstm.")] = "film",
+    preset: Annotated[str | None, typer.Option(help="Model preset (film-s, film-m, film-tiny; convlstm-s, "
+                                                    "convlstm-m, convlstm-tiny).")] = None,
     val: Annotated[Path | None, typer.Option("--val", help="Held-out clips for periodic PSNR.")] = None,
     steps: Annotated[int, typer.Option(min=1, help="Total optimiser steps.")] = 5000,
     batch: Annotated[int, typer.Option(min=1, help="Triplets per step (under torchrun: in all, split over the "

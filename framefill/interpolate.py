@@ -387,6 +387,11 @@ def interpolate_frames(frames: Iterable[np.ndarray], in_fps: Fraction | int, mod
     """
     ratio = _ratio(in_fps, config.factor, config.fps)
     stats = InterpolationStats() if stats is None else stats
+    from framefill import windows  # imports this module
+
+    if windows.is_windowed(model):  # four-frame models (convlstm): whole passes over the stream
+        return windows.interpolate_windows(iter(frames), ratio, model, config, device=device, dtype=dtype,
+                                           on_progress=on_progress, stats=stats)
     runner = _Runner(model, device, dtype, stats, config.tiling)
     depth = 0 if runner.arbitrary else depth_for(ratio, config.max_depth)
     return _generate(iter(frames), ratio, depth, runner, config, stats, on_progress)
@@ -462,10 +467,16 @@ def interpolate_pair(img0: np.ndarray, img1: np.ndarray, model: torch.nn.Module,
     """
     _check_frame(img0, 0, None)
     _check_frame(img1, 1, img0.shape)
-    runner = _Runner(model, device, dtype, InterpolationStats() if stats is None else stats, tiling)
+    stats = InterpolationStats() if stats is None else stats
     t = Fraction(t)
     if not 0 <= t <= 1:
         raise ValueError(f"t must be in [0, 1], got {float(t)}")
+    from framefill import windows  # imports this module
+
+    if windows.is_windowed(model):  # a four-frame model: the pair's outer frames are copies of the pair
+        return windows.interpolate_pair_windows(img0, img1, model, t, max_depth=max_depth, device=device,
+                                                dtype=dtype, stats=stats)
+    runner = _Runner(model, device, dtype, stats, tiling)
     snapped = t if runner.arbitrary else snap_time(t, max_depth)[0]
     if snapped in (0, 1):
         return (img0 if snapped == 0 else img1).copy()

@@ -14,13 +14,16 @@ from pathlib import Path
 import torch
 
 from framefill.checkpoint import WeightsError, load_safetensors
+from framefill.models.convlstm import PRESETS as CONVLSTM_PRESETS
+from framefill.models.convlstm import ConvLSTMConfig, ConvLSTMNet
 from framefill.models.film import PRESETS as FILM_PRESETS
 from framefill.models.film import Film, FilmConfig
 
 REGISTRY: dict[str, tuple[type, type, dict]] = {
     "film": (FilmConfig, Film, FILM_PRESETS),
+    "convlstm": (ConvLSTMConfig, ConvLSTMNet, CONVLSTM_PRESETS),
 }
-DEFAULT_PRESET = {"film": "film-s"}
+DEFAULT_PRESET = {"film": "film-s", "convlstm": "convlstm-s"}
 
 # Shipped weights live in the repository's top-level weights/ folder; FRAMEFILL_WEIGHTS overrides it.
 WEIGHTS_DIR = Path(os.environ.get("FRAMEFILL_WEIGHTS", Path(__file__).resolve().parents[2] / "weights"))

@@ -1,8 +1,12 @@
-"""Training data: clips from any folder of videos or frame folders, turned into drop-frame triplets.
+"""Training data: clips from any folder of videos or frame folders, turned into drop-frame triplets (or the
+four-frame windows of ``convlstm``).
 
 A clip is decoded once into RAM (uint8, optionally downscaled) and cached on disk as ``.npy`` so a
 resumed run starts at once. Triplets ``(i, i + s, i + 2s)`` are sampled on the fly at the strides
-given (larger stride = larger motion); the middle frame is the ground truth at t = 0.5.
+given (larger stride = larger motion); the middle frame is the ground truth at t = 0.5. For a four-frame
+model (``context=4``) a sample is the window ``(i, i + 2s, i + 4s, i + 6s)`` with the truth ``i + 3s``, the
+frame halfway between the middle two; with probability ``edge_prob`` each, an outer frame is replaced by a copy
+of the nearer middle one, as the scheduler does at the ends of a video and next to scene cuts.
 
 Skips (decided on small grey thumbnails, per consecutive pair, before training starts):
 - static triplets: the two inputs differ by less than ``static_mad`` (mean abs difference, 0-1 scale);
@@ -47,6 +51,7 @@ class DataConfig:
     rot90_prob: float = 0.25
     reverse_prob: float = 0.5
     jitter: float = 0.1  # brightness/contrast jitter amplitude (same for the three frames)
+    edge_prob: float = 0.1  # four-frame windows: chance that I0 (and, apart, I3) is a copy of I1 (of I2)
 
 
 def find_clips(root: Path) -> list[Path]:
@@ -119,40 +124,56 @@ def pair_differences(frames: np.ndarray) -> np.ndarray:
     return np.abs(np.diff(thumbs, axis=0)).mean(axis=(1, 2))
 
 
-def valid_triplets(frames: np.ndarray, stride: int, cfg: DataConfig) -> np.ndarray:
-    """Start indices ``i`` whose triplet ``(i, i + stride, i + 2 stride)`` passes the skips."""
+def valid_triplets(frames: np.ndarray, stride: int, cfg: DataConfig, span: int = 2) -> np.ndarray:
+    """Start indices ``i`` whose frames ``i .. i + span * stride`` pass the skips (``span`` 2: a triplet
+    ``(i, i + stride, i + 2 stride)``; 6: a four-frame window at spacing ``2 stride`` with its middle frame).
+
+    The static test compares the pair being interpolated (the middle two frames of a window)."""
     d = pair_differences(frames)
     n = len(frames)
-    if n < 2 * stride + 1:
+    if n < span * stride + 1:
         return np.zeros(0, dtype=np.int64)
     med = float(np.median(d)) if len(d) else 0.0
     is_dup = d < cfg.dup_mad
     is_cut = (d > cfg.cut_mad) & (d > cfg.cut_ratio * max(med, 1e-3))
     starts = []
-    for i in range(n - 2 * stride):
-        seg = slice(i, i + 2 * stride)
+    first = (span - 2) // 2 * stride  # offset of the pair's first frame in the window
+    for i in range(n - span * stride):
+        seg = slice(i, i + span * stride)
         if is_cut[seg].any() or is_dup[seg].any():
             continue
-        if d[seg].sum() < cfg.static_mad:  # cheap lower bound before the exact check below
+        if d[i + first:i + first + 2 * stride].sum() < cfg.static_mad:  # a cheap lower bound before the exact check
             continue
         starts.append(i)
     starts = np.asarray(starts, dtype=np.int64)
     if len(starts):  # exact static check: the two inputs themselves
         small = [cv2.resize(f, (64, 36)).astype(np.float32) / 255 for f in frames]
-        keep = [np.abs(small[i] - small[i + 2 * stride]).mean() >= cfg.static_mad for i in starts]
+        keep = [np.abs(small[i + first] - small[i + first + 2 * stride]).mean() >= cfg.static_mad for i in starts]
         starts = starts[np.asarray(keep, dtype=bool)]
     return starts
+
+
+def sample_indices(i: int, stride: int, context: int) -> list[int]:
+    """Frame indices of the sample starting at ``i``: the inputs in time order, then the truth."""
+    if context == 2:
+        return [i, i + 2 * stride, i + stride]
+    if context == 4:
+        return [i, i + 2 * stride, i + 4 * stride, i + 6 * stride, i + 3 * stride]
+    raise ValueError(f"context must be 2 or 4 frames, got {context}")
 
 
 class TripletDataset:
     """Random drop-frame triplets from a set of clips, as float tensors ``(3, 3, crop, crop)``.
 
     ``sample(rng)`` returns ``(frame0, frame1, middle)`` stacked on dim 0, each ``(3, crop, crop)`` in
-    [0, 1]. Clips smaller than the crop at a scale are not sampled at that scale.
+    [0, 1]; with ``context=4``, ``(I0, I1, I2, I3, middle of I1 and I2)``, ``(5, 3, crop, crop)``. Clips smaller
+    than the crop at a scale are not sampled at that scale.
     """
 
-    def __init__(self, root: Path, cfg: DataConfig, cache_dir: Path | None = None) -> None:
-        self.cfg = cfg
+    def __init__(self, root: Path, cfg: DataConfig, cache_dir: Path | None = None, context: int = 2) -> None:
+        self.cfg, self.context = cfg, context
+        span = 2 if context == 2 else 6
+        sample_indices(0, 1, context)  # checks the context
         self.clips: list[dict] = []
         paths = find_clips(root)
         if not paths:
@@ -167,7 +188,7 @@ class TripletDataset:
                 if min(frames.shape[1:3]) < cfg.crop:
                     continue
                 for s in cfg.strides:
-                    starts = valid_triplets(frames, s, cfg)
+                    starts = valid_triplets(frames, s, cfg, span)
                     if len(starts):
                         self.clips.append({"path": str(p), "scale": scale, "stride": s, "frames": frames,
                                            "starts": starts})
@@ -190,12 +211,19 @@ class TripletDataset:
         frames = clip["frames"]
         h, w = frames.shape[1:3]
         y, x = rng.integers(h - cfg.crop + 1), rng.integers(w - cfg.crop + 1)
-        trip = frames[[i, i + 2 * s, i + s], y : y + cfg.crop, x : x + cfg.crop]  # (3, c, c, 3): in0, in1, gt
+        trip = frames[sample_indices(i, s, self.context), y : y + cfg.crop, x : x + cfg.crop]  # (3 or 5, c, c, 3)
+        if self.context == 4:  # (fancy indexing made a copy: the clip is untouched)
+            if rng.random() < cfg.edge_prob:
+                trip[0] = trip[1]  # the start of a video, or a cut before I1: I0 is a copy of I1
+            if rng.random() < cfg.edge_prob:
+                trip[3] = trip[2]  # the end of a video, or a cut after I2
         return augment(trip, rng, cfg)
 
 
 def augment(trip: np.ndarray, rng: np.random.Generator, cfg: DataConfig) -> torch.Tensor:
-    """Flips, 90-degree rotation, temporal reversal and brightness/contrast jitter, applied alike to all."""
+    """Flips, 90-degree rotation, temporal reversal and brightness/contrast jitter, applied alike to all.
+
+    ``trip``: the inputs in time order, then the truth (``(F, c, c, 3)``); reversal reverses the inputs."""
     if rng.random() < cfg.flip_prob:
         trip = trip[:, :, ::-1]
     if rng.random() < cfg.flip_prob:
@@ -203,8 +231,8 @@ def augment(trip: np.ndarray, rng: np.random.Generator, cfg: DataConfig) -> torc
     if rng.random() < cfg.rot90_prob and trip.shape[1] == trip.shape[2]:
         trip = np.rot90(trip, k=int(rng.integers(1, 4)), axes=(1, 2))
     if rng.random() < cfg.reverse_prob:
-        trip = trip[[1, 0, 2]]
-    x = torch.from_numpy(np.ascontiguousarray(trip)).permute(0, 3, 1, 2).float() / 255  # (3, 3, c, c)
+        trip = trip[[*range(len(trip) - 2, -1, -1), len(trip) - 1]]
+    x = torch.from_numpy(np.ascontiguousarray(trip)).permute(0, 3, 1, 2).float() / 255  # (F, 3, c, c)
     if cfg.jitter:
         perm = torch.from_numpy(rng.permutation(3))
         x = x[:, perm]

@@ -27,7 +27,7 @@ from framefill.checkpoint import save_model
 from framefill.models import build_model, load_model
 from framefill.models.layers import crop, image_pyramid, pad_to_multiple, warp
 from framefill.train import distributed
-from framefill.train.data import DataConfig, find_clips, load_clip, valid_triplets
+from framefill.train.data import DataConfig, find_clips, load_clip, sample_indices, valid_triplets
 from framefill.train.losses import census, charbonnier, laplacian_l1, psnr
 from framefill.train.synth import SynthConfig, training_source
 
@@ -68,16 +68,26 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * p))
 
 
-def loss_terms(model: torch.nn.Module, batch: torch.Tensor, cfg: TrainConfig) -> dict[str, torch.Tensor]:
-    """``batch``: ``(B, 3, 3, h, w)`` = (input 0, input 1, middle). Returns the named loss terms and total."""
-    i0, i1, gt = batch[:, 0], batch[:, 1], batch[:, 2]
-    pred, aux = model(i0, i1, return_aux=True)
+def loss_terms(model: torch.nn.Module, batch: torch.Tensor, cfg: TrainConfig, context: int = 2
+               ) -> dict[str, torch.Tensor]:
+    """``batch``: ``(B, 3, 3, h, w)`` = (input 0, input 1, middle), or for a four-frame model (``context=4``)
+    ``(B, 5, 3, h, w)`` = (I0, I1, I2, I3, middle of I1 and I2). Returns the named loss terms and total.
+
+    Four-frame (convlstm) models add half the robust L1 of their synthesis stage (Suzuki et al.'s
+    ``0.5 L1(synthesis) + L1(refined)``); film models the multi-scale warp term."""
+    gt = batch[:, -1]
+    if context == 4:
+        pred, aux = model(batch[:, :4], return_aux=True)
+    else:
+        pred, aux = model(batch[:, 0], batch[:, 1], return_aux=True)
     terms = {"l1": charbonnier(pred, gt)}
+    if context == 4:
+        terms["synth"] = 0.5 * charbonnier(aux["synth"], gt)
     if cfg.w_census:
         terms["census"] = cfg.w_census * census(pred, gt)
     if cfg.w_lap:
         terms["lap"] = cfg.w_lap * laplacian_l1(pred, gt)
-    if cfg.w_warp:
+    if cfg.w_warp and "flows" in aux:
         terms["warp"] = cfg.w_warp * warp_loss(aux["pyramid"], gt, aux["flows"])
     terms["total"] = sum(terms.values())
     return terms
@@ -100,17 +110,28 @@ def warp_loss(pyramid: list[torch.Tensor], gt: torch.Tensor, flows: list[torch.T
     return loss / max(1, levels - 1)
 
 
-def load_val(root: Path, cfg: DataConfig, per_clip: int = 2, stride_list: tuple[int, ...] = (1, 2)) -> list:
-    """A fixed, small validation set: ``per_clip`` evenly spaced triplets per clip and stride."""
+def load_val(root: Path, cfg: DataConfig, per_clip: int = 2, stride_list: tuple[int, ...] = (1, 2),
+             context: int = 2) -> list:
+    """A fixed, small validation set: ``per_clip`` evenly spaced samples per clip and stride (triplets, or
+    four-frame windows and their truth for ``context=4``)."""
     items = []
+    span = 2 if context == 2 else 6
     for p in find_clips(root):
         frames = load_clip(p, DataConfig(max_side=cfg.max_side, max_frames=cfg.max_frames), None)
         for s in stride_list:
-            starts = valid_triplets(frames, s, cfg)
+            starts = valid_triplets(frames, s, cfg, span)
             for i in starts[np.linspace(0, len(starts) - 1, per_clip).astype(int)] if len(starts) else []:
-                trip = torch.from_numpy(frames[[i, i + 2 * s, i + s]].copy()).permute(0, 3, 1, 2).float() / 255
-                items.append((f"{Path(p).stem}_s{s}_{i}", trip))
+                trip = frames[sample_indices(int(i), s, context)]
+                items.append((f"{Path(p).stem}_s{s}_{i}", torch.from_numpy(trip).permute(0, 3, 1, 2).float() / 255))
     return items
+
+
+def predict(model: torch.nn.Module, sample: torch.Tensor) -> torch.Tensor:
+    """The model's frame for one sample ``(F, 3, H, W)`` (inputs then truth; any size: padded and cropped back)."""
+    x, hw = pad_to_multiple(sample[:-1], model.divisor)  # (F - 1, 3, Hp, Wp)
+    if getattr(model, "context", 2) == 4:
+        return crop(model(x.unsqueeze(0)), hw)
+    return crop(model(x[0:1], x[1:2]), hw)
 
 
 @torch.inference_mode()
@@ -121,9 +142,7 @@ def validate(model: torch.nn.Module, items: list) -> dict[str, float]:
     scores = []
     for _, trip in items:
         trip = trip.to(device)
-        x0, hw = pad_to_multiple(trip[0:1], model.divisor)
-        x1, _ = pad_to_multiple(trip[1:2], model.divisor)
-        scores.append(float(psnr(crop(model(x0, x1), hw), trip[2:3])[0]))
+        scores.append(float(psnr(predict(model, trip), trip[-1:])[0]))
     model.train(was_training)
     return {"val_psnr": float(np.mean(scores)) if scores else float("nan"), "val_items": len(scores)}
 
@@ -147,6 +166,7 @@ class Trainer:
         else:
             self.model = build_model(cfg.model, cfg.preset)
         self.model.to(device).train()
+        self.context = int(getattr(self.model, "context", 2))  # frames per sample the model reads
         self.ema = copy.deepcopy(self.model).eval() if cfg.ema else None
         self.net: torch.nn.Module = self.model
         if self.world > 1:  # DDP copies rank 0's weights to the others now and averages gradients in backward
@@ -156,8 +176,8 @@ class Trainer:
         self.step = 0
         self.rng = np.random.default_rng(cfg.seed)
         with distributed.main_first():  # rank 0 fills the clip cache, the others then read it
-            self.dataset = training_source(data, photos, cfg.data, cfg.synth, cache_dir)  # clips alone: as before
-        self.val_items = load_val(Path(val), cfg.data) if val and self.is_main else []
+            self.dataset = training_source(data, photos, cfg.data, cfg.synth, cache_dir, context=self.context)
+        self.val_items = load_val(Path(val), cfg.data, context=self.context) if val and self.is_main else []
         if self.is_main:
             (self.out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1, default=str))
 
@@ -217,7 +237,7 @@ class Trainer:
     def train_step(self, batch: torch.Tensor) -> dict[str, float]:
         for g in self.opt.param_groups:
             g["lr"] = lr_at(self.step, self.cfg)
-        terms = loss_terms(self.net, batch.to(self.device), self.cfg)
+        terms = loss_terms(self.net, batch.to(self.device), self.cfg, self.context)
         self.opt.zero_grad(set_to_none=True)
         terms["total"].backward()
         gnorm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip_grad)
@@ -232,7 +252,7 @@ class Trainer:
                                                                    "lr": lr_at(self.step - 1, self.cfg)}
 
     def next_batch(self) -> torch.Tensor:
-        """This rank's share of the next global batch ``(B / W, 3, 3, c, c)``.
+        """This rank's share of the next global batch ``(B / W, F, 3, c, c)`` (F: 3, or 5 for four-frame models).
 
         Every rank draws the whole global batch, so the RNG streams advance as one process's do (see
         ``framefill.train.distributed``); only this rank's share is kept.

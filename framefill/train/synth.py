@@ -353,13 +353,17 @@ class MixedTriplets:
 
 
 def training_source(data: Path | None, photos: Path | None, cfg: DataConfig, synth: SynthConfig,
-                    cache_dir: Path | None = None) -> TripletDataset | MixedTriplets:
+                    cache_dir: Path | None = None, context: int = 2) -> TripletDataset | MixedTriplets:
     """What the trainer samples from: the clips under ``data`` alone (exactly as before) unless ``photos`` is given
     and ``synth.ratio > 0``; then clips and photos mixed (photos alone when the ratio is 1 or there are no clips).
+    Four-frame models (``context=4``) train on clips only: synthetic scenes are rendered as triplets.
     """
     if photos is None or synth.ratio <= 0:
         if data is None:
             raise ValueError("nothing to train on: give a folder of clips, or photos with a synthetic ratio above 0")
-        return TripletDataset(Path(data), cfg, cache_dir)
+        return TripletDataset(Path(data), cfg, cache_dir, context)
+    if context != 2:
+        raise ValueError("synthetic training data (--photos) is made as triplets, for film; train convlstm on "
+                         "clips (--data) alone")
     clips = TripletDataset(Path(data), cfg, cache_dir) if data is not None and synth.ratio < 1 else None
     return MixedTriplets(clips, SyntheticTriplets(Path(photos), cfg, synth), synth.ratio)
