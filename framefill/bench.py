@@ -1,11 +1,11 @@
 """Speed and memory of the interpolation models: the model alone, and end to end as ``framefill interp`` runs it.
 
-Model alone. ``model(img0, img1)`` on random frames of each size, padded to the model's multiple as the
-scheduler pads them, ``batch`` pairs per call, under ``torch.inference_mode()`` (channels_last on the CPU, as
-``load_interpolator`` and the scheduler use it). ``warmup`` untimed calls, then ``repeat`` timed ones, with
-``torch.cuda.synchronize()`` before and after each on CUDA; the median is reported (every time is in the JSON).
-Frames per second = ``batch / median``. Speed does not depend on the weights, so a preset without matching
-shipped weights is timed with random ones (the ``weights`` column says which).
+Model alone. ``model(img0, img1)`` (four-frame models: ``model(windows)``) on random frames of each size, padded
+to the model's multiple as the scheduler pads them, ``batch`` pairs per call, under ``torch.inference_mode()``
+(channels_last on the CPU, as ``load_interpolator`` and the scheduler use it). ``warmup`` untimed calls, then
+``repeat`` timed ones, with ``torch.cuda.synchronize()`` before and after each on CUDA; the median is reported
+(every time is in the JSON). Frames per second = ``batch / median``. Speed does not depend on the weights, so a
+preset without matching shipped weights is timed with random ones (the ``weights`` column says which).
 
 Memory, over the timed calls:
 - CUDA: ``torch.cuda.max_memory_allocated()`` after ``reset_peak_memory_stats()``: tensors torch allocated,
@@ -58,6 +58,7 @@ from framefill.models import REGISTRY, build_model, default_weights, load_model
 from framefill.pipeline import PRECISIONS, StageTimes, interpolate_video, resolve_dtype
 from framefill.tiling import bytes_per_pixel
 from framefill.video import FrameSink
+from framefill.windows import is_windowed
 
 log = logging.getLogger(__name__)
 
@@ -215,7 +216,9 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _forward(net: Callable, x0: torch.Tensor, x1: torch.Tensor, takes_time: bool) -> torch.Tensor:
+def _forward(net: Callable, x0: torch.Tensor, x1: torch.Tensor | None, takes_time: bool) -> torch.Tensor:
+    if x1 is None:  # a four-frame model: x0 holds the windows
+        return net(x0)
     if takes_time:  # as the scheduler calls a model that takes t
         return net(x0, x1, torch.full((x0.shape[0],), 0.5, device=x0.device, dtype=x0.dtype))
     return net(x0, x1)
@@ -238,8 +241,11 @@ def measure_model(net: torch.nn.Module, row: ModelRow, device: torch.device, dty
     takes_time = bool(getattr(net, "arbitrary_time", False)) or tuple(getattr(net, "times", (0.5,))) != (0.5,)
     gen = torch.Generator(device=device).manual_seed(0)
     x0 = torch.rand(row.batch, 3, hp, wp, device=device, generator=gen).to(dtype)  # (B, 3, Hp, Wp)
-    x1 = torch.rand(row.batch, 3, hp, wp, device=device, generator=gen).to(dtype)
-    if device.type == "cpu":
+    x1: torch.Tensor | None = torch.rand(row.batch, 3, hp, wp, device=device, generator=gen).to(dtype)
+    windowed = is_windowed(net)
+    if windowed:  # as the four-frame scheduler calls it: (B, 4, 3, Hp, Wp) windows
+        x0, x1 = torch.rand(row.batch, 4, 3, hp, wp, device=device, generator=gen).to(dtype), None
+    elif device.type == "cpu":
         x0, x1 = x0.contiguous(memory_format=torch.channels_last), x1.contiguous(memory_format=torch.channels_last)
     fn: Callable = net
     try:
@@ -277,7 +283,11 @@ def measure_model(net: torch.nn.Module, row: ModelRow, device: torch.device, dty
     row.peak_mb, row.rise_mb, row.memory_kind = mem.peak, mem.rise, mem.kind
     if mem.rise is not None:
         row.rise_bytes_per_px = mem.rise * 2**20 / (row.batch * hp * wp)
-    row.est_bytes_per_px = bytes_per_pixel(net, lambda a, b: _forward(net, a, b, takes_time), device, dtype, div)
+    if windowed:  # the need of one window (a, a, b, b), as tiling would plan it
+        row.est_bytes_per_px = bytes_per_pixel(net, lambda a, b: net(torch.stack([a, a, b, b], dim=1)), device,
+                                               dtype, div)
+    else:
+        row.est_bytes_per_px = bytes_per_pixel(net, lambda a, b: _forward(net, a, b, takes_time), device, dtype, div)
     return row
 
 

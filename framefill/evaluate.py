@@ -47,6 +47,7 @@ from framefill.ffmpeg import ffmpeg_exe, relevant, session
 from framefill.frames import VideoError, is_image_file, natural_key, read_image, write_image
 from framefill.interpolate import interpolate_pair
 from framefill.video import FrameSource
+from framefill.windows import interpolate_middle, is_windowed
 
 log = logging.getLogger(__name__)
 
@@ -370,18 +371,19 @@ class _Evaluator:
         self.methods, self.config, self.report = methods, config, report
         self.total, self.on_progress = total, on_progress
         self.warm: set[tuple[int, ...]] = set()
+        self.windowed = False  # the model takes the outer frames too (a four-frame model)
         self.done = 0  # triplets taken, static ones included
         self.static = 0  # triplets of three identical frames, left out
 
     def __call__(self, clip: str, group: str, stride: int | None, frames: list, a: Frame, truth: Frame,
-                 b: Frame) -> None:
-        self._score(clip, group, stride, frames, a, truth, b)
+                 b: Frame, outer: tuple[Frame | None, Frame | None] = (None, None)) -> None:
+        self._score(clip, group, stride, frames, a, truth, b, outer)
         self.done += 1
         if self.on_progress:
             self.on_progress(self.done, self.total)
 
     def _score(self, clip: str, group: str, stride: int | None, frames: list, a: Frame, truth: Frame,
-               b: Frame) -> None:
+               b: Frame, outer: tuple[Frame | None, Frame | None]) -> None:
         if a.shape != b.shape or a.shape != truth.shape:
             self.report.warnings.append(f"{clip}: frames {frames} are not all one size; skipped")
             return
@@ -394,7 +396,7 @@ class _Evaluator:
         scores, made = {}, {}
         for name, method in self.methods.items():
             start = time.perf_counter()
-            out = method(a, b)  # numpy out: any device work is finished
+            out = method(a, b, *outer) if name == MODEL and self.windowed else method(a, b)  # numpy: device done
             seconds = time.perf_counter() - start
             scores[name] = {"psnr": psnr(out, truth), "ssim": ssim(out, truth), "ie": ie(out, truth),
                             "seconds": seconds}
@@ -406,7 +408,8 @@ class _Evaluator:
             write_image(self.config.save / name, panel(a, b, made[MODEL], truth, frames, scores[MODEL]["psnr"]))
 
 
-def _plan(clips: list[Clip], config: EvalConfig, report: EvalReport) -> list[tuple[Clip, FrameSource, list]]:
+def _plan(clips: list[Clip], config: EvalConfig, report: EvalReport
+          ) -> list[tuple[Clip, FrameSource, list, int]]:
     """Open every clip and choose its triplets; clips that cannot be read or are too short become warnings."""
     plans = []
     for clip in clips:
@@ -426,28 +429,36 @@ def _plan(clips: list[Clip], config: EvalConfig, report: EvalReport) -> list[tup
                 report.warnings.append(f"{clip.name}: {n} frames, too few for stride {s} (needs {2 * s + 1})")
             chosen += [(s, i) for i in starts]
         if chosen:
-            plans.append((clip, source, sorted(chosen, key=lambda c: (c[1] + 2 * c[0], c))))
+            plans.append((clip, source, chosen, n))
         else:
             source.close()
     return plans
 
 
-def _run_clip(clip: Clip, source: FrameSource, chosen: list[tuple[int, int]], run: _Evaluator) -> None:
-    """Decode ``clip`` once, keeping only the frames a triplet still needs, and score each triplet on its way."""
+def _run_clip(clip: Clip, source: FrameSource, chosen: list[tuple[int, int]], run: _Evaluator, n: int) -> None:
+    """Decode ``clip`` once, keeping only the frames a triplet still needs, and score each triplet on its way.
+
+    For a four-frame model a triplet ``(i, i + s, i + 2s)`` also reads the outer frames ``i - 2s`` and ``i + 4s``
+    (where the clip has them): the window the model would see in a video at that spacing."""
+    def needs(s: int, i: int) -> list[int]:
+        inner = [i, i + s, i + 2 * s]
+        return inner + [j for j in (i - 2 * s, i + 4 * s) if 0 <= j < n] if run.windowed else inner
+
     uses: dict[int, int] = {}
     for s, i in chosen:
-        for j in (i, i + s, i + 2 * s):
+        for j in needs(s, i):
             uses[j] = uses.get(j, 0) + 1
     kept: dict[int, Frame] = {}
-    pending = list(chosen)  # sorted by last frame
+    pending = sorted(chosen, key=lambda c: (max(needs(*c)), c))  # by the last frame each needs
     with source:
         for index, frame in enumerate(source):
             if index in uses:
                 kept[index] = frame
-            while pending and pending[0][1] + 2 * pending[0][0] == index:
+            while pending and max(needs(*pending[0])) == index:
                 s, i = pending.pop(0)
-                run(clip.name, f"stride {s}", s, [i, i + s, i + 2 * s], kept[i], kept[i + s], kept[i + 2 * s])
-                for j in (i, i + s, i + 2 * s):
+                outer = (kept.get(i - 2 * s), kept.get(i + 4 * s)) if run.windowed else (None, None)
+                run(clip.name, f"stride {s}", s, [i, i + s, i + 2 * s], kept[i], kept[i + s], kept[i + 2 * s], outer)
+                for j in needs(s, i):
                     uses[j] -= 1
                     if not uses[j]:
                         del kept[j]
@@ -464,30 +475,35 @@ def evaluate(path: Path, net: torch.nn.Module | None, config: EvalConfig, *, dev
         ValueError: if ``path`` holds nothing to evaluate, or no clip is long enough for the strides.
     """
     clips, given = discover(path)
-    methods: dict[str, Callable[[Frame, Frame], Frame]] = {}
-    if net is not None:
+    methods: dict[str, Callable[..., Frame]] = {}
+    windowed = net is not None and is_windowed(net)
+    if windowed:  # the outer frames come from the clip (see _run_clip)
+        methods[MODEL] = lambda a, b, before=None, after=None: interpolate_middle(
+            a, b, net, before=before, after=after, device=device, dtype=dtype)
+    elif net is not None:
         methods[MODEL] = lambda a, b: interpolate_pair(a, b, net, device=device, dtype=dtype)
     methods.update({b: BASELINES[b] for b in config.baselines})
     if not methods:
         raise ValueError("nothing to evaluate: no model and no baselines")
     report = EvalReport(list(methods))
     plans = _plan(clips, config, report)
-    total = sum(len(chosen) for _, _, chosen in plans) + len(given)
+    total = sum(len(chosen) for _, _, chosen, _ in plans) + len(given)
     if total == 0:
         raise ValueError(f"no triplets in {path}: {report.warnings[0] if report.warnings else 'no usable clips'}")
     if config.save is not None:
         config.save.mkdir(parents=True, exist_ok=True)
     run = _Evaluator(methods, config, report, total, on_progress)
+    run.windowed = windowed
     if on_progress:
         on_progress(0, total)
     try:
-        for clip, source, chosen in plans:
+        for clip, source, chosen, n in plans:
             try:
-                _run_clip(clip, source, chosen, run)
+                _run_clip(clip, source, chosen, run, n)
             except VideoError as e:  # a damaged file, a folder of frames of two sizes: the other clips go on
                 report.warnings.append(f"{clip.name}: {e}; its remaining triplets skipped")
     finally:
-        for _, source, _ in plans:
+        for _, source, _, _ in plans:
             source.close()
     for t in given:
         try:

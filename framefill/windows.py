@@ -229,3 +229,21 @@ def interpolate_pair_windows(img0: np.ndarray, img1: np.ndarray, model: torch.nn
     for _ in range(depth):
         stream = double(stream, run, 1)
     return [image for image, _ in stream][int(snapped * 2**depth)]
+
+
+def interpolate_middle(a: np.ndarray, b: np.ndarray, model: torch.nn.Module, *, before: np.ndarray | None = None,
+                       after: np.ndarray | None = None, device: torch.device | str = "cpu",
+                       dtype: torch.dtype = torch.float32, config: ScheduleConfig | None = None) -> np.ndarray:
+    """The frame halfway between ``a`` and ``b`` from one model call, with the frames ``before`` and ``after``
+    as the outer context when given (each one a step away, at the pair's own spacing).
+
+    An outer frame that is missing, or across a scene cut or a duplicate (judged as the scheduler judges them,
+    with ``config``'s thresholds), is replaced by the nearer frame of the pair, as in a video. The pair itself is
+    interpolated whatever it is (the caller asked for it).
+    """
+    frames = [f for f in (before, a, b, after) if f is not None]
+    stats = InterpolationStats()
+    kinds = [kind or MOTION for _, kind in _labelled(iter(frames), config or ScheduleConfig(factor=2), stats)][1:]
+    j = 0 if before is None else 1
+    kinds[j] = MOTION
+    return WindowRunner(model, device, dtype, stats)([window(frames, kinds, j)])[0]

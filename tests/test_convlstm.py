@@ -298,3 +298,33 @@ def test_cli_train_convlstm_refuses_photos(data_dir: Path, tmp_path: Path):
                                       "--steps", "1"])
     assert result.exit_code != 0
     assert "film" in result.output and "Traceback" not in result.output
+
+
+# --- eval and bench --------------------------------------------------------------------------------------------
+
+
+def test_eval_gives_a_four_frame_model_the_outer_frames_of_the_clip(tmp_path: Path):
+    from conftest import LOSSLESS
+
+    from framefill.evaluate import EvalConfig, evaluate
+
+    write_clip(tmp_path / "ramp.mkv", flat([20 + 4 * k for k in range(9)], (16, 16)), options=LOSSLESS)
+    probe = Probe()
+    report = evaluate(tmp_path, probe, EvalConfig(strides=(1, 2), max_triplets=2, baselines=("blend",)))
+    assert sorted(t.frames for t in report.triplets) == [[0, 1, 2], [0, 2, 4], [4, 6, 8], [6, 7, 8]]
+    value = lambda k: 20 + 4 * k  # noqa: E731  (steps of 4/255: motion, never a cut, even 4 frames apart)
+    windows = [[value(k) for k in w] for w in ([0, 0, 2, 4], [0, 0, 4, 8], [4, 6, 8, 8], [0, 4, 8, 8])]
+    assert all(w in probe.seen for w in windows), probe.seen  # i - 2s and i + 4s where the clip has them
+    inside = next(t for t in report.triplets if t.frames == [0, 1, 2])
+    assert inside.scores["framefill"]["psnr"] < inside.scores["blend"]["psnr"]  # the probe's (I3 - I0) / 8 term
+
+
+def test_bench_times_a_four_frame_model():
+    from framefill.bench import ModelRow, measure_model
+
+    model = build_model("convlstm", "convlstm-tiny").eval()
+    row = ModelRow(model="convlstm", preset="convlstm-tiny", weights="random", size="40x24", padded="",
+                   dtype="fp32", batch=2, compiled=False)
+    row = measure_model(model, row, torch.device("cpu"), torch.float32, repeat=2, warmup=1)
+    assert row.status == "ok" and len(row.times) == 2 and row.fps > 0 and row.padded == "40x24"
+    assert row.est_bytes_per_px and row.est_bytes_per_px > 0
