@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Quality and speed of framefill next to the peers of ../shared/tools/peers, in one run, on drop-frame
-# triplets (stride 1 and 2) of the validation clips.
+# triplets (stride 1 and 2) of the validation clips (or any folder of clips: tools/motion_clips.py makes some).
+# framefill is film through the CLI, and convlstm (when weights/convlstm.safetensors is there) through
+# tools/window_scores.py, which gives it each triplet's outer frames i - 2s and i + 4s from the clip.
 #   bash tools/compare_peers.sh [PEERS_DIR] [VAL_DIR] [COUNT]
 # Writes $OUT (default /tmp/framefill_compare): triplets, each peer's frames, results.json, framefill_core.json,
 # and prints the per-stride table that README.md quotes.
@@ -20,4 +22,10 @@ rm -rf "$OUT" && mkdir -p "$OUT"
   --extra "framefill=$(command -v python3) -m framefill interp {f0} {f1} {out} --force -q" > "$OUT/peers.md"
 # framefill's array-in/array-out time per frame, measured like the peers' sec_core (one warm-up, median of repeats).
 (cd "$HERE" && python3 tools/time_pairs.py "$OUT/trip/list.txt" --repeat 3 --json "$OUT/framefill_core.json")
-python3 "$HERE/tools/peer_table.py" "$OUT/peers/results.json" "$OUT/framefill_core.json"
+RESULTS="$OUT/peers/results.json"
+if [ -f "$HERE/weights/convlstm.safetensors" ]; then
+  (cd "$HERE" && python3 tools/window_scores.py "$OUT/trip/list.txt" "$VAL" --model convlstm \
+    --merge "$RESULTS" --json "$OUT/with_convlstm.json" > "$OUT/convlstm.log")
+  RESULTS="$OUT/with_convlstm.json"
+fi
+python3 "$HERE/tools/peer_table.py" "$RESULTS" "$OUT/framefill_core.json"

@@ -1,0 +1,107 @@
+"""Score a four-frame model on the triplets of a run_peers list, with each triplet's outer frames from its clip.
+
+    python tools/window_scores.py LIST CLIPS_DIR [--model convlstm] [--merge RESULTS.json] --json OUT.json
+
+The list is clip_triplets.py's: directories named ``CLIP_INDEX_sSTRIDE`` holding frame0/gt/frame1 PNGs of the
+clip ``CLIPS_DIR/CLIP.*`` at frames i, i + s, i + 2s. The model reads those PNGs (the very frames the peers get)
+and, as the window's outer frames, frames i - 2s and i + 4s of the clip, decoded with OpenCV as clip_triplets.py
+decodes them (missing ones at the clip's ends are copies of the pair, as in a video). PSNR/SSIM as run_peers
+computes them (8-bit RGB; SSIM with an 11x11 Gaussian window, per channel), ``sec_core`` the median of
+``--repeat`` timed calls after a warm-up (array in, array out, as tools/time_pairs.py). Rows are written in
+run_peers' format (peer ``framefill_<model>``); ``--merge`` appends them to a run_peers results file, so that
+tools/peer_table.py prints everyone in one table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import statistics
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from framefill.evaluate import psnr, ssim
+from framefill.interpolate import interpolate_pair
+from framefill.pipeline import load_interpolator, resolve_device
+from framefill.windows import interpolate_middle, is_windowed
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    return cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+
+
+def clip_frames(path: Path, wanted: set[int]) -> dict[int, np.ndarray]:
+    cap = cv2.VideoCapture(str(path))
+    out, k = {}, 0
+    while len(out) < len(wanted):
+        ok, frame = cap.read()
+        if not ok:
+            break
+        if k in wanted:
+            out[k] = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+        k += 1
+    cap.release()
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("list", type=Path)
+    ap.add_argument("clips", type=Path)
+    ap.add_argument("--model", default="convlstm")
+    ap.add_argument("--weights", type=Path)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--merge", type=Path, help="a run_peers results.json to append the rows to")
+    ap.add_argument("--json", type=Path, required=True)
+    args = ap.parse_args()
+    dev = resolve_device(args.device)
+    net = load_interpolator(args.model, args.weights, dev, torch.float32)
+    triplets = []
+    for line in args.list.read_text().splitlines():
+        parts = line.split()
+        if len(parts) < 3:
+            continue
+        name = parts[3] if len(parts) > 3 else Path(parts[0]).parent.name
+        m = re.fullmatch(r"(.+)_(\d+)_s(\d+)", name)
+        if not m:
+            raise SystemExit(f"{name}: not a clip_triplets name CLIP_INDEX_sSTRIDE")
+        triplets.append((name, m[1], int(m[2]), int(m[3]), [Path(p) for p in parts[:3]]))
+    sources = {p.stem: p for p in args.clips.iterdir() if p.is_file()}
+    outer: dict[tuple[str, int], np.ndarray] = {}
+    if is_windowed(net):
+        for tag in {t[1] for t in triplets}:
+            wanted = {j for _, c, i, s, _ in triplets if c == tag for j in (i - 2 * s, i + 4 * s) if j >= 0}
+            outer.update({(tag, k): f for k, f in clip_frames(sources[tag], wanted).items()})
+    rows = []
+    for name, tag, i, s, (p0, p1, pg) in triplets:
+        a, b, truth = read_rgb(p0), read_rgb(p1), read_rgb(pg)
+        if is_windowed(net):
+            before, after = outer.get((tag, i - 2 * s)), outer.get((tag, i + 4 * s))
+
+            def run(a=a, b=b, before=before, after=after) -> np.ndarray:
+                return interpolate_middle(a, b, net, before=before, after=after, device=dev)
+        else:
+            def run(a=a, b=b) -> np.ndarray:
+                return interpolate_pair(a, b, net, device=dev)
+        run()  # warm-up
+        times = []
+        for _ in range(args.repeat):
+            start = time.perf_counter()
+            out = run()
+            times.append(time.perf_counter() - start)
+        rows.append({"peer": f"framefill_{args.model}", "pair": name, "psnr": psnr(out, truth),
+                     "ssim": ssim(out, truth), "sec_core": statistics.median(times), "sec_e2e": None})
+        print(f"{name}: {rows[-1]['psnr']:.2f} dB, {rows[-1]['sec_core']:.3f} s", flush=True)
+    if args.merge:
+        rows = json.loads(args.merge.read_text()) + rows
+    args.json.write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()
