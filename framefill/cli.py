@@ -359,7 +359,8 @@ def train(
         say(f"resumed from {last} at step {trainer.step}")
     summary = trainer.dataset.summary()
     where = f"{launch.world} processes ({dev.type}), {batch // launch.world} each" if launch.distributed else dev
-    what = [f"{summary['triplets']} triplets from {summary['clips']} clips"] if summary.get("clips") else []
+    samples = "four-frame windows" if trainer.context == 4 else "triplets"
+    what = [f"{summary['triplets']} {samples} from {summary['clips']} clips"] if summary.get("clips") else []
     if summary.get("photos"):
         what.append(f"{summary['photos']} photos ({ratio:.0%} of triplets synthetic)")
     say(f"training {model} on {' and '.join(what)}, {where}")
@@ -368,7 +369,9 @@ def train(
         task = progress.add_task("train", total=steps, completed=trainer.step, info="")
 
         def on_step(step: int, rec: dict) -> None:
-            info = f"loss {rec['total']:.4f}" + (f"  val {rec['val_psnr']:.2f} dB" if "val_psnr" in rec else "")
+            info = f"loss {rec['total']:.4f}"
+            if "val_psnr" in rec:
+                info += f"  val {rec['val_psnr']:.2f} dB / SSIM {rec['val_ssim']:.4f}"
             progress.update(task, completed=step, info=info)
 
         trainer.run(max_seconds=max_minutes * 60 if max_minutes else None, on_step=on_step)

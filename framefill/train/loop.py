@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from framefill.checkpoint import save_model
+from framefill.evaluate import ssim
 from framefill.models import build_model, load_model
 from framefill.models.layers import crop, image_pyramid, pad_to_multiple, warp
 from framefill.train import distributed
@@ -139,12 +140,21 @@ def validate(model: torch.nn.Module, items: list) -> dict[str, float]:
     was_training = model.training  # the EMA copy stays in eval mode
     model.eval()
     device = next(model.parameters()).device  # val items are kept on the CPU
-    scores = []
+    scores, ssims = [], []
     for _, trip in items:
         trip = trip.to(device)
-        scores.append(float(psnr(predict(model, trip), trip[-1:])[0]))
+        pred = predict(model, trip)  # (1, 3, H, W)
+        scores.append(float(psnr(pred, trip[-1:])[0]))
+        ssims.append(ssim(_to_uint8(pred[0]), _to_uint8(trip[-1])))  # on 8-bit frames, as framefill eval scores
     model.train(was_training)
-    return {"val_psnr": float(np.mean(scores)) if scores else float("nan"), "val_items": len(scores)}
+    nan = float("nan")
+    return {"val_psnr": float(np.mean(scores)) if scores else nan, "val_ssim": float(np.mean(ssims)) if ssims else nan,
+            "val_items": len(scores)}
+
+
+def _to_uint8(x: torch.Tensor) -> np.ndarray:
+    """``(3, H, W)`` in [0, 1] -> ``(H, W, 3)`` uint8."""
+    return x.float().clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
 
 
 class Trainer:
