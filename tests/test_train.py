@@ -439,3 +439,25 @@ def test_safetensors_rejects_damaged_files(tmp_path: Path):
         load_safetensors(tmp_path / "missing.safetensors")
     with pytest.raises(WeightsError):
         load_model(tmp_path / "truncated_body.safetensors")
+
+
+def test_vimeo_layout_trains_on_its_training_list_only(tmp_path: Path):
+    frames = square_frames(7)
+    root = tmp_path / "vimeo_septuplet"
+    for seq, first in (("00001/0001", 0), ("00001/0002", 2)):
+        for k in range(3):
+            folder = root / "sequences" / seq
+            folder.mkdir(parents=True, exist_ok=True)
+            write_image(folder / f"im{k + 1}.png", frames[first + k])
+    (root / "sep_trainlist.txt").write_text("00001/0001\n")
+    (root / "sep_testlist.txt").write_text("00001/0002\n")
+    assert find_clips(root) == [root / "sequences" / "00001" / "0001"]
+    ds = TripletDataset(root, DataConfig(crop=48, strides=(1,), max_frames=N, half_scale_prob=0.0, **NO_AUG))
+    x = (ds.sample(np.random.default_rng(0)) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    # (3, 48, 48, 3): im1, im3, then the truth im2, cropped at one place (the gradient makes it unique)
+    found = [(y, xx) for y in range(48 - 48 + 1) for xx in range(64 - 48 + 1)
+             if np.array_equal(x[0], frames[0, y:y + 48, xx:xx + 48])]
+    assert len(found) == 1
+    y, xx = found[0]
+    assert np.array_equal(x[1], frames[2, y:y + 48, xx:xx + 48])
+    assert np.array_equal(x[2], frames[1, y:y + 48, xx:xx + 48])

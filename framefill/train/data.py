@@ -54,11 +54,23 @@ class DataConfig:
     edge_prob: float = 0.1  # four-frame windows: chance that I0 (and, apart, I3) is a copy of I1 (of I2)
 
 
+VIMEO_LISTS = ("tri_trainlist.txt", "sep_trainlist.txt")  # Vimeo-90K's training splits (triplet, septuplet)
+
+
 def find_clips(root: Path) -> list[Path]:
-    """Video files and frame folders (3+ images) under ``root``, sorted."""
+    """Video files and frame folders (3+ images) under ``root``, sorted.
+
+    A Vimeo-90K root (``sequences/`` beside ``tri_trainlist.txt`` or ``sep_trainlist.txt``) gives the sequences
+    its training list names, so that its test split stays out of training; each sequence folder (im1.png ..
+    im3.png or im7.png) is a clip.
+    """
     root = Path(root)
     if root.is_file():
         return [root]
+    for name in VIMEO_LISTS:
+        if (root / name).is_file() and (root / "sequences").is_dir():
+            listed = [root / "sequences" / entry for entry in (root / name).read_text().split()]
+            return [p for p in listed if p.is_dir()]
     clips = [p for p in sorted(root.rglob("*")) if p.is_file() and p.suffix.lower() in VIDEO_EXTS]
     for d in sorted([root, *[p for p in root.rglob("*") if p.is_dir()]]):
         if sum(1 for f in d.iterdir() if f.suffix.lower() in IMAGE_EXTS) >= 3:
