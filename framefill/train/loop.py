@@ -29,6 +29,7 @@ from framefill.models import build_model, load_model
 from framefill.models.layers import crop, image_pyramid, pad_to_multiple, warp
 from framefill.train import distributed
 from framefill.train.data import DataConfig, find_clips, load_clip, sample_indices, valid_triplets
+from framefill.train.gan import Critics, GanConfig, critic_loss, generator_loss
 from framefill.train.losses import census, charbonnier, laplacian_l1, psnr
 from framefill.train.synth import SynthConfig, training_source
 
@@ -57,6 +58,7 @@ class TrainConfig:
     finetune: str | None = None  # start from these weights (safetensors) instead of random init
     data: DataConfig = field(default_factory=DataConfig)
     synth: SynthConfig = field(default_factory=SynthConfig)  # synthetic triplets from photos, mixed in (synth.py)
+    gan: GanConfig = field(default_factory=GanConfig)  # adversarial fine-tuning stage (gan.py), off by default
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -69,18 +71,21 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * p))
 
 
-def loss_terms(model: torch.nn.Module, batch: torch.Tensor, cfg: TrainConfig, context: int = 2
-               ) -> dict[str, torch.Tensor]:
+def loss_terms(model: torch.nn.Module, batch: torch.Tensor, cfg: TrainConfig, context: int = 2,
+               keep: dict | None = None) -> dict[str, torch.Tensor]:
     """``batch``: ``(B, 3, 3, h, w)`` = (input 0, input 1, middle), or for a four-frame model (``context=4``)
     ``(B, 5, 3, h, w)`` = (I0, I1, I2, I3, middle of I1 and I2). Returns the named loss terms and total.
 
     Four-frame (convlstm) models add half the robust L1 of their synthesis stage (Suzuki et al.'s
-    ``0.5 L1(synthesis) + L1(refined)``); film models the multi-scale warp term."""
+    ``0.5 L1(synthesis) + L1(refined)``); film models the multi-scale warp term. ``keep``, if given, receives
+    the prediction (``keep["pred"]``) for the adversarial stage."""
     gt = batch[:, -1]
     if context == 4:
         pred, aux = model(batch[:, :4], return_aux=True)
     else:
         pred, aux = model(batch[:, 0], batch[:, 1], return_aux=True)
+    if keep is not None:
+        keep["pred"] = pred
     terms = {"l1": charbonnier(pred, gt)}
     if context == 4:
         terms["synth"] = 0.5 * charbonnier(aux["synth"], gt)
@@ -183,6 +188,15 @@ class Trainer:
             ids = [device.index] if device.type == "cuda" else None
             self.net = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.critics: Critics | None = None  # the --gan discriminators, their optimiser and their DDP wrapper
+        if cfg.gan.enabled:
+            self.critics = Critics(cfg.gan).to(device).train()
+            self.opt_d = torch.optim.AdamW(self.critics.parameters(), lr=cfg.gan.lr, betas=(0.5, 0.999),
+                                           weight_decay=0.0)
+            self.critic_net: torch.nn.Module = self.critics
+            if self.world > 1:
+                ids = [device.index] if device.type == "cuda" else None
+                self.critic_net = torch.nn.parallel.DistributedDataParallel(self.critics, device_ids=ids)
         self.step = 0
         self.rng = np.random.default_rng(cfg.seed)
         with distributed.main_first():  # rank 0 fills the clip cache, the others then read it
@@ -207,6 +221,7 @@ class Trainer:
             "torch_rng": torch.get_rng_state(),
             "py_rng": random.getstate(),
             "config": self.cfg.to_dict(),
+            "gan": {"critics": self.critics.state_dict(), "opt": self.opt_d.state_dict()} if self.critics else None,
         }
 
     def save(self) -> Path:
@@ -229,6 +244,9 @@ class Trainer:
         self.rng.bit_generator.state = st["np_rng"]
         torch.set_rng_state(st["torch_rng"].cpu())  # map_location moved it; the CPU generator needs a CPU tensor
         random.setstate(st["py_rng"])
+        if self.critics is not None and st.get("gan"):  # a --gan run resumed (a plain checkpoint starts them fresh)
+            self.critics.load_state_dict(st["gan"]["critics"])
+            self.opt_d.load_state_dict(st["gan"]["opt"])
 
     def export(self, path: Path, extra: dict | None = None) -> None:
         """Write the (EMA) weights as safetensors; on rank 0 only."""
@@ -241,17 +259,28 @@ class Trainer:
             training["processes"] = self.world
         if self.cfg.synth.ratio and "photos" in self.dataset.summary():  # synthetic triplets were mixed in
             training["synthetic"] = self.cfg.synth.ratio
+        if self.critics is not None:
+            training["gan"] = self.cfg.gan.weight
         save_model(path, model, architecture=self.cfg.model, extra={"training": training, **(extra or {})})
 
     # --- the loop ----------------------------------------------------------------------------------
     def train_step(self, batch: torch.Tensor) -> dict[str, float]:
         for g in self.opt.param_groups:
             g["lr"] = lr_at(self.step, self.cfg)
-        terms = loss_terms(self.net, batch.to(self.device), self.cfg, self.context)
+        batch = batch.to(self.device)
+        keep: dict = {}
+        terms = loss_terms(self.net, batch, self.cfg, self.context, keep)
+        if self.critics is not None:  # the model's adversarial term (the bare critics: their grads are dropped)
+            before, after = self._around(batch)
+            fake = self.critics(before, keep["pred"], after)
+            terms["adv"] = self.cfg.gan.weight * generator_loss(fake, self.critics.weights())
+            terms["total"] = terms["total"] + terms["adv"]
         self.opt.zero_grad(set_to_none=True)
         terms["total"].backward()
         gnorm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip_grad)
         self.opt.step()
+        if self.critics is not None:
+            terms["critic"] = self._critic_step(batch, keep["pred"].detach())
         if self.ema is not None:
             with torch.no_grad():
                 for e, p in zip(self.ema.parameters(), self.model.parameters(), strict=True):
@@ -260,6 +289,23 @@ class Trainer:
         terms = distributed.mean_over_ranks(terms)  # the whole global batch's loss, as one process logs it
         return {k: float(v.detach()) for k, v in terms.items()} | {"gnorm": float(gnorm),
                                                                    "lr": lr_at(self.step - 1, self.cfg)}
+
+    def _around(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The two frames either side of the gap: (input 0, input 1), or (I1, I2) of a four-frame window."""
+        return (batch[:, 0], batch[:, 1]) if self.context == 2 else (batch[:, 1], batch[:, 2])
+
+    def _critic_step(self, batch: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
+        """One discriminator update on real tuples against the model's; real and fake in one forward pass (one
+        pass per backward, as DistributedDataParallel wants)."""
+        before, after = self._around(batch)
+        n = batch.shape[0]
+        logits = self.critic_net(before.repeat(2, 1, 1, 1), torch.cat([batch[:, -1], pred]),
+                                 after.repeat(2, 1, 1, 1))
+        loss = critic_loss([x[:n] for x in logits], [x[n:] for x in logits], self.critics.weights())
+        self.opt_d.zero_grad(set_to_none=True)  # also drops what the model's step left in the critics
+        loss.backward()
+        self.opt_d.step()
+        return loss.detach()
 
     def next_batch(self) -> torch.Tensor:
         """This rank's share of the next global batch ``(B / W, F, 3, c, c)`` (F: 3, or 5 for four-frame models).
