@@ -333,3 +333,46 @@ def test_process_exits_2_with_one_error_line(work: Path, weights: Path, args: li
     assert done.returncode == 2, done.stderr
     assert_one_error(done.stderr, done.stdout)
     assert snapshot(work) == before
+
+
+# --- the four-frame model --------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def convlstm_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An untrained convlstm-tiny (about the blend of the middle two frames): enough for pipeline tests."""
+    path = tmp_path_factory.mktemp("weights") / "convlstm-tiny.safetensors"
+    save_model(path, build_model("convlstm", "convlstm-tiny"), architecture="convlstm")
+    return path
+
+
+def test_convlstm_factor_4_keeps_rate_size_and_audio(work: Path, convlstm_weights: Path) -> None:
+    result = interp("in.mp4", "out.mp4", "--model", "convlstm", "--factor", "4", weights=convlstm_weights)
+    assert result.exit_code == 0, result.output
+    assert "wrote out.mp4: 12 -> 45 frames" in plain(result.stderr)
+    info = probe(work / "out.mp4")
+    assert (info.n_frames, info.fps, info.width, info.height) == (45, 4 * NTSC, 64, 48)
+    assert info.has_audio
+
+
+def test_convlstm_fps_60_from_24_and_odd_sizes(work: Path, convlstm_weights: Path) -> None:
+    result = interp("in24.mp4", "out.mp4", "--model", "convlstm", "--fps", "60", weights=convlstm_weights)
+    assert result.exit_code == 0, result.output
+    info = probe(work / "out.mp4")
+    assert (info.n_frames, info.fps) == (output_count(12, 24, fps=Fraction(60)), Fraction(60))
+    result = interp("odd.mp4", "out.mkv", "--model", "convlstm", weights=convlstm_weights)
+    assert result.exit_code == 0, result.output
+    assert (probe(work / "out.mkv").width, probe(work / "out.mkv").height) == (33, 25)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--tile", "64"], "film only"),
+    (["--weights", "FILM"], "holds a 'film' model, not 'convlstm'"),
+], ids=["tiles", "film weights"])
+def test_convlstm_refusals(work: Path, convlstm_weights: Path, weights: Path, args: list[str],
+                           message: str) -> None:
+    args = [str(weights) if a == "FILM" else a for a in args]
+    result = interp("in.mp4", "out.mp4", "--model", "convlstm", *args, weights=convlstm_weights)
+    assert_refused(result)
+    assert message in plain(result.stderr)
+    assert not (work / "out.mp4").exists()
