@@ -474,6 +474,7 @@ def interpolate_pair(img0: np.ndarray, img1: np.ndarray, model: torch.nn.Module,
     from framefill import windows  # imports this module
 
     if windows.is_windowed(model):  # a four-frame model: the pair's outer frames are copies of the pair
+        windows.check_tiling(tiling)
         return windows.interpolate_pair_windows(img0, img1, model, t, max_depth=max_depth, device=device,
                                                 dtype=dtype, stats=stats)
     runner = _Runner(model, device, dtype, stats, tiling)

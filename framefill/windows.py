@@ -45,6 +45,7 @@ from framefill.interpolate import (
     snap_time,
 )
 from framefill.models.layers import crop, pad_to_multiple
+from framefill.tiling import TileConfig
 
 MOTION, CUT, DUPLICATE = "motion", "cut", "duplicate"
 # Labels of the two halves of a pair after a pass: (first frame, new frame), (new frame, second frame).
@@ -156,6 +157,13 @@ def _labelled(frames: Iterator[np.ndarray], config: ScheduleConfig, stats: Inter
         raise ValueError(f"need at least 2 frames to interpolate, got {stats.frames_in}")
 
 
+def check_tiling(tiling: TileConfig | None) -> None:
+    """Refuse a memory budget or forced tiles: four-frame models run whole frames."""
+    if tiling is not None and (tiling.tile is not None or tiling.max_memory is not None):
+        raise ValueError("tiles (--tile, --max-memory) are implemented for film only; four-frame models run "
+                         "whole frames")
+
+
 def passes_for(ratio: Fraction, max_depth: int) -> int:
     """Passes for an output/input fps ratio: ``log2(ratio)`` when it is a power of two, else the snapping depth."""
     if ratio.denominator == 1 and ratio.numerator & (ratio.numerator - 1) == 0:
@@ -167,9 +175,7 @@ def interpolate_windows(frames: Iterator[np.ndarray], ratio: Fraction, model: to
                         config: ScheduleConfig, *, device: torch.device | str, dtype: torch.dtype,
                         on_progress: Callable[[int], None] | None, stats: InterpolationStats) -> Iterator[np.ndarray]:
     """The output frames of ``framefill.interpolate.interpolate_frames`` for a four-frame model."""
-    if config.tiling.tile is not None or config.tiling.max_memory is not None:
-        raise ValueError("tiles (--tile, --max-memory) are implemented for film only; four-frame models run "
-                         "whole frames")
+    check_tiling(config.tiling)
     run = WindowRunner(model, device, dtype, stats)
     depth = passes_for(ratio, config.max_depth)
     return _select(_grid(frames, depth, run, config, stats), ratio, depth, stats, on_progress)

@@ -194,6 +194,8 @@ def test_pair_and_refusals():
         list(interpolate_frames(flat([40]), 24, probe, ScheduleConfig(factor=2)))
     with pytest.raises(ValueError, match="film only"):
         interpolate_frames(flat([40, 50]), 24, probe, ScheduleConfig(factor=2, tiling=TileConfig(tile=64)))
+    with pytest.raises(ValueError, match="film only"):
+        interpolate_pair(a, b, probe, 0.5, tiling=TileConfig(max_memory=2**30))
 
 
 # --- training --------------------------------------------------------------------------------------------------
