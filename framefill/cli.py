@@ -305,6 +305,8 @@ def train(
     crop: Annotated[int, typer.Option(min=32, help="Training crop size (pixels).")] = 160,
     lr: Annotated[float, typer.Option(help="Peak learning rate (AdamW, warm-up then cosine).")] = 1e-3,
     max_frames: Annotated[int, typer.Option("--max-frames", min=3, help="Frames kept in RAM per clip.")] = 240,
+    motion_crops: Annotated[int, typer.Option("--motion-crops", min=1, help="Crop places drawn per sample; the "
+                                              "one with the most motion is kept (1: uniform crops).")] = 1,
     resume: Annotated[bool, _flag("--resume/--no-resume", help="Continue from OUT/last.pt if it exists.")] = True,
     finetune: Annotated[Path | None, typer.Option(help="Start from these weights (.safetensors).")] = None,
     gan: Annotated[bool, _flag("--gan/--no-gan", help="Adversarial fine-tuning: a per-frame and a frame-tuple "
@@ -354,7 +356,8 @@ def train(
     say = err.print if launch.main else lambda *args, **kwargs: None  # rank 0 alone reports
     cfg = TrainConfig(model=model, preset=preset, steps=steps, batch=batch, lr=lr, seed=seed,
                       finetune=str(finetune) if finetune else None,
-                      data=DataConfig(crop=crop, max_frames=max_frames), synth=SynthConfig(ratio=ratio),
+                      data=DataConfig(crop=crop, max_frames=max_frames, motion_crops=motion_crops),
+                      synth=SynthConfig(ratio=ratio),
                       gan=GanConfig(enabled=gan, weight=gan_weight), val_every=500)
     trainer = Trainer(cfg, data, out, val=val, device=dev, cache_dir=cache or out / "cache", photos=photos)
     last = out / "last.pt"

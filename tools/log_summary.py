@@ -17,7 +17,7 @@ def main() -> None:
     ap.add_argument("--window", type=int, default=100)
     args = ap.parse_args()
     rows = [json.loads(line) for line in args.log.read_text().splitlines() if line.strip()]
-    keys = [k for k in ("l1", "census", "lap", "warp", "total") if k in rows[0]]
+    keys = [k for k in ("l1", "synth", "census", "lap", "warp", "adv", "critic", "total") if k in rows[0]]
     for name, part in (("first", rows[: args.window]), ("last", rows[-args.window :])):
         means = ", ".join(f"{k} {statistics.mean(r[k] for r in part):.4f}" for k in keys)
         print(f"{name} {len(part)} steps ({part[0]['step']}-{part[-1]['step']}): {means}")

@@ -52,6 +52,7 @@ class DataConfig:
     reverse_prob: float = 0.5
     jitter: float = 0.1  # brightness/contrast jitter amplitude (same for the three frames)
     edge_prob: float = 0.1  # four-frame windows: chance that I0 (and, apart, I3) is a copy of I1 (of I2)
+    motion_crops: int = 1  # crop positions drawn per sample; the one where the pair differs most is kept
 
 
 VIMEO_LISTS = ("tri_trainlist.txt", "sep_trainlist.txt")  # Vimeo-90K's training splits (triplet, septuplet)
@@ -213,6 +214,19 @@ class TripletDataset:
     def summary(self) -> dict[str, int]:
         return {"clips": len({c["path"] for c in self.clips}), "triplets": len(self)}
 
+    def _moving_crop(self, frames: np.ndarray, idx: list[int], places: list[tuple[int, int]]) -> tuple[int, int]:
+        """Most clip crops hardly move (the blend is already right there); keep the place with most motion
+        between the two frames around the gap (inputs 0 and 1 of a triplet, I1 and I2 of a window)."""
+        a, b = (idx[0], idx[1]) if self.context == 2 else (idx[1], idx[2])
+        c = self.cfg.crop
+
+        def motion(place: tuple[int, int]) -> float:  # on every 4th pixel: cheap
+            y, x = place
+            pa, pb = frames[a, y:y + c:4, x:x + c:4], frames[b, y:y + c:4, x:x + c:4]
+            return float(np.abs(pa.astype(np.int16) - pb).mean())
+
+        return max(places, key=motion)
+
     def sample(self, rng: np.random.Generator) -> torch.Tensor:
         cfg = self.cfg
         want_half = rng.random() < cfg.half_scale_prob
@@ -222,8 +236,12 @@ class TripletDataset:
         s = clip["stride"]
         frames = clip["frames"]
         h, w = frames.shape[1:3]
+        idx = sample_indices(i, s, self.context)
         y, x = rng.integers(h - cfg.crop + 1), rng.integers(w - cfg.crop + 1)
-        trip = frames[sample_indices(i, s, self.context), y : y + cfg.crop, x : x + cfg.crop]  # (3 or 5, c, c, 3)
+        if cfg.motion_crops > 1:
+            y, x = self._moving_crop(frames, idx, [(y, x)] + [
+                (rng.integers(h - cfg.crop + 1), rng.integers(w - cfg.crop + 1)) for _ in range(cfg.motion_crops - 1)])
+        trip = frames[idx, y : y + cfg.crop, x : x + cfg.crop]  # (3 or 5, c, c, 3)
         if self.context == 4:  # (fancy indexing made a copy: the clip is untouched)
             if rng.random() < cfg.edge_prob:
                 trip[0] = trip[1]  # the start of a video, or a cut before I1: I0 is a copy of I1
