@@ -126,7 +126,8 @@ def double(items: Iterator[Item], run: WindowRunner, batch_size: int) -> Iterato
             kinds.append(kind or MOTION)
         frames.append(image)
         ready = offset + len(frames) - 2  # pairs before this one have both outer frames
-        if sum(1 for k in range(nxt - offset, ready - offset) if kinds[k] == MOTION) >= batch_size:
+        busy = sum(1 for k in range(nxt - offset, ready - offset) if kinds[k] == MOTION)
+        if busy >= batch_size or ready - nxt >= 4 * batch_size:  # bounded also on long static stretches
             yield from emit(ready)
             drop = nxt - 1 - offset  # keep one frame left of the next pair: its left context
             if drop > 0:

@@ -331,3 +331,23 @@ def test_bench_times_a_four_frame_model():
     row = measure_model(model, row, torch.device("cpu"), torch.float32, repeat=2, warmup=1)
     assert row.status == "ok" and len(row.times) == 2 and row.fps > 0 and row.padded == "40x24"
     assert row.est_bytes_per_px and row.est_bytes_per_px > 0
+
+
+def test_a_long_static_stretch_streams():
+    """Duplicates need no model; the pass must still hand frames on instead of buffering the whole stretch."""
+    from framefill.windows import double
+
+    class Counting:
+        def __init__(self) -> None:
+            self.taken = 0
+
+        def __call__(self, items):
+            for item in items:
+                self.taken += 1
+                yield item
+
+    still = flat([40] * 200)
+    source = Counting()
+    passes = double(source((f, None if k == 0 else DUPLICATE) for k, f in enumerate(still)), None, 2)
+    first = [next(passes) for _ in range(3)]
+    assert source.taken <= 12 and all(f is still[0] or np.array_equal(f, still[0]) for f, _ in first)
