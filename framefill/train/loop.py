@@ -255,6 +255,8 @@ class Trainer:
         model = self.ema or self.model
         training = {"steps": self.step, "batch": self.cfg.batch, "crop": self.cfg.data.crop,
                     "strides": list(self.cfg.data.strides), "ema": self.cfg.ema, "device": str(self.device)}
+        if self.cfg.data.motion_crops > 1:
+            training["motion_crops"] = self.cfg.data.motion_crops
         if self.world > 1:
             training["processes"] = self.world
         if self.cfg.synth.ratio and "photos" in self.dataset.summary():  # synthetic triplets were mixed in
