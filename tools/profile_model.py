@@ -1,0 +1,65 @@
+"""Where a model's time goes on this machine: one call at a size, under torch.profiler, grouped by kind of op.
+
+    python tools/profile_model.py [--model film] [--size 1280x720] [--repeat 3]
+Shipped weights (or random ones for a model without them); CPU self time per op, summed over ``--repeat`` calls
+after a warm-up, grouped: convolutions, warping (grid_sample), resampling (interpolate, pooling), and the rest
+(elementwise arithmetic, concatenation, reductions: mostly the Lucas-Kanade steps and box filters for film).
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections import defaultdict
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+from framefill.models import build_model, default_weights, load_model
+from framefill.windows import is_windowed
+
+GROUPS = {
+    "convolution": ("conv", "mkldnn_convolution"),
+    "warping (grid_sample)": ("grid_sampler",),
+    "resampling (interpolate, pooling, pixel shuffle)": ("upsample", "pool", "pixel_"),
+}
+
+
+def group_of(name: str) -> str:
+    for group, keys in GROUPS.items():
+        if any(k in name for k in keys):
+            return group
+    return "other (elementwise, cat, reductions)"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="film")
+    ap.add_argument("--size", default="1280x720")
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args()
+    path = default_weights(args.model)
+    net = load_model(path)[0] if path.exists() else build_model(args.model).eval()
+    net = net.to(memory_format=torch.channels_last)
+    w, h = (int(v) for v in args.size.split("x"))
+    d = net.divisor
+    h, w = -(-h // d) * d, -(-w // d) * d
+    if is_windowed(net):
+        inputs = (torch.rand(1, 4, 3, h, w),)
+    else:
+        inputs = tuple(torch.rand(1, 3, h, w).contiguous(memory_format=torch.channels_last) for _ in range(2))
+    with torch.inference_mode():
+        net(*inputs)
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            for _ in range(args.repeat):
+                net(*inputs)
+    totals: dict[str, float] = defaultdict(float)
+    for event in prof.key_averages():
+        totals[group_of(event.key)] += event.self_cpu_time_total
+    whole = sum(totals.values())
+    print(f"{args.model} at {w}x{h}, {torch.get_num_threads()} threads: {whole / args.repeat / 1e6:.3f} s per call")
+    for group, t in sorted(totals.items(), key=lambda kv: -kv[1]):
+        print(f"  {group}: {t / whole:.0%} ({t / args.repeat / 1e6:.3f} s)")
+
+
+if __name__ == "__main__":
+    main()
