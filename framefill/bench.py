@@ -240,13 +240,15 @@ def measure_model(net: torch.nn.Module, row: ModelRow, device: torch.device, dty
     row.padded = f"{wp}x{hp}"
     takes_time = bool(getattr(net, "arbitrary_time", False)) or tuple(getattr(net, "times", (0.5,))) != (0.5,)
     gen = torch.Generator(device=device).manual_seed(0)
-    x0 = torch.rand(row.batch, 3, hp, wp, device=device, generator=gen).to(dtype)  # (B, 3, Hp, Wp)
-    x1: torch.Tensor | None = torch.rand(row.batch, 3, hp, wp, device=device, generator=gen).to(dtype)
     windowed = is_windowed(net)
+    x1: torch.Tensor | None = None
     if windowed:  # as the four-frame scheduler calls it: (B, 4, 3, Hp, Wp) windows
-        x0, x1 = torch.rand(row.batch, 4, 3, hp, wp, device=device, generator=gen).to(dtype), None
-    elif device.type == "cpu":
-        x0, x1 = x0.contiguous(memory_format=torch.channels_last), x1.contiguous(memory_format=torch.channels_last)
+        x0 = torch.rand(row.batch, 4, 3, hp, wp, device=device, generator=gen).to(dtype)
+    else:
+        x0 = torch.rand(row.batch, 3, hp, wp, device=device, generator=gen).to(dtype)  # (B, 3, Hp, Wp)
+        x1 = torch.rand(row.batch, 3, hp, wp, device=device, generator=gen).to(dtype)
+        if device.type == "cpu":
+            x0, x1 = x0.contiguous(memory_format=torch.channels_last), x1.contiguous(memory_format=torch.channels_last)
     fn: Callable = net
     try:
         with torch.inference_mode():

@@ -366,12 +366,12 @@ Progress = Callable[[int, int], None]  # (triplets done, triplets in all)
 
 
 class _Evaluator:
-    def __init__(self, methods: dict[str, Callable[[Frame, Frame], Frame]], config: EvalConfig,
-                 report: EvalReport, total: int, on_progress: Progress | None) -> None:
+    def __init__(self, methods: dict[str, Callable[..., Frame]], config: EvalConfig,
+                 report: EvalReport, total: int, on_progress: Progress | None, windowed: bool = False) -> None:
         self.methods, self.config, self.report = methods, config, report
         self.total, self.on_progress = total, on_progress
         self.warm: set[tuple[int, ...]] = set()
-        self.windowed = False  # the model takes the outer frames too (a four-frame model)
+        self.windowed = windowed  # the model takes the outer frames too (a four-frame model)
         self.done = 0  # triplets taken, static ones included
         self.static = 0  # triplets of three identical frames, left out
 
@@ -492,8 +492,7 @@ def evaluate(path: Path, net: torch.nn.Module | None, config: EvalConfig, *, dev
         raise ValueError(f"no triplets in {path}: {report.warnings[0] if report.warnings else 'no usable clips'}")
     if config.save is not None:
         config.save.mkdir(parents=True, exist_ok=True)
-    run = _Evaluator(methods, config, report, total, on_progress)
-    run.windowed = windowed
+    run = _Evaluator(methods, config, report, total, on_progress, windowed)
     if on_progress:
         on_progress(0, total)
     try:

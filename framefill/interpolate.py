@@ -204,13 +204,18 @@ def depth_for(ratio: Fraction, max_depth: int) -> int:
     return depth
 
 
+def check_dtype(dtype: torch.dtype) -> None:
+    """The precisions a model may run in."""
+    if dtype not in (torch.float32, torch.float16, torch.bfloat16):
+        raise ValueError(f"dtype must be float32, float16 or bfloat16, got {dtype}")
+
+
 class _Runner:
     """Moves frames to the model's device/dtype and back, and calls the model on stacked batches."""
 
     def __init__(self, model: torch.nn.Module, device: torch.device, dtype: torch.dtype,
                  stats: InterpolationStats, tiling: TileConfig | None = None) -> None:
-        if dtype not in (torch.float32, torch.float16, torch.bfloat16):
-            raise ValueError(f"dtype must be float32, float16 or bfloat16, got {dtype}")
+        check_dtype(dtype)
         self.model, self.device, self.dtype, self.stats = model, torch.device(device), dtype, stats
         self.divisor = int(getattr(model, "divisor", 1))
         self.arbitrary = bool(getattr(model, "arbitrary_time", False))

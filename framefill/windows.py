@@ -41,6 +41,7 @@ from framefill.interpolate import (
     _pair_kind,
     _pair_times,
     _thumbnail,
+    check_dtype,
     depth_for,
     snap_time,
 )
@@ -76,8 +77,7 @@ class WindowRunner:
 
     def __init__(self, model: torch.nn.Module, device: torch.device | str, dtype: torch.dtype,
                  stats: InterpolationStats) -> None:
-        if dtype not in (torch.float32, torch.float16, torch.bfloat16):
-            raise ValueError(f"dtype must be float32, float16 or bfloat16, got {dtype}")
+        check_dtype(dtype)
         self.model, self.device, self.dtype, self.stats = model, torch.device(device), dtype, stats
         self.divisor = int(getattr(model, "divisor", 1))
 

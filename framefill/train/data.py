@@ -166,6 +166,11 @@ def valid_triplets(frames: np.ndarray, stride: int, cfg: DataConfig, span: int =
     return starts
 
 
+def window_span(context: int) -> int:
+    """How many stride steps a sample covers: 2 for a triplet, 6 for a four-frame window."""
+    return max(sample_indices(0, 1, context))
+
+
 def sample_indices(i: int, stride: int, context: int) -> list[int]:
     """Frame indices of the sample starting at ``i``: the inputs in time order, then the truth."""
     if context == 2:
@@ -185,8 +190,7 @@ class TripletDataset:
 
     def __init__(self, root: Path, cfg: DataConfig, cache_dir: Path | None = None, context: int = 2) -> None:
         self.cfg, self.context = cfg, context
-        span = 2 if context == 2 else 6
-        sample_indices(0, 1, context)  # checks the context
+        span = window_span(context)  # also checks the context
         self.clips: list[dict] = []
         paths = find_clips(root)
         if not paths:

@@ -28,7 +28,7 @@ from framefill.evaluate import ssim
 from framefill.models import build_model, load_model
 from framefill.models.layers import crop, image_pyramid, pad_to_multiple, warp
 from framefill.train import distributed
-from framefill.train.data import DataConfig, find_clips, load_clip, sample_indices, valid_triplets
+from framefill.train.data import DataConfig, find_clips, load_clip, sample_indices, valid_triplets, window_span
 from framefill.train.gan import Critics, GanConfig, critic_loss, generator_loss
 from framefill.train.losses import census, charbonnier, laplacian_l1, psnr
 from framefill.train.synth import SynthConfig, training_source
@@ -121,7 +121,7 @@ def load_val(root: Path, cfg: DataConfig, per_clip: int = 2, stride_list: tuple[
     """A fixed, small validation set: ``per_clip`` evenly spaced samples per clip and stride (triplets, or
     four-frame windows and their truth for ``context=4``)."""
     items = []
-    span = 2 if context == 2 else 6
+    span = window_span(context)
     for p in find_clips(root):
         frames = load_clip(p, DataConfig(max_side=cfg.max_side, max_frames=cfg.max_frames), None)
         for s in stride_list:
