@@ -2,7 +2,8 @@
 
 Model alone. ``model(img0, img1)`` (four-frame models: ``model(windows)``) on random frames of each size, padded
 to the model's multiple as the scheduler pads them, ``batch`` pairs per call, under ``torch.inference_mode()``
-(channels_last on the CPU, as ``load_interpolator`` and the scheduler use it). ``warmup`` untimed calls, then
+(channels_last on the CPU, as ``load_interpolator`` and the scheduler use it). Frames are float32 whatever the
+precision, as the scheduler gives them: the models convert them for their convolutions. ``warmup`` untimed calls, then
 ``repeat`` timed ones, with ``torch.cuda.synchronize()`` before and after each on CUDA; the median is reported
 (every time is in the JSON). Frames per second = ``batch / median``. Speed does not depend on the weights, so a
 preset without matching shipped weights is timed with random ones (the ``weights`` column says which).
@@ -55,7 +56,7 @@ from framefill import __version__
 from framefill.checkpoint import WeightsError, read_metadata
 from framefill.interpolate import ScheduleConfig
 from framefill.models import REGISTRY, build_model, default_weights, load_model
-from framefill.pipeline import PRECISIONS, StageTimes, interpolate_video, resolve_dtype
+from framefill.pipeline import PRECISIONS, StageTimes, cpu_has_native_bf16, interpolate_video, resolve_dtype
 from framefill.tiling import bytes_per_pixel
 from framefill.video import FrameSink
 from framefill.windows import is_windowed
@@ -80,7 +81,10 @@ def default_sizes(device: torch.device) -> tuple[tuple[int, int], ...]:
 
 
 def default_dtypes(device: torch.device) -> tuple[str, ...]:
-    return tuple(DTYPES) if device.type == "cuda" else ("fp32",)
+    """Every precision on CUDA; on the CPU fp32, and bf16 where the CPU has native bf16 instructions."""
+    if device.type == "cuda":
+        return tuple(DTYPES)
+    return ("fp32", "bf16") if cpu_has_native_bf16() else ("fp32",)
 
 
 def model_presets(model: str | None = None, presets: list[str] | None = None) -> list[tuple[str, str]]:
@@ -243,10 +247,10 @@ def measure_model(net: torch.nn.Module, row: ModelRow, device: torch.device, dty
     windowed = is_windowed(net)
     x1: torch.Tensor | None = None
     if windowed:  # as the four-frame scheduler calls it: (B, 4, 3, Hp, Wp) windows
-        x0 = torch.rand(row.batch, 4, 3, hp, wp, device=device, generator=gen).to(dtype)
+        x0 = torch.rand(row.batch, 4, 3, hp, wp, device=device, generator=gen)
     else:
-        x0 = torch.rand(row.batch, 3, hp, wp, device=device, generator=gen).to(dtype)  # (B, 3, Hp, Wp)
-        x1 = torch.rand(row.batch, 3, hp, wp, device=device, generator=gen).to(dtype)
+        x0 = torch.rand(row.batch, 3, hp, wp, device=device, generator=gen)  # (B, 3, Hp, Wp)
+        x1 = torch.rand(row.batch, 3, hp, wp, device=device, generator=gen)
         if device.type == "cpu":
             x0, x1 = x0.contiguous(memory_format=torch.channels_last), x1.contiguous(memory_format=torch.channels_last)
     fn: Callable = net

@@ -132,7 +132,8 @@ ModelOption = Annotated[str, typer.Option("--model", "-m",
 WeightsOption = Annotated[Path | None, typer.Option("--weights", "-w", help="Weights file (.safetensors) instead of "
                                                     "the shipped ones.")]
 DeviceOption = Annotated[str, typer.Option("--device", "-d", help="auto, cpu, cuda or cuda:N.")]
-PrecisionOption = Annotated[str, typer.Option("--precision", help="auto (fp16 on CUDA, fp32 on CPU), fp32, fp16, "
+PrecisionOption = Annotated[str, typer.Option("--precision", help="auto (fp16 on CUDA; bf16 on a CPU with native bf16 "
+                                                                  "instructions, else fp32), fp32, fp16, "
                                                                   "bf16.")]
 
 

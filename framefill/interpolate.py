@@ -38,11 +38,12 @@ frame, else the second), so nothing is ever morphed across a cut.
 Batching and memory. Frames are read until ``batch_size`` pairs need the model (or ``4 * batch_size`` pairs
 are buffered); then all their work runs depth by depth, ``batch_size`` image pairs per model call, and
 tensors are freed as soon as no deeper level reads them. Frames are padded once (edge replication) to
-``model.divisor`` and cropped back. Inputs go to ``device``/``dtype`` (channels_last on CPU: faster for the
-conv model); outputs come back as uint8 RGB on the CPU. The caller puts the model on that device and dtype,
-in eval mode. A model call whose working memory would exceed ``ScheduleConfig.tiling.max_memory`` (default:
-what the device has free) runs in smaller batches, or else in overlapping tiles blended without seams
-(``framefill.tiling``).
+``model.divisor`` and cropped back. Inputs go to ``device`` as float32 (channels_last on CPU: faster for the
+conv model), whatever the model's ``dtype``: the models convert them for their convolutions and keep their
+geometry in float32 (``models.layers.conv_input``). Outputs come back as uint8 RGB on the CPU. The caller puts
+the model on that device and dtype, in eval mode. A model call whose working memory would exceed
+``ScheduleConfig.tiling.max_memory`` (default: what the device has free) runs in smaller batches, or else in
+overlapping tiles blended without seams (``framefill.tiling``).
 """
 
 from __future__ import annotations
@@ -232,7 +233,7 @@ class _Runner:
         if not frame.flags.writeable or not frame.flags.c_contiguous:  # from_numpy warns on read-only arrays
             frame = np.array(frame)  # (decoder buffers) and fails on negative strides (flipped views)
         x = torch.from_numpy(frame).to(self.device).permute(2, 0, 1).unsqueeze(0)  # (1, 3, H, W) uint8
-        return pad_to_multiple(x.float().div_(255).to(self.dtype), self.divisor)[0]  # (1, 3, Hp, Wp)
+        return pad_to_multiple(x.float().div_(255), self.divisor)[0]  # (1, 3, Hp, Wp) float32 in any precision
 
     @staticmethod
     def to_frame(x: torch.Tensor, hw: tuple[int, int]) -> np.ndarray:
@@ -255,7 +256,7 @@ class _Runner:
             x0 = x0.contiguous(memory_format=torch.channels_last)
             x1 = x1.contiguous(memory_format=torch.channels_last)
         if self.takes_time:
-            out = self.model(x0, x1, torch.tensor([float(v) for v in t], device=self.device, dtype=self.dtype))
+            out = self.model(x0, x1, torch.tensor([float(v) for v in t], device=self.device))
         else:
             out = self.model(x0, x1)
         if out.shape != x0.shape:

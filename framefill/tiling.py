@@ -171,8 +171,8 @@ def measure_bytes_per_pixel(call: Callable[[torch.Tensor, torch.Tensor], object]
     """Working memory of ``call(x0, x1)`` (one pair) per pixel, measured on a probe (see the module docstring)."""
     side = math.ceil(max(PROBE_SIDE, 2 * divisor) / divisor) * divisor
     gen = torch.Generator(device=device).manual_seed(0)  # random frames: no shortcut a constant one might take
-    x0 = torch.rand(1, 3, side, side, device=device, generator=gen).to(dtype)  # (1, 3, S, S)
-    x1 = torch.rand(1, 3, side, side, device=device, generator=gen).to(dtype)
+    x0 = torch.rand(1, 3, side, side, device=device, generator=gen)  # (1, 3, S, S) float32, as the runners give
+    x1 = torch.rand(1, 3, side, side, device=device, generator=gen)
     with torch.inference_mode():
         if device.type == "cuda":
             torch.cuda.synchronize(device)
@@ -355,7 +355,7 @@ class Tiler:
         self.device, self.dtype, self.divisor, self.config = device, dtype, divisor, config
         self.on_tiles = on_tiles
         self.overlap = default_overlap(model, divisor) if config.overlap is None else config.overlap
-        self.itemsize = torch.empty((), dtype=dtype).element_size()
+        self.itemsize = 4  # the runners give the model float32 frames, whatever its precision
         self._said: set[str] = set()
 
     def budget(self) -> int:

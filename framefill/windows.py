@@ -85,7 +85,7 @@ class WindowRunner:
         hw = windows[0][0].shape[:2]
         with torch.inference_mode():  # never across a yield: the mode would leak into the caller
             x = torch.from_numpy(np.stack([np.stack(w) for w in windows])).to(self.device)  # (B, 4, H, W, 3) uint8
-            x = x.permute(0, 1, 4, 2, 3).to(self.dtype).div_(255)  # (B, 4, 3, H, W)
+            x = x.permute(0, 1, 4, 2, 3).float().div_(255)  # (B, 4, 3, H, W) float32, whatever the model's dtype
             b = x.shape[0]
             x, _ = pad_to_multiple(x.flatten(0, 1), self.divisor)  # (4B, 3, Hp, Wp): edge replication
             y = self.model(x.view(b, 4, *x.shape[1:]))  # (B, 3, Hp, Wp)

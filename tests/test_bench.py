@@ -142,16 +142,20 @@ def test_bench_command_writes_complete_json(tmp_path: Path) -> None:
     assert report["device"]["type"] == "cpu" and report["device"]["torch_threads"] == 1
     assert {"framefill", "torch", "numpy", "opencv", "ffmpeg", "python"} <= report["versions"].keys()
     rows = report["model"]
-    assert [(r["size"], r["batch"]) for r in rows] == [("64x48", 1), ("64x48", 2), ("40x30", 1), ("40x30", 2)]
+    dtypes = framefill.bench.default_dtypes(CPU)  # fp32, and bf16 on a CPU with bf16 instructions
+    assert report["config"]["dtypes"] == list(dtypes)
+    sizes = ("64x48", "40x30")
+    assert [(r["dtype"], r["size"], r["batch"]) for r in rows] == [(d, s, b) for d in dtypes for s in sizes
+                                                                  for b in (1, 2)]
     for r in rows:
         assert r["status"] == "ok" and r["weights"].startswith("random") and not r["compiled"]
         assert len(r["times"]) == 2 and r["ms_median"] > 0 and r["fps"] > 0
         assert r["peak_mb"] > 0 and r["rise_mb"] is not None and "RSS" in r["memory_kind"]
         assert r["rise_bytes_per_px"] is not None and r["est_bytes_per_px"] > 100  # film-tiny: about 1,000
-    assert [r["padded"] for r in rows][::2] == ["64x48", "40x32"]
+    assert {r["size"]: r["padded"] for r in rows} == {"64x48": "64x48", "40x30": "40x32"}
     e2e = report["e2e"]
-    assert [(r["size"], r["frames_in"], r["frames_out"], r["batch"]) for r in e2e] == [("64x48", 3, 5, 2),
-                                                                                        ("40x30", 3, 5, 2)]
+    assert [(r["dtype"], r["size"], r["frames_in"], r["frames_out"], r["batch"]) for r in e2e] == [
+        (d, s, 3, 5, 2) for d in dtypes for s in sizes]
     for r in e2e:
         assert r["status"] == "ok" and r["fps_out"] > 0
         assert {"wall", "decode", "model", "encode", "wait_decode", "wait_encode", "finish"} == r["stages"].keys()

@@ -376,3 +376,17 @@ def test_convlstm_refusals(work: Path, convlstm_weights: Path, weights: Path, ar
     assert_refused(result)
     assert message in plain(result.stderr)
     assert not (work / "out.mp4").exists()
+
+
+def test_auto_precision_follows_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    import framefill.pipeline as pipeline
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(pipeline, "cpu_has_native_bf16", lambda: True)
+    assert pipeline.resolve_dtype("auto", cpu) == torch.bfloat16
+    monkeypatch.setattr(pipeline, "cpu_has_native_bf16", lambda: False)
+    assert pipeline.resolve_dtype("auto", cpu) == torch.float32
+    assert pipeline.resolve_dtype("auto", torch.device("cuda")) == torch.float16
+    assert pipeline.resolve_dtype("bf16", cpu) == torch.bfloat16
+    with pytest.raises(ValueError, match="fp16 is not supported on the CPU"):
+        pipeline.resolve_dtype("fp16", cpu)

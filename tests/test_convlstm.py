@@ -85,6 +85,21 @@ def test_golden_output_of_the_seeded_tiny_preset():
     assert float((out - aux["synth"]).sum()) == pytest.approx(0.228114, rel=2e-3)  # the refinement residual
 
 
+def test_bf16_weights_keep_the_blend_and_output_in_float32():
+    """Converted to bf16, the convolutions run in bf16; the blend, the residual sums and the output stay float32."""
+    torch.manual_seed(0)
+    model = ConvLSTMNet(ConvLSTMConfig(filters=(4, 8), refine_filters=4, refine_blocks=1, head_init=1.0)).eval()
+    frames = torch.rand(1, 4, 3, 16, 16)
+    with torch.no_grad():
+        ref, ref_aux = model(frames, return_aux=True)
+        out, aux = model.to(torch.bfloat16)(frames, return_aux=True)
+    assert out.dtype == torch.float32 and aux["synth"].dtype == torch.float32
+    assert (out - ref).abs().mean().item() < 5e-3 and (out - ref).abs().max().item() < 0.05
+    blend = 0.5 * (frames[:, 1] + frames[:, 2])
+    residual, ref_residual = aux["synth"] - blend, ref_aux["synth"] - blend
+    assert residual.abs().max() > 0.01 and (residual - ref_residual).abs().max().item() < 0.05
+
+
 def test_time_runs_forward_through_the_window():
     """The synthesis reads its frames in order: swapping I0 and I3 changes the output (an LSTM, not a mean)."""
     torch.manual_seed(0)

@@ -232,13 +232,13 @@ def test_batching_across_pairs_and_depths():
     assert model.batches == [1] * 24
 
 
-def test_channels_last_and_dtypes():
-    for dtype, tol in ((torch.float32, 0), (torch.float16, 1), (torch.bfloat16, 2)):
+def test_channels_last_float32_frames_in_every_precision():
+    # The precision is the model's (its convolutions); frames reach it as float32, so nothing is lost on the way.
+    for dtype in (torch.float32, torch.float16, torch.bfloat16):
         model = Average()
         out = list(interpolate_frames(ramp(3), 24, model, ScheduleConfig(factor=4), dtype=dtype))
-        assert set(model.dtypes) == {dtype} and all(model.channels_last)
-        expected = [STEP * k / 4 for k in range(9)]
-        assert np.allclose(values(out), expected, atol=tol)
+        assert set(model.dtypes) == {torch.float32} and all(model.channels_last)
+        assert values(out) == [STEP * k / 4 for k in range(9)]
 
 
 def test_odd_size_is_padded_and_cropped():

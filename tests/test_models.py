@@ -175,3 +175,64 @@ def test_film_tiny_golden():
     assert loss.item() == pytest.approx(0.227819, abs=1e-4)
     assert out.mean().item() == pytest.approx(0.498792, abs=1e-4)
     assert out[0, :, 5, 7].sum().item() == pytest.approx(1.577698, abs=1e-4)
+
+
+# --- precision: convolutions in the weights' dtype, geometry in float32 -----------------------------------------
+
+
+def _moving_pair(size: int = 64, dx: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
+    """A smooth texture and the same texture ``dx`` px to the right."""
+    torch.manual_seed(0)
+    big = torch.nn.functional.interpolate(torch.rand(1, 3, 24, 24), size=(2 * size, 2 * size), mode="bicubic")
+    big = big.clamp(0, 1)
+    return big[..., 20:20 + size, 20:20 + size], big[..., 20:20 + size, 20 - dx:20 - dx + size]
+
+
+def test_warp_of_half_precision_features_samples_at_float32_positions():
+    # A bf16 grid resolves 1/128 of [-1, 1]: at 256 px that misplaces samples by up to a pixel.
+    ramp = torch.arange(256.0).view(1, 1, 1, 256).expand(1, 1, 2, 256) / 256  # (1, 1, 2, 256)
+    flow = torch.full((1, 2, 2, 256), 0.3)
+    flow[:, 1] = 0
+    out = warp(ramp.bfloat16(), flow)
+    assert out.dtype == torch.bfloat16
+    expected = warp(ramp, flow)[..., :250]
+    assert (out.float()[..., :250] - expected).abs().max().item() < 2e-3  # bf16 rounding of the values only
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_film_in_half_precision_keeps_float32_geometry(dtype: torch.dtype):
+    torch.manual_seed(0)
+    model = build_film("film-tiny").eval()
+    with torch.no_grad():  # the learned heads start at zero: give them something to compute
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    img0, img1 = _moving_pair()
+    with torch.no_grad():
+        ref, ref_aux = model(img0, img1, return_aux=True)
+        half = model.to(dtype)
+        out, aux = half(img0, img1, return_aux=True)
+    assert out.dtype == torch.float32 and aux["flows"][0].dtype == torch.float32
+    assert (aux["flows"][0] - ref_aux["flows"][0]).abs().max().item() < 0.05  # pixels
+    assert (out - ref).abs().mean().item() < 2e-3 and (out - ref).abs().max().item() < 0.05
+    assert half(img0.to(dtype), img1.to(dtype)).dtype == dtype  # the output comes back in the input's dtype
+
+
+def test_film_channels_last_model_gets_channels_last_conv_inputs():
+    from framefill.models.layers import conv_input
+
+    torch.manual_seed(0)
+    model = build_film("film-tiny").eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    plain = build_film("film-tiny").eval()
+    plain.load_state_dict(model.state_dict())
+    x = torch.rand(1, 3, 16, 16)
+    assert conv_input(x, plain.fusion.head.weight).is_contiguous()
+    model = model.to(memory_format=torch.channels_last)
+    y = conv_input(x, model.fusion.head.weight)
+    assert y.is_contiguous(memory_format=torch.channels_last) and not y.is_contiguous()
+    img0, img1 = _moving_pair(32)
+    with torch.no_grad():  # the same result in either layout
+        assert torch.allclose(model(img0, img1), plain(img0, img1), atol=1e-5)
+    assert conv_input(x, model.to(torch.bfloat16).fusion.head.weight).dtype == torch.bfloat16

@@ -47,6 +47,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from framefill.models.layers import conv_input
+
 FRAMES = 4  # frames in a window: I0, I1, I2, I3
 
 
@@ -144,7 +146,7 @@ class Synthesis(nn.Module):
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         n, t = frames.shape[:2]
         x = frames.flatten(0, 1)  # (4N, 3, H, W): time folded into the batch, frame-major per window
-        x = F.pixel_unshuffle(x, self.s)  # (4N, 3 s^2, H / s, W / s)
+        x = conv_input(F.pixel_unshuffle(x, self.s), self.head.weight)  # (4N, 3 s^2, H / s, W / s)
         skips = []
         for j, (enc, cell) in enumerate(zip(self.encoder, self.cells, strict=True)):
             if j:
@@ -159,7 +161,8 @@ class Synthesis(nn.Module):
         for j in reversed(range(len(self.decoder))):
             y = F.interpolate(y, size=skips[j].shape[-2:], mode="bilinear", align_corners=False)
             y = self.decoder[j](torch.cat([y, skips[j]], dim=1))
-        return 0.5 * (frames[:, 1] + frames[:, 2]) + F.pixel_shuffle(self.head(y), self.s)  # (N, 3, H, W)
+        residual = F.pixel_shuffle(self.head(y), self.s).to(frames.dtype)  # (N, 3, H, W)
+        return 0.5 * (frames[:, 1] + frames[:, 2]) + residual
 
 
 class ChannelAttention(nn.Module):
@@ -213,8 +216,8 @@ class Refinement(nn.Module):
 
     def forward(self, synth: torch.Tensor, i1: torch.Tensor, i2: torch.Tensor) -> torch.Tensor:
         x = F.pixel_unshuffle(torch.cat([synth, i1, i2], dim=1), self.s)  # (N, 9 s^2, H / s, W / s)
-        x = self.stem(x)  # (N, C, H / s, W / s)
-        return synth + F.pixel_shuffle(self.head(self.blocks(x)), self.s)
+        x = self.stem(conv_input(x, self.head.weight))  # (N, C, H / s, W / s)
+        return synth + F.pixel_shuffle(self.head(self.blocks(x)), self.s).to(synth.dtype)
 
 
 class ConvLSTMNet(nn.Module):
@@ -246,8 +249,11 @@ class ConvLSTMNet(nn.Module):
         if h % self.divisor or w % self.divisor:
             raise ValueError(f"ConvLSTMNet input {h}x{w} is not a multiple of {self.divisor}; pad it first "
                              "(framefill.models.layers.pad_to_multiple)")
+        # The convolutions run in the weights' precision and layout; the blend, the residual sums and the
+        # output in float32 (a bf16 frame would be off by up to half an 8-bit level).
+        in_dtype, frames = frames.dtype, frames.float()
         synth = self.synthesis(frames)  # (N, 3, H, W)
-        out = self.refinement(synth, frames[:, 1], frames[:, 2]).clamp(0, 1)
+        out = self.refinement(synth, frames[:, 1], frames[:, 2]).clamp(0, 1).to(in_dtype)
         if return_aux:
             return out, {"synth": synth}
         return out

@@ -60,7 +60,16 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn as nn
 
-from framefill.models.layers import box_filter, grey, image_pyramid, lucas_kanade_step, resize_flow, upsample2, warp
+from framefill.models.layers import (
+    box_filter,
+    conv_input,
+    grey,
+    image_pyramid,
+    lucas_kanade_step,
+    resize_flow,
+    upsample2,
+    warp,
+)
 
 
 @dataclass(frozen=True)
@@ -150,11 +159,12 @@ class FeatureExtractor(nn.Module):
 
     def forward(self, pyramid: list[torch.Tensor]) -> list[torch.Tensor | None]:
         levels = len(pyramid)
+        weight = self.blocks[0][0][0].weight  # the convolutions run in the weights' precision and layout
         per_level: list[list[torch.Tensor]] = [[] for _ in range(levels)]  # per_level[j] gets depth-d features
         for i, img in enumerate(pyramid):
             if i < self.skip_levels:
                 continue
-            x = img
+            x = conv_input(img, weight)
             for d in range(min(self.sub_levels, levels - i)):
                 if d > 0:
                     x = nn.functional.avg_pool2d(x, 2)
@@ -175,7 +185,8 @@ class FlowLevel(nn.Module):
         nn.init.zeros_(self.out.bias)
 
     def forward(self, feat_a: torch.Tensor, feat_b_warped: torch.Tensor) -> torch.Tensor:
-        return self.out(self.body(torch.cat([feat_a, feat_b_warped], dim=1)))  # (N, 2, h, w)
+        x = conv_input(torch.cat([feat_a, feat_b_warped], dim=1), self.out.weight)
+        return self.out(self.body(x))  # (N, 2, h, w)
 
 
 class PyramidFlowEstimator(nn.Module):
@@ -218,8 +229,8 @@ class PyramidFlowEstimator(nn.Module):
                 gb: list[torch.Tensor]) -> list[torch.Tensor]:
         """``fa``/``fb``: feature pyramids of A and B; ``ga``/``gb``: their grey image pyramids (Lucas-Kanade)."""
         levels = len(fa)
-        coarsest = fa[-1]
-        flow = coarsest.new_zeros(coarsest.shape[0], 2, *coarsest.shape[-2:])
+        coarsest = ga[-1]
+        flow = coarsest.new_zeros(coarsest.shape[0], 2, *coarsest.shape[-2:])  # float32 like the grey images
         flows: list[torch.Tensor] = [flow] * levels
         cfg = self.cfg
         for j in range(levels - 1, -1, -1):
@@ -307,7 +318,12 @@ class Film(nn.Module):
         if h % cfg.divisor or w % cfg.divisor:
             raise ValueError(f"Film input {h}x{w} is not a multiple of {cfg.divisor}; pad it first "
                              "(framefill.models.layers.pad_to_multiple)")
-        n = img0.shape[0]
+        n, in_dtype = img0.shape[0], img0.dtype
+        # Mixed precision: the convolutions run in the weights' dtype (bf16/fp16 when the model was converted),
+        # everything geometric (pyramids, Lucas-Kanade, flows, warping, blending) in float32: half-precision
+        # flow and warp coordinates would misplace pixels, and the Lucas-Kanade normal equations lose their
+        # small determinants.
+        img0, img1 = img0.float(), img1.float()
         # Both frames through the shared extractor in one batch.
         pyr = image_pyramid(torch.cat([img0, img1], dim=0), cfg.pyramid_levels)  # level j: (2N, 3, h_j, w_j)
         feats = self.extractor(pyr)
@@ -323,14 +339,14 @@ class Film(nn.Module):
             warped = warp(both, torch.cat([flow_10, flow_01]))
             w0, w1 = warped[:n], warped[n:]
             fusion_in.append(torch.cat([w0[:, :3], w1[:, :3], w0[:, 3:], w1[:, 3:], flow_10, flow_01], dim=1))
-        head = self.fusion(fusion_in)
+        head = self.fusion([conv_input(x, self.fusion.head.weight) for x in fusion_in]).float()
         mask = torch.sigmoid(head[:, :1])
         w0_img, w1_img = fusion_in[0][:, :3], fusion_in[0][:, 3:6]
         base = mask * w0_img + (1 - mask) * w1_img
         fallback = self._fallback(img0, img1, w0_img, w1_img)
         if fallback is not None:
             base = fallback * 0.5 * (img0 + img1) + (1 - fallback) * base
-        out = (base + head[:, 1:]).clamp(0, 1)
+        out = (base + head[:, 1:]).clamp(0, 1).to(in_dtype)
         if return_aux:
             return out, {"flows": flows, "pyramid": pyr, "warped0": w0_img, "warped1": w1_img, "mask": mask,
                          "fallback": fallback}

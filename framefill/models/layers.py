@@ -43,7 +43,24 @@ def warp(img: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     n, _, h, w = img.shape
     scale = torch.tensor([2.0 / w, 2.0 / h], device=flow.device, dtype=flow.dtype).view(1, 1, 1, 2)
     grid = _base_grid(n, h, w, flow.device, flow.dtype) + flow.permute(0, 2, 3, 1) * scale  # (N, H, W, 2)
-    return F.grid_sample(img, grid.to(img.dtype), mode="bilinear", padding_mode="border", align_corners=False)
+    # Sample in the wider of the two precisions: a half-precision grid would misplace samples by pixels
+    # (bf16 resolves 1/128 of [-1, 1]), so half-precision features warped by a float32 flow are sampled in
+    # float32 and come back in their own dtype.
+    dtype = torch.promote_types(img.dtype, flow.dtype)
+    out = F.grid_sample(img.to(dtype), grid.to(dtype), mode="bilinear", padding_mode="border", align_corners=False)
+    return out.to(img.dtype)
+
+
+def conv_input(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """``x`` in the dtype and memory format of a convolution's ``weight``.
+
+    The models keep their geometry (pyramids, flows, warps, blends) in float32 and run their convolutions in
+    the weights' precision (bf16/fp16 once the model is converted), and in channels_last when the model was
+    converted to it (as on the CPU): a layout mismatch costs a full copy inside every convolution, and warps
+    and concatenations return the default layout.
+    """
+    channels_last = weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()
+    return x.to(dtype=weight.dtype, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
 
 
 def downsample(x: torch.Tensor) -> torch.Tensor:
