@@ -23,11 +23,10 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import torch
 
 from framefill.evaluate import psnr, ssim
 from framefill.interpolate import interpolate_pair
-from framefill.pipeline import load_interpolator, resolve_device
+from framefill.pipeline import load_interpolator, resolve_device, resolve_dtype
 from framefill.windows import interpolate_middle, is_windowed
 
 
@@ -59,9 +58,11 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--merge", type=Path, help="a run_peers results.json to append the rows to")
     ap.add_argument("--json", type=Path, required=True)
+    ap.add_argument("--precision", default="auto", help="auto (as framefill interp), fp32, bf16, fp16")
     args = ap.parse_args()
     dev = resolve_device(args.device)
-    net = load_interpolator(args.model, args.weights, dev, torch.float32)
+    dtype = resolve_dtype(args.precision, dev)
+    net = load_interpolator(args.model, args.weights, dev, dtype)
     triplets = []
     for line in args.list.read_text().splitlines():
         parts = line.split()
@@ -85,10 +86,10 @@ def main() -> None:
             before, after = outer.get((tag, i - 2 * s)), outer.get((tag, i + 4 * s))
 
             def run(a=a, b=b, before=before, after=after) -> np.ndarray:
-                return interpolate_middle(a, b, net, before=before, after=after, device=dev)
+                return interpolate_middle(a, b, net, before=before, after=after, device=dev, dtype=dtype)
         else:
             def run(a=a, b=b) -> np.ndarray:
-                return interpolate_pair(a, b, net, device=dev)
+                return interpolate_pair(a, b, net, device=dev, dtype=dtype)
         run()  # warm-up
         times = []
         for _ in range(args.repeat):
