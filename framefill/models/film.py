@@ -334,18 +334,21 @@ class Film(nn.Module):
         flows = self.flow(swapped, feats, grey_swapped, grey_pyr)  # flows[j]: (2N, 2, h_j, w_j)
         fusion_in = []
         for j in range(cfg.fusion_levels):
-            flow_10, flow_01 = flows[j][:n] * 0.5, flows[j][n:] * 0.5  # mid->0 and mid->1 approximations
+            half = flows[j] * 0.5  # (flow_10, flow_01): the mid->0 and mid->1 approximations
             both = pyr[j] if feats[j] is None else torch.cat([pyr[j], feats[j]], dim=1)  # (2N, 3 + C_j, h, w)
-            warped = warp(both, torch.cat([flow_10, flow_01]))
+            warped = warp(both, half)
             w0, w1 = warped[:n], warped[n:]
-            fusion_in.append(torch.cat([w0[:, :3], w1[:, :3], w0[:, 3:], w1[:, 3:], flow_10, flow_01], dim=1))
-        head = self.fusion([conv_input(x, self.fusion.head.weight) for x in fusion_in]).float()
+            if j == 0:
+                w0_img, w1_img = w0[:, :3], w1[:, :3]
+            # Straight into the convolutions' dtype and layout: (images, features, flows) of frame 0 then 1.
+            fusion_in.append(conv_input(torch.cat([w0[:, :3], w1[:, :3], w0[:, 3:], w1[:, 3:], half[:n], half[n:]],
+                                                  dim=1), self.fusion.head.weight))
+        head = self.fusion(fusion_in).float()
         mask = torch.sigmoid(head[:, :1])
-        w0_img, w1_img = fusion_in[0][:, :3], fusion_in[0][:, 3:6]
-        base = mask * w0_img + (1 - mask) * w1_img
+        base = torch.lerp(w1_img, w0_img, mask)  # mask * w0 + (1 - mask) * w1
         fallback = self._fallback(img0, img1, w0_img, w1_img)
         if fallback is not None:
-            base = fallback * 0.5 * (img0 + img1) + (1 - fallback) * base
+            base = torch.lerp(base, 0.5 * (img0 + img1), fallback)
         out = (base + head[:, 1:]).clamp(0, 1).to(in_dtype)
         if return_aux:
             return out, {"flows": flows, "pyramid": pyr, "warped0": w0_img, "warped1": w1_img, "mask": mask,
