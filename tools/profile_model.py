@@ -1,6 +1,6 @@
 """Where a model's time goes on this machine: one call at a size, under torch.profiler, grouped by kind of op.
 
-    python tools/profile_model.py [--model film] [--size 1280x720] [--repeat 3]
+    python tools/profile_model.py [--model film] [--size 1280x720] [--repeat 3] [--precision auto]
 Shipped weights (or random ones for a model without them); CPU self time per op, summed over ``--repeat`` calls
 after a warm-up, grouped: convolutions, warping (grid_sample), resampling (interpolate, pooling), and the rest
 (elementwise arithmetic, concatenation, reductions: mostly the Lucas-Kanade steps and box filters for film).
@@ -15,6 +15,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from framefill.models import build_model, default_weights, load_model
+from framefill.pipeline import resolve_dtype
 from framefill.windows import is_windowed
 
 GROUPS = {
@@ -36,10 +37,12 @@ def main() -> None:
     ap.add_argument("--model", default="film")
     ap.add_argument("--size", default="1280x720")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--precision", default="auto", help="auto (as framefill interp picks on this CPU), fp32, bf16")
     args = ap.parse_args()
+    dtype = resolve_dtype(args.precision, torch.device("cpu"))
     path = default_weights(args.model)
     net = load_model(path)[0] if path.exists() else build_model(args.model).eval()
-    net = net.to(memory_format=torch.channels_last)
+    net = net.to(dtype=dtype).to(memory_format=torch.channels_last)
     w, h = (int(v) for v in args.size.split("x"))
     d = net.divisor
     h, w = -(-h // d) * d, -(-w // d) * d
@@ -56,7 +59,8 @@ def main() -> None:
     for event in prof.key_averages():
         totals[group_of(event.key)] += event.self_cpu_time_total
     whole = sum(totals.values())
-    print(f"{args.model} at {w}x{h}, {torch.get_num_threads()} threads: {whole / args.repeat / 1e6:.3f} s per call")
+    print(f"{args.model} at {w}x{h}, {str(dtype).removeprefix('torch.')}, {torch.get_num_threads()} threads: "
+          f"{whole / args.repeat / 1e6:.3f} s per call")
     for group, t in sorted(totals.items(), key=lambda kv: -kv[1]):
         print(f"  {group}: {t / whole:.0%} ({t / args.repeat / 1e6:.3f} s)")
 
