@@ -106,13 +106,8 @@ def process_group(launch: Launch, device: torch.device) -> Iterator[None]:
         dist.init_process_group("gloo", rank=launch.rank, world_size=launch.world)
     try:
         yield
-    except BaseException:
+    finally:
         dist.destroy_process_group()
-        raise
-    # No rank leaves while another still works (rank 0 writing the last checkpoint): gloo aborts a process
-    # (SIGABRT, "terminate called without an active exception") whose peer tore the group down under it.
-    dist.barrier()
-    dist.destroy_process_group()
 
 
 def rank_and_world() -> tuple[int, int]:
