@@ -65,6 +65,7 @@ MIB = 2**20
 PROBE_SIDE = 128  # probe call size (rounded up to the divisor): the per-pixel figure does not depend on it
 CPU_OVERHEAD = 2.0  # resident memory per byte of tensors on the CPU (see the module docstring)
 SKIP_PROBE_BYTES_PER_PIXEL = 64 * 2**10  # frames that fit at this rate need no measurement
+FRAME_ITEMSIZE = 4  # bytes per value of the input crops: the runners give float32 frames in any precision
 DEFAULT_OVERLAP = 128  # overlap for models that state no max_motion
 MAX_AUTO_OVERLAP = 256  # cap on the automatic overlap
 ACCUMULATOR_BYTES = 12  # per frame pixel of a tiled call: the fp32 (3, H, W) sum of weighted tiles
@@ -167,7 +168,7 @@ class TensorBytes(TorchFunctionMode):
 
 
 def measure_bytes_per_pixel(call: Callable[[torch.Tensor, torch.Tensor], object], device: torch.device,
-                            dtype: torch.dtype, divisor: int) -> float:
+                            divisor: int) -> float:
     """Working memory of ``call(x0, x1)`` (one pair) per pixel, measured on a probe (see the module docstring)."""
     side = math.ceil(max(PROBE_SIDE, 2 * divisor) / divisor) * divisor
     gen = torch.Generator(device=device).manual_seed(0)  # random frames: no shortcut a constant one might take
@@ -197,7 +198,7 @@ def bytes_per_pixel(model: torch.nn.Module, call: Callable[[torch.Tensor, torch.
     per_model = _measured.setdefault(model, {})
     key = (str(device), dtype)
     if key not in per_model:
-        per_model[key] = measure_bytes_per_pixel(call, device, dtype, divisor)
+        per_model[key] = measure_bytes_per_pixel(call, device, divisor)
         log.debug("%s on %s in %s: %.0f bytes per pixel", type(model).__name__, device, dtype, per_model[key])
     return per_model[key]
 
@@ -355,7 +356,6 @@ class Tiler:
         self.device, self.dtype, self.divisor, self.config = device, dtype, divisor, config
         self.on_tiles = on_tiles
         self.overlap = default_overlap(model, divisor) if config.overlap is None else config.overlap
-        self.itemsize = 4  # the runners give the model float32 frames, whatever its precision
         self._said: set[str] = set()
 
     def budget(self) -> int:
@@ -365,7 +365,7 @@ class Tiler:
 
     def pixel_cost(self) -> float:
         """Bytes per pixel of one pair in a call: the model's measured working memory and the input crops."""
-        return bytes_per_pixel(self.model, self.probe, self.device, self.dtype, self.divisor) + 6 * self.itemsize
+        return bytes_per_pixel(self.model, self.probe, self.device, self.dtype, self.divisor) + 6 * FRAME_ITEMSIZE
 
     def __call__(self, x0: torch.Tensor, x1: torch.Tensor, times: list) -> torch.Tensor:
         n, _, h, w = x0.shape
