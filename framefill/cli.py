@@ -308,6 +308,10 @@ def train(
     max_frames: Annotated[int, typer.Option("--max-frames", min=3, help="Frames kept in RAM per clip.")] = 240,
     motion_crops: Annotated[int, typer.Option("--motion-crops", min=1, help="Crop places drawn per sample; the "
                                               "one with the most motion is kept (1: uniform crops).")] = 1,
+    arbitrary_time: Annotated[bool, _flag("--arbitrary-time/--no-arbitrary-time", help="film: learn the frame at any "
+                                          "time between the inputs (clips: frame i + j of inputs i and i + 2s, "
+                                          "t = j / 2s; photos: t uniform in 1/8..7/8), so that interp asks for "
+                                          "each output time directly instead of bisecting.")] = False,
     resume: Annotated[bool, _flag("--resume/--no-resume", help="Continue from OUT/last.pt if it exists.")] = True,
     finetune: Annotated[Path | None, typer.Option(help="Start from these weights (.safetensors).")] = None,
     gan: Annotated[bool, _flag("--gan/--no-gan", help="Adversarial fine-tuning: a per-frame and a frame-tuple "
@@ -329,6 +333,8 @@ def train(
     """
     if data is None and photos is None:
         raise UsageError("nothing to learn from; give --data (videos) and/or --photos (still photos)")
+    if arbitrary_time and model != "film":
+        raise UsageError(f"--arbitrary-time trains film; {model} reads four frames and is trained at t = 0.5 only")
     for option, path in (("--data", data), ("--photos", photos)):
         if path is not None and not path.exists():
             raise UsageError(f"{option} {path} does not exist; check the path")
@@ -357,7 +363,8 @@ def train(
     say = err.print if launch.main else lambda *args, **kwargs: None  # rank 0 alone reports
     cfg = TrainConfig(model=model, preset=preset, steps=steps, batch=batch, lr=lr, seed=seed,
                       finetune=str(finetune) if finetune else None,
-                      data=DataConfig(crop=crop, max_frames=max_frames, motion_crops=motion_crops),
+                      data=DataConfig(crop=crop, max_frames=max_frames, motion_crops=motion_crops,
+                                      arbitrary_time=arbitrary_time),
                       synth=SynthConfig(ratio=ratio),
                       gan=GanConfig(enabled=gan, weight=gan_weight), val_every=500)
     trainer = Trainer(cfg, data, out, val=val, device=dev, cache_dir=cache or out / "cache", photos=photos)

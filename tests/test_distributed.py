@@ -176,5 +176,6 @@ def test_one_process_draws_the_batch_it_always_drew(data_dir: Path, tmp_path: Pa
     assert trainer.net is trainer.model
     rng = np.random.default_rng(cfg.seed)
     want = torch.stack([trainer.dataset.sample(rng) for _ in range(3)])
-    assert torch.equal(trainer.next_batch(), want)
+    frames, times = trainer.next_batch()
+    assert torch.equal(frames, want) and times.tolist() == [0.5] * 3
     assert trainer.rng.bit_generator.state == rng.bit_generator.state

@@ -63,7 +63,7 @@ def test_a_gan_step_updates_the_model_and_the_critics(data_dir: Path, tmp_path: 
     trainer = Trainer(tiny(model), data_dir, tmp_path / "run", cache_dir=tmp_path / "cache")
     before = {k: v.clone() for k, v in trainer.critics.state_dict().items()}
     model_before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
-    rec = trainer.train_step(trainer.next_batch())
+    rec = trainer.train_step(*trainer.next_batch())
     assert rec["adv"] > 0 and rec["critic"] > 0 and math.isfinite(rec["total"])
     assert any(not torch.equal(before[k], v) for k, v in trainer.critics.state_dict().items())
     assert any(not torch.equal(model_before[k], v) for k, v in trainer.model.state_dict().items())
@@ -72,7 +72,7 @@ def test_a_gan_step_updates_the_model_and_the_critics(data_dir: Path, tmp_path: 
 def test_the_critic_learns_to_tell_blur_from_truth(data_dir: Path, tmp_path: Path):
     """A fixed 'model' output (a blurred middle) against the truth: the critic's loss falls below chance."""
     trainer = Trainer(tiny(), data_dir, tmp_path / "run", cache_dir=tmp_path / "cache")
-    batch = trainer.next_batch()
+    batch, _ = trainer.next_batch()
     blurred = torch.nn.functional.avg_pool2d(batch[:, -1], 5, 1, 2)
     losses = [float(trainer._critic_step(batch, blurred)) for _ in range(60)]
     chance = 2 * 2 * math.log(2)  # two critics, each log 2 on real and on fake

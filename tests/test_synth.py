@@ -167,9 +167,9 @@ def test_sprites_occlude_and_uncover(photos: Path):
 class FakeClips:
     """Stands in for a TripletDataset: every sample is -1 (no real frame is), drawn with one RNG call."""
 
-    def sample(self, rng: np.random.Generator) -> torch.Tensor:
+    def sample_timed(self, rng: np.random.Generator) -> tuple[torch.Tensor, float]:
         rng.random()
-        return torch.full((3, 3, 32, 32), -1.0)
+        return torch.full((3, 3, 32, 32), -1.0), 0.5
 
     def summary(self) -> dict[str, int]:
         return {"clips": 1, "triplets": 10}

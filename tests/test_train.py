@@ -20,10 +20,11 @@ from typer.testing import CliRunner
 from framefill.checkpoint import WeightsError, load_safetensors, read_metadata, save_safetensors
 from framefill.cli import app
 from framefill.frames import read_image, write_image
+from framefill.interpolate import InterpolationStats, ScheduleConfig, interpolate_frames
 from framefill.models import load_model
-from framefill.models.layers import crop, pad_to_multiple
+from framefill.models.layers import crop, image_pyramid, pad_to_multiple
 from framefill.train.data import DataConfig, TripletDataset, find_clips, load_clip, valid_triplets
-from framefill.train.loop import TrainConfig, Trainer, lr_at
+from framefill.train.loop import TrainConfig, Trainer, lr_at, warp_loss
 from framefill.train.losses import census, charbonnier, laplacian_l1, psnr
 
 N = 12  # frames per test clip: the square moves 2 px a frame and never wraps (it would at frame 27)
@@ -150,6 +151,41 @@ def test_sample_middle_is_the_frame_halfway(data_dir: Path, stride):
         assert found >= 1
 
 
+@pytest.mark.parametrize("reverse", [0.0, 1.0])
+def test_arbitrary_time_samples_frame_i_plus_j_at_t_j_over_2s(data_dir: Path, reverse: float):
+    c, stride = 32, 3
+    frames = square_frames()
+    aug = NO_AUG | {"reverse_prob": reverse}
+    cfg = DataConfig(crop=c, strides=(stride,), max_frames=N, arbitrary_time=True, **aug)
+    ds = TripletDataset(data_dir, cfg)
+    rng = np.random.default_rng(0)
+    h, w = frames.shape[1:3]
+    seen = set()
+    for _ in range(12):
+        x, t = ds.sample_timed(rng)
+        in0, in1, truth = (x * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()  # (c, c, 3) each
+        assert round(t * 2 * stride, 9) in range(1, 2 * stride)  # t = j / 2s, never an input
+        seen.add(t)
+        found = 0
+        for a in range(N):  # where did this sample come from? (the gradient makes y, x unique)
+            b = a - 2 * stride if reverse else a + 2 * stride  # reversed: input 0 is the later frame
+            if not 0 <= b < N:
+                continue
+            for y in range(h - c + 1):
+                for x0 in range(w - c + 1):
+                    at = frames[:, y : y + c, x0 : x0 + c]
+                    if np.array_equal(at[a], in0) and np.array_equal(at[b], in1):
+                        assert np.array_equal(at[a + round(t * (b - a))], truth), (a, y, x0, t)
+                        found += 1
+        assert found >= 1
+    assert len(seen) >= 3  # several of the five sixths in twelve draws
+
+
+def test_arbitrary_time_is_for_triplets_only(data_dir: Path):
+    with pytest.raises(ValueError, match="four-frame windows are trained at t = 0.5"):
+        TripletDataset(data_dir, DataConfig(crop=32, max_frames=N, arbitrary_time=True), context=4)
+
+
 # --- losses --------------------------------------------------------------------------------------------------
 
 
@@ -215,6 +251,52 @@ def test_training_steps_lower_the_loss_on_a_fixed_batch(data_dir: Path, tmp_path
     assert np.mean(totals[-5:]) < 0.995 * np.mean(totals[:5]), totals
     assert trainer.step == 30
     assert json.loads((tmp_path / "run" / "config.json").read_text())["preset"] == "film-tiny"
+
+
+def test_warp_loss_uses_each_inputs_share_of_the_flow():
+    """Two frames of a smooth pattern 4 px apart and the exact flows: warped by t and 1 - t of them, both inputs
+    land on the frame at t (loss near zero); by half of them, on the middle frame instead."""
+    h, w, levels = 32, 48, 3
+    y, x = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij")
+
+    def waves(dx: float) -> torch.Tensor:
+        return torch.stack([0.5 + 0.4 * torch.sin((x - dx) / 4 + y / 5)] * 3)[None]  # (1, 3, h, w)
+
+    pyramid = image_pyramid(torch.cat([waves(0), waves(4)]), levels)
+    flows = [torch.tensor([[-4.0, 0.0], [4.0, 0.0]]).view(2, 2, 1, 1).expand(2, 2, p.shape[2], p.shape[3]) / 2**j
+             for j, p in enumerate(pyramid)]  # flow_10 (frame 1's grid into frame 0), then flow_01
+    truth = waves(1)  # the pattern a quarter of the way
+    at_t = warp_loss(pyramid, truth, flows, torch.tensor([0.25]).view(1, 1, 1, 1))
+    at_half = warp_loss(pyramid, truth, flows)
+    assert float(at_t) < 0.3 * float(at_half)
+
+
+def test_arbitrary_time_training_lowers_the_loss_and_exports_a_model_the_scheduler_asks_directly(
+        data_dir: Path, tmp_path: Path):
+    cfg = tiny_config(data=DataConfig(crop=32, max_frames=N, arbitrary_time=True))
+    trainer = Trainer(cfg, data_dir, tmp_path / "run", cache_dir=tmp_path / "cache")
+    assert trainer.model.arbitrary_time and trainer.ema.arbitrary_time
+    draws = [trainer.next_batch()[1] for _ in range(8)]
+    assert len({float(t) for ts in draws for t in ts}) >= 3  # not the middle alone
+    batch, times = trainer.next_batch()
+    totals = [trainer.train_step(batch, times)["total"] for _ in range(30)]
+    assert np.mean(totals[-5:]) < 0.995 * np.mean(totals[:5]), totals
+    path = tmp_path / "any_t.safetensors"
+    trainer.export(path)
+    model, meta = load_model(path)
+    assert model.arbitrary_time and json.loads(meta["training"])["arbitrary_time"] is True
+    stats = InterpolationStats()
+    out = list(interpolate_frames(list(square_frames(3)), 24, model, ScheduleConfig(factor=3), stats=stats))
+    assert len(out) == 7 and stats.max_timing_error == 0  # t = 1/3 and 2/3 exactly, no bisection to 3/8
+    assert stats.model_frames == 4
+
+
+def test_cli_train_arbitrary_time_is_for_film(data_dir: Path, tmp_path: Path):
+    result = CliRunner().invoke(app, ["train", "--data", str(data_dir), "--out", str(tmp_path / "run"),
+                                      "--model", "convlstm", "--arbitrary-time"])
+    assert result.exit_code == 2
+    assert "--arbitrary-time trains film" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "run").exists()
 
 
 def test_lr_schedule_warms_up_then_decays_to_min_lr():

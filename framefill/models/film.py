@@ -1,7 +1,8 @@
 """A FILM-style frame interpolator (Reda et al., "FILM: Frame Interpolation for Large Motion", ECCV 2022).
 
-The network predicts the frame halfway between two frames (t = 0.5 only: the scheduler recurses for
-other times). Its four stages, one module each:
+The network predicts the frame halfway between two frames (t = 0.5: the scheduler recurses for
+other times), or, trained with ``--arbitrary-time``, the frame at any time t between them. Its four
+stages, one module each:
 
 1. ``FeatureExtractor``: a *cascaded* feature pyramid. The same small conv stack (``sub_levels``
    deep, pooling 2x between depths) runs on every level of the image pyramid; the feature at pyramid
@@ -20,14 +21,14 @@ other times). Its four stages, one module each:
    only upsampled. After each update the flow is replaced by its confidence-weighted local mean
    (normalised convolution; confidence = the structure tensor's smaller eigenvalue, lowered where the
    warped frames still differ), which spreads flow from textured, well-matched pixels into flat ones.
-3. Warping: image and feature pyramids of frame 0 are backward-warped by ``0.5 * flow_10`` (flow that
-   maps frame 1's grid into frame 0), those of frame 1 by ``0.5 * flow_01``: FILM's approximation of
-   the flow at the middle frame by the flow anchored at the other end.
+3. Warping: image and feature pyramids of frame 0 are backward-warped by ``t * flow_10`` (flow that
+   maps frame 1's grid into frame 0; t = 0.5 by default), those of frame 1 by ``(1 - t) * flow_01``:
+   FILM's approximation of the flow at time t by the flow anchored at the other end.
 4. ``Fusion``: a U-Net decoder over the ``fusion_levels`` finest levels of (warped images, warped
    features, scaled flows). Unlike FILM, which regresses the image, its head predicts a blend mask
    and an RGB residual: ``out = m * w0 + (1 - m) * w1 + r``. That trains faster from scratch and
    lets the network pick the unoccluded side. Before the residual, a parameter-free fallback moves
-   toward the plain average of the two inputs wherever the warped frames disagree more than the
+   toward the blend of the two inputs at t wherever the warped frames disagree more than the
    unwarped ones (``FilmConfig.fallback_window``): failed matches and static areas that sub-pixel
    warping would only blur.
 
@@ -94,6 +95,8 @@ class FilmConfig:
     fusion_max_filters: int = 64  # cap on fusion channels
     fallback_window: int = 15  # window comparing warped and unwarped disagreement for the blend fallback (0: off)
     fallback_temp: float = 0.03  # softness of that comparison (grey levels)
+    arbitrary_time: bool = False  # trained at any t (``framefill train --arbitrary-time``): the scheduler then
+    # asks for every output time directly instead of bisecting at t = 0.5
 
     def __post_init__(self) -> None:
         if self.specialized_levels < self.sub_levels - 1:
@@ -287,7 +290,12 @@ class Fusion(nn.Module):
 
 
 class Film(nn.Module):
-    """FILM-style interpolator: ``model(img0, img1)`` is the frame at t = 0.5.
+    """FILM-style interpolator: ``model(img0, img1)`` is the frame at t = 0.5, ``model(img0, img1, t)`` the
+    frame at time ``t`` (a float or an ``(N,)`` tensor in [0, 1]).
+
+    Time enters as FILM's linear motion model: frame 0 is warped by ``t * flow_10``, frame 1 by
+    ``(1 - t) * flow_01``, the fusion sees those scaled flows and the blend fallback is ``lerp(img0, img1, t)``.
+    Only a model trained at many times (``config.arbitrary_time``) is asked by the scheduler for t other than 0.5.
 
     Shape:
         img0, img1: ``(N, 3, H, W)`` in [0, 1], H and W multiples of ``config.divisor``.
@@ -295,7 +303,7 @@ class Film(nn.Module):
         the flow pyramids, the image pyramid of both inputs and the warped images (for losses and debugging).
     """
 
-    times = (0.5,)  # the only time it is trained for; the scheduler recurses for others
+    times = (0.5,)  # the time it is always trained for; the scheduler recurses for others unless arbitrary_time
 
     def __init__(self, config: FilmConfig | None = None) -> None:
         super().__init__()
@@ -309,7 +317,12 @@ class Film(nn.Module):
     def divisor(self) -> int:
         return self.config.divisor
 
-    def forward(self, img0: torch.Tensor, img1: torch.Tensor, return_aux: bool = False):
+    @property
+    def arbitrary_time(self) -> bool:
+        return self.config.arbitrary_time
+
+    def forward(self, img0: torch.Tensor, img1: torch.Tensor, t: torch.Tensor | float | None = None,
+                return_aux: bool = False):
         cfg = self.config
         if img0.shape != img1.shape or img0.dim() != 4 or img0.shape[1] != 3:
             raise ValueError(f"Film needs two (N, 3, H, W) images of one shape; got {tuple(img0.shape)} and "
@@ -319,6 +332,7 @@ class Film(nn.Module):
             raise ValueError(f"Film input {h}x{w} is not a multiple of {cfg.divisor}; pad it first "
                              "(framefill.models.layers.pad_to_multiple)")
         n, in_dtype = img0.shape[0], img0.dtype
+        t = _times(t, n, img0.device)  # (N, 1, 1, 1) float32
         # Mixed precision: the convolutions run in the weights' dtype (bf16/fp16 when the model was converted),
         # everything geometric (pyramids, Lucas-Kanade, flows, warping, blending) in float32: half-precision
         # flow and warp coordinates would misplace pixels, and the Lucas-Kanade normal equations lose their
@@ -333,8 +347,9 @@ class Film(nn.Module):
         grey_swapped = [torch.cat([g[n:], g[:n]]) for g in grey_pyr]
         flows = self.flow(swapped, feats, grey_swapped, grey_pyr)  # flows[j]: (2N, 2, h_j, w_j)
         fusion_in = []
+        scale = torch.cat([t, 1 - t])  # (2N, 1, 1, 1): t for frame 0's rows, 1 - t for frame 1's
         for j in range(cfg.fusion_levels):
-            half = flows[j] * 0.5  # (flow_10, flow_01): the mid->0 and mid->1 approximations
+            half = flows[j] * scale  # (t flow_10, (1 - t) flow_01): the t->0 and t->1 approximations
             both = pyr[j] if feats[j] is None else torch.cat([pyr[j], feats[j]], dim=1)  # (2N, 3 + C_j, h, w)
             warped = warp(both, half)
             w0, w1 = warped[:n], warped[n:]
@@ -348,11 +363,11 @@ class Film(nn.Module):
         base = torch.lerp(w1_img, w0_img, mask)  # mask * w0 + (1 - mask) * w1
         fallback = self._fallback(img0, img1, w0_img, w1_img)
         if fallback is not None:
-            base = torch.lerp(base, 0.5 * (img0 + img1), fallback)
+            base = torch.lerp(base, torch.lerp(img0, img1, t), fallback)
         out = (base + head[:, 1:]).clamp(0, 1).to(in_dtype)
         if return_aux:
             return out, {"flows": flows, "pyramid": pyr, "warped0": w0_img, "warped1": w1_img, "mask": mask,
-                         "fallback": fallback}
+                         "fallback": fallback, "time": t}
         return out
 
     def _fallback(self, img0: torch.Tensor, img1: torch.Tensor, w0: torch.Tensor, w1: torch.Tensor
@@ -366,6 +381,18 @@ class Film(nn.Module):
         warped = box_filter(grey(w0 - w1).abs(), cfg.fallback_window)
         unwarped = box_filter(grey(img0 - img1).abs(), cfg.fallback_window)
         return torch.sigmoid((warped - unwarped) / cfg.fallback_temp)
+
+
+def _times(t: torch.Tensor | float | None, n: int, device: torch.device) -> torch.Tensor:
+    """``t`` (None: 0.5; a number; or one per sample) as an ``(n, 1, 1, 1)`` float32 tensor, checked to be in [0, 1]."""
+    t = torch.as_tensor(0.5 if t is None else t, dtype=torch.float32, device=device).reshape(-1)
+    if t.numel() == 1:
+        t = t.expand(n)
+    if t.numel() != n:
+        raise ValueError(f"Film got {t.numel()} times for {n} frame pairs")
+    if t.device.type == "cpu" and not bool(((t >= 0) & (t <= 1)).all()):  # (no check that would sync a GPU)
+        raise ValueError(f"Film times must be in [0, 1], got {t.tolist()}")
+    return t.reshape(n, 1, 1, 1)
 
 
 PRESETS: dict[str, FilmConfig] = {

@@ -3,7 +3,10 @@ four-frame windows of ``convlstm``).
 
 A clip is decoded once into RAM (uint8, optionally downscaled) and cached on disk as ``.npy`` so a
 resumed run starts at once. Triplets ``(i, i + s, i + 2s)`` are sampled on the fly at the strides
-given (larger stride = larger motion); the middle frame is the ground truth at t = 0.5. For a four-frame
+given (larger stride = larger motion); the middle frame is the ground truth at t = 0.5. With
+``arbitrary_time`` (film only) the truth is any frame between the two inputs instead: inputs ``i`` and
+``i + 2s``, truth ``i + j`` for ``j`` drawn uniformly from ``1 .. 2s - 1``, at ``t = j / 2s`` (stride 1:
+1/2; stride 2: 1/4, 1/2, 3/4; stride 3: sixths). For a four-frame
 model (``context=4``) a sample is the window ``(i, i + 2s, i + 4s, i + 6s)`` with the truth ``i + 3s``, the
 frame halfway between the middle two; with probability ``edge_prob`` each, an outer frame is replaced by a copy
 of the nearer middle one, as the scheduler does at the ends of a video and next to scene cuts.
@@ -11,7 +14,7 @@ of the nearer middle one, as the scheduler does at the ends of a video and next 
 Skips (decided on small grey thumbnails, per consecutive pair, before training starts):
 - static triplets: the two inputs differ by less than ``static_mad`` (mean abs difference, 0-1 scale);
 - duplicated frames inside the triplet (a pair differing by less than ``dup_mad``): the middle frame
-  would not be at t = 0.5;
+  would not be at t = 0.5 (nor frame ``i + j`` at ``j / 2s``);
 - scene cuts: any consecutive pair inside the triplet whose difference is above ``cut_mad`` and at
   least ``cut_ratio`` times the median difference of the clip.
 """
@@ -21,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,6 +55,7 @@ class DataConfig:
     jitter: float = 0.1  # brightness/contrast jitter amplitude (same for the three frames)
     edge_prob: float = 0.1  # four-frame windows: chance that I0 (and, apart, I3) is a copy of I1 (of I2)
     motion_crops: int = 1  # crop positions drawn per sample; the one where the pair differs most is kept
+    arbitrary_time: bool = False  # triplets: truth at any frame between the inputs (t = j / 2s), not the middle
 
 
 VIMEO_LISTS = ("tri_trainlist.txt", "sep_trainlist.txt")  # Vimeo-90K's training splits (triplet, septuplet)
@@ -171,10 +174,11 @@ def window_span(context: int) -> int:
     return max(sample_indices(0, 1, context))
 
 
-def sample_indices(i: int, stride: int, context: int) -> list[int]:
-    """Frame indices of the sample starting at ``i``: the inputs in time order, then the truth."""
+def sample_indices(i: int, stride: int, context: int, j: int | None = None) -> list[int]:
+    """Frame indices of the sample starting at ``i``: the inputs in time order, then the truth (for a triplet:
+    frame ``i + j``, default the middle one, ``j = stride``)."""
     if context == 2:
-        return [i, i + 2 * stride, i + stride]
+        return [i, i + 2 * stride, i + (stride if j is None else j)]
     if context == 4:
         return [i, i + 2 * stride, i + 4 * stride, i + 6 * stride, i + 3 * stride]
     raise ValueError(f"context must be 2 or 4 frames, got {context}")
@@ -185,12 +189,16 @@ class TripletDataset:
 
     ``sample(rng)`` returns ``(frame0, frame1, middle)`` stacked on dim 0, each ``(3, crop, crop)`` in
     [0, 1]; with ``context=4``, ``(I0, I1, I2, I3, middle of I1 and I2)``, ``(5, 3, crop, crop)``. Clips smaller
-    than the crop at a scale are not sampled at that scale.
+    than the crop at a scale are not sampled at that scale. ``sample_timed(rng)`` also returns the truth's time
+    ``t`` between the two frames around the gap: 0.5, or with ``cfg.arbitrary_time`` any ``j / 2s``.
     """
 
     def __init__(self, root: Path, cfg: DataConfig, cache_dir: Path | None = None, context: int = 2) -> None:
         self.cfg, self.context = cfg, context
         span = window_span(context)  # also checks the context
+        if cfg.arbitrary_time and context != 2:
+            raise ValueError("arbitrary-time samples are triplets (two inputs and a frame between them); "
+                             "four-frame windows are trained at t = 0.5 only")
         self.clips: list[dict] = []
         paths = find_clips(root)
         if not paths:
@@ -232,6 +240,9 @@ class TripletDataset:
         return max(places, key=motion)
 
     def sample(self, rng: np.random.Generator) -> torch.Tensor:
+        return self.sample_timed(rng)[0]
+
+    def sample_timed(self, rng: np.random.Generator) -> tuple[torch.Tensor, float]:
         cfg = self.cfg
         want_half = rng.random() < cfg.half_scale_prob
         pool = [c for c in self.clips if (c["scale"] == 2) == want_half] or self.clips
@@ -240,7 +251,8 @@ class TripletDataset:
         s = clip["stride"]
         frames = clip["frames"]
         h, w = frames.shape[1:3]
-        idx = sample_indices(i, s, self.context)
+        j = int(rng.integers(1, 2 * s)) if cfg.arbitrary_time else s  # the truth is frame i + j, at t = j / 2s
+        idx = sample_indices(i, s, self.context, j if self.context == 2 else None)
         y, x = rng.integers(h - cfg.crop + 1), rng.integers(w - cfg.crop + 1)
         if cfg.motion_crops > 1:
             y, x = self._moving_crop(frames, idx, [(y, x)] + [
@@ -251,13 +263,16 @@ class TripletDataset:
                 trip[0] = trip[1]  # the start of a video, or a cut before I1: I0 is a copy of I1
             if rng.random() < cfg.edge_prob:
                 trip[3] = trip[2]  # the end of a video, or a cut after I2
-        return augment(trip, rng, cfg)
+        return augment(trip, rng, cfg, j / (2 * s))
 
 
-def augment(trip: np.ndarray, rng: np.random.Generator, cfg: DataConfig) -> torch.Tensor:
+def augment(trip: np.ndarray, rng: np.random.Generator, cfg: DataConfig, t: float = 0.5
+            ) -> tuple[torch.Tensor, float]:
     """Flips, 90-degree rotation, temporal reversal and brightness/contrast jitter, applied alike to all.
 
-    ``trip``: the inputs in time order, then the truth (``(F, c, c, 3)``); reversal reverses the inputs."""
+    ``trip``: the inputs in time order, then the truth (``(F, c, c, 3)``) at time ``t`` between the two frames
+    around the gap; reversal reverses the inputs and so turns ``t`` into ``1 - t``. Returns the frames
+    ``(F, 3, c, c)`` in [0, 1] and the truth's time."""
     if rng.random() < cfg.flip_prob:
         trip = trip[:, :, ::-1]
     if rng.random() < cfg.flip_prob:
@@ -266,6 +281,7 @@ def augment(trip: np.ndarray, rng: np.random.Generator, cfg: DataConfig) -> torc
         trip = np.rot90(trip, k=int(rng.integers(1, 4)), axes=(1, 2))
     if rng.random() < cfg.reverse_prob:
         trip = trip[[*range(len(trip) - 2, -1, -1), len(trip) - 1]]
+        t = 1 - t
     x = torch.from_numpy(np.ascontiguousarray(trip)).permute(0, 3, 1, 2).float() / 255  # (F, 3, c, c)
     if cfg.jitter:
         perm = torch.from_numpy(rng.permutation(3))
@@ -273,10 +289,4 @@ def augment(trip: np.ndarray, rng: np.random.Generator, cfg: DataConfig) -> torc
         gain = 1 + cfg.jitter * (2 * rng.random() - 1)
         bias = cfg.jitter * 0.5 * (2 * rng.random() - 1)
         x = (x * gain + bias).clamp(0, 1)
-    return x
-
-
-def batches(ds: TripletDataset, batch: int, rng: np.random.Generator) -> Iterator[torch.Tensor]:
-    """Endless batches ``(B, 3 frames, 3, c, c)``."""
-    while True:
-        yield torch.stack([ds.sample(rng) for _ in range(batch)])
+    return x, t

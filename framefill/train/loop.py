@@ -11,6 +11,7 @@ Library code: progress goes through a callback; only the CLI draws it.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import logging
 import math
@@ -72,9 +73,10 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
 
 
 def loss_terms(model: torch.nn.Module, batch: torch.Tensor, cfg: TrainConfig, context: int = 2,
-               keep: dict | None = None) -> dict[str, torch.Tensor]:
+               keep: dict | None = None, times: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """``batch``: ``(B, 3, 3, h, w)`` = (input 0, input 1, middle), or for a four-frame model (``context=4``)
     ``(B, 5, 3, h, w)`` = (I0, I1, I2, I3, middle of I1 and I2). Returns the named loss terms and total.
+    ``times`` ``(B,)``: the truths' times between the two inputs (arbitrary-time film training); None: 0.5.
 
     Four-frame (convlstm) models add half the robust L1 of their synthesis stage (Suzuki et al.'s
     ``0.5 L1(synthesis) + L1(refined)``); film models the multi-scale warp term. ``keep``, if given, receives
@@ -82,6 +84,8 @@ def loss_terms(model: torch.nn.Module, batch: torch.Tensor, cfg: TrainConfig, co
     gt = batch[:, -1]
     if context == 4:
         pred, aux = model(batch[:, :4], return_aux=True)
+    elif times is not None:
+        pred, aux = model(batch[:, 0], batch[:, 1], times, return_aux=True)
     else:
         pred, aux = model(batch[:, 0], batch[:, 1], return_aux=True)
     if keep is not None:
@@ -94,24 +98,26 @@ def loss_terms(model: torch.nn.Module, batch: torch.Tensor, cfg: TrainConfig, co
     if cfg.w_lap:
         terms["lap"] = cfg.w_lap * laplacian_l1(pred, gt)
     if cfg.w_warp and "flows" in aux:
-        terms["warp"] = cfg.w_warp * warp_loss(aux["pyramid"], gt, aux["flows"])
+        terms["warp"] = cfg.w_warp * warp_loss(aux["pyramid"], gt, aux["flows"], aux.get("time"))
     terms["total"] = sum(terms.values())
     return terms
 
 
-def warp_loss(pyramid: list[torch.Tensor], gt: torch.Tensor, flows: list[torch.Tensor]) -> torch.Tensor:
-    """Each input warped to the middle by its half flow should be the middle frame, at every pyramid level.
+def warp_loss(pyramid: list[torch.Tensor], gt: torch.Tensor, flows: list[torch.Tensor],
+              time: torch.Tensor | None = None) -> torch.Tensor:
+    """Each input warped to the truth's time by its share of the flow should be the truth, at every pyramid level.
 
     ``pyramid[j]`` is the model's own image pyramid ``(2N, 3, h_j, w_j)`` (frame 0 rows, then frame 1) and
     ``flows[j]`` ``(2N, 2, h_j, w_j)`` holds flow_10 then flow_01 (see ``Film``), so one warp serves both
-    inputs. Direct, multi-scale supervision of the flow, including the coarse levels where a pixel is a
-    large motion.
+    inputs. ``time`` ``(N, 1, 1, 1)`` (None: 0.5): frame 0 moves by ``t`` of its flow, frame 1 by ``1 - t``.
+    Direct, multi-scale supervision of the flow, including the coarse levels where a pixel is a large motion.
     """
     levels = len(flows)
     pg = image_pyramid(gt, levels)
+    scale = 0.5 if time is None else torch.cat([time, 1 - time])
     loss = gt.new_zeros(())
     for j in range(levels - 1):  # the coarsest level is a few pixels wide: too little to learn from
-        warped = warp(pyramid[j], 0.5 * flows[j])  # (2N, 3, h_j, w_j)
+        warped = warp(pyramid[j], scale * flows[j])  # (2N, 3, h_j, w_j)
         loss = loss + 2 * charbonnier(warped, torch.cat([pg[j], pg[j]]))  # the sum of both inputs' means
     return loss / max(1, levels - 1)
 
@@ -182,6 +188,11 @@ class Trainer:
             self.model = build_model(cfg.model, cfg.preset)
         self.model.to(device).train()
         self.context = int(getattr(self.model, "context", 2))  # frames per sample the model reads
+        if cfg.data.arbitrary_time:  # the model learns every time: its config (and so its export) says so
+            if not hasattr(getattr(self.model, "config", None), "arbitrary_time"):
+                raise ValueError(f"arbitrary-time training needs a model that takes a time; {cfg.model} is "
+                                 "trained at t = 0.5 only")
+            self.model.config = dataclasses.replace(self.model.config, arbitrary_time=True)
         self.ema = copy.deepcopy(self.model).eval() if cfg.ema else None
         self.net: torch.nn.Module = self.model
         if self.world > 1:  # DDP copies rank 0's weights to the others now and averages gradients in backward
@@ -257,6 +268,8 @@ class Trainer:
                     "strides": list(self.cfg.data.strides), "ema": self.cfg.ema, "device": str(self.device)}
         if self.cfg.data.motion_crops > 1:
             training["motion_crops"] = self.cfg.data.motion_crops
+        if self.cfg.data.arbitrary_time:
+            training["arbitrary_time"] = True
         if self.world > 1:
             training["processes"] = self.world
         if self.cfg.synth.ratio and "photos" in self.dataset.summary():  # synthetic triplets were mixed in
@@ -266,12 +279,15 @@ class Trainer:
         save_model(path, model, architecture=self.cfg.model, extra={"training": training, **(extra or {})})
 
     # --- the loop ----------------------------------------------------------------------------------
-    def train_step(self, batch: torch.Tensor) -> dict[str, float]:
+    def train_step(self, batch: torch.Tensor, times: torch.Tensor | None = None) -> dict[str, float]:
+        """One optimiser step on ``batch`` (see ``loss_terms``); ``times`` ``(B,)`` are the truths' times, used
+        when the model trains at arbitrary times (else every truth is the middle frame)."""
         for g in self.opt.param_groups:
             g["lr"] = lr_at(self.step, self.cfg)
         batch = batch.to(self.device)
+        times = times.to(self.device) if times is not None and self.cfg.data.arbitrary_time else None
         keep: dict = {}
-        terms = loss_terms(self.net, batch, self.cfg, self.context, keep)
+        terms = loss_terms(self.net, batch, self.cfg, self.context, keep, times)
         if self.critics is not None:  # the model's adversarial term (the bare critics: their grads are dropped)
             before, after = self._around(batch)
             fake = self.critics(before, keep["pred"], after)
@@ -309,14 +325,15 @@ class Trainer:
         self.opt_d.step()
         return loss.detach()
 
-    def next_batch(self) -> torch.Tensor:
-        """This rank's share of the next global batch ``(B / W, F, 3, c, c)`` (F: 3, or 5 for four-frame models).
+    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """This rank's share of the next global batch: the frames ``(B / W, F, 3, c, c)`` (F: 3, or 5 for
+        four-frame models) and the truths' times ``(B / W,)`` (all 0.5 unless training at arbitrary times).
 
         Every rank draws the whole global batch, so the RNG streams advance as one process's do (see
         ``framefill.train.distributed``); only this rank's share is kept.
         """
-        samples = [self.dataset.sample(self.rng) for _ in range(self.cfg.batch)]
-        return torch.stack(samples[self.share])
+        samples = [self.dataset.sample_timed(self.rng) for _ in range(self.cfg.batch)][self.share]
+        return torch.stack([x for x, _ in samples]), torch.tensor([t for _, t in samples], dtype=torch.float32)
 
     def run(self, *, max_seconds: float | None = None, on_step: Callable[[int, dict], None] | None = None) -> None:
         """Train to ``cfg.steps``. Under torchrun every rank calls it; ``on_step`` runs on every rank."""
@@ -324,7 +341,7 @@ class Trainer:
         t0 = time.time()
         try:
             while self.step < self.cfg.steps:
-                rec = self.train_step(self.next_batch())
+                rec = self.train_step(*self.next_batch())
                 rec["step"] = self.step
                 rec["time"] = round(time.time() - t0, 1)
                 if self.val_items and self.step % self.cfg.val_every == 0:

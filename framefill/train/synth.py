@@ -1,7 +1,8 @@
 """Synthetic training triplets from still photos: camera motion over a photo plus moving sprites, with an exact
 middle frame.
 
-Every frame is rendered straight from the photos at its own time ``t`` in {0, 0.5, 1}; the middle frame is
+Every frame is rendered straight from the photos at its own time ``t`` in {0, 0.5, 1} (with
+``DataConfig.arbitrary_time`` the truth is at a random ``t`` in ``TIME_RANGE`` instead of 0.5); the truth is
 never made from the outer ones, so it is the true in-between even under occlusion, rotation and zoom.
 
 A scene is a stack of layers, bottom first: the background photo seen through a moving camera, then 0-3
@@ -36,6 +37,7 @@ from framefill.train.data import DataConfig, TripletDataset, augment
 log = logging.getLogger(__name__)
 
 Vec = tuple[float, float]
+TIME_RANGE: Vec = (0.125, 0.875)  # arbitrary-time truths: uniform here (nearer an input, the input is the answer)
 
 
 @dataclass(frozen=True)
@@ -252,10 +254,18 @@ class SyntheticTriplets:
         return {"photos": len(self)}
 
     def sample(self, rng: np.random.Generator, size: int | tuple[int, int] | None = None) -> torch.Tensor:
-        """A random triplet ``(3, 3, h, w)``: frame 0, frame 1, then the exact middle frame."""
+        """A random triplet ``(3, 3, h, w)``: frame 0, frame 1, then the exact middle frame (with
+        ``cfg.arbitrary_time``: the exact frame at a random time, see ``sample_timed``)."""
+        return self.sample_timed(rng, size)[0]
+
+    def sample_timed(self, rng: np.random.Generator, size: int | tuple[int, int] | None = None
+                     ) -> tuple[torch.Tensor, float]:
+        """A random triplet and the time of its truth: 0.5, or with ``cfg.arbitrary_time`` uniform in
+        ``TIME_RANGE`` (drawn after the scene)."""
         scene = self.scene(rng, size)
-        trip = np.stack([render(scene, t) for t in (0.0, 1.0, 0.5)])  # (3, h, w, 3): in0, in1, gt
-        return augment(trip, rng, self.cfg)
+        t = float(rng.uniform(*TIME_RANGE)) if self.cfg.arbitrary_time else 0.5
+        trip = np.stack([render(scene, u) for u in (0.0, 1.0, t)])  # (3, h, w, 3): in0, in1, gt
+        return augment(trip, rng, self.cfg, t)
 
     def scene(self, rng: np.random.Generator, size: int | tuple[int, int] | None = None) -> Scene:
         """A random scene of output size ``size`` (an int: square; default ``cfg.crop``)."""
@@ -343,9 +353,12 @@ class MixedTriplets:
         self.clips, self.photos, self.ratio = clips, photos, ratio
 
     def sample(self, rng: np.random.Generator) -> torch.Tensor:
+        return self.sample_timed(rng)[0]
+
+    def sample_timed(self, rng: np.random.Generator) -> tuple[torch.Tensor, float]:
         if self.clips is None or rng.random() < self.ratio:
-            return self.photos.sample(rng)
-        return self.clips.sample(rng)
+            return self.photos.sample_timed(rng)
+        return self.clips.sample_timed(rng)
 
     def summary(self) -> dict[str, int | float]:
         clips = self.clips.summary() if self.clips else {"clips": 0, "triplets": 0}
