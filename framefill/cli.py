@@ -396,6 +396,9 @@ def train(
         trainer.export(export)  # on rank 0
         say(f"exported {export}")
     say(f"step {trainer.step}/{steps}; checkpoint {last}")
+    if launch.distributed:  # leave the process group, then end without the interpreter's shutdown (see exit_now)
+        ctx.close()
+        distributed.exit_now(0)
 
 
 @app.command()

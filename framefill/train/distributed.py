@@ -38,10 +38,13 @@ How the work is split, and why the result is the one process's on the same globa
 
 from __future__ import annotations
 
+import logging
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import NoReturn
 
 import torch
 import torch.distributed as dist
@@ -108,6 +111,24 @@ def process_group(launch: Launch, device: torch.device) -> Iterator[None]:
         yield
     finally:
         dist.destroy_process_group()
+
+
+def exit_now(code: int = 0) -> NoReturn:
+    """End this process at once, output flushed, without the interpreter's shutdown; for a torchrun rank that
+    has left its process group.
+
+    Why: once a DistributedDataParallel wrapper has existed, PyTorch keeps the gloo process group and its worker
+    threads alive past ``destroy_process_group``. A worker that drops the last reference to a finished collective
+    frees its tensors, which takes the GIL for tensors made in Python; if that falls in the interpreter's shutdown,
+    the worker is killed inside the GIL wait and the process aborts ("terminate called without an active
+    exception", SIGABRT, about one run in twenty of the two-process test; a core dump showed the worker in
+    ``~AsyncBroadcastWork`` under ``take_gil``). The worker is only late when the OS schedules it late, so no
+    ordering on our side prevents it; skipping the shutdown does. Files are closed by then (checkpoints, log).
+    """
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def rank_and_world() -> tuple[int, int]:
