@@ -1,4 +1,5 @@
-"""Mean training losses over the first and last N steps of a run's log.jsonl, and its wall time.
+"""Mean training losses over the first and last N steps of a run's log.jsonl, its periodic validations, and its
+wall time.
 
     python tools/log_summary.py runs/film-s/log.jsonl [--window 100]
 """
@@ -21,6 +22,10 @@ def main() -> None:
     for name, part in (("first", rows[: args.window]), ("last", rows[-args.window :])):
         means = ", ".join(f"{k} {statistics.mean(r[k] for r in part):.4f}" for k in keys)
         print(f"{name} {len(part)} steps ({part[0]['step']}-{part[-1]['step']}): {means}")
+    for r in rows:
+        if "val_psnr" in r:
+            print(f"validation at step {r['step']}: {r['val_psnr']:.2f} dB, SSIM {r['val_ssim']:.4f} "
+                  f"({r['val_items']} items)")
     print(f"{rows[-1]['step']} steps in {rows[-1]['time']:.0f} s")
 
 
