@@ -145,6 +145,24 @@ def test_a_batch_the_processes_cannot_split_is_refused_in_one_line(data_dir: Pat
     assert not (tmp_path / "run").exists()
 
 
+def test_a_rank_draws_the_whole_global_batch_and_builds_only_its_share(data_dir: Path, tmp_path: Path):
+    from framefill.train.data import DataConfig
+    from framefill.train.loop import TrainConfig, Trainer
+
+    cfg = TrainConfig(preset="film-tiny", batch=4, data=DataConfig(crop=32, max_frames=N))
+    one = Trainer(cfg, data_dir, tmp_path / "one", cache_dir=tmp_path / "cache")
+    whole, _ = one.next_batch()
+    rank1 = Trainer(cfg, data_dir, tmp_path / "rank1", cache_dir=tmp_path / "cache")
+    rank1.share = share(4, 1, 2)  # as rank 1 of 2 holds it
+    built = []
+    build = rank1.dataset.build
+    rank1.dataset.build = lambda d: built.append(d) or build(d)  # type: ignore[method-assign]
+    frames, _ = rank1.next_batch()
+    assert len(built) == 2  # its two samples, not the four of the global batch
+    assert torch.equal(frames, whole[2:])  # the ones one process puts there
+    assert rank1.rng.bit_generator.state == one.rng.bit_generator.state  # the generator in step with one process's
+
+
 def test_shares_partition_the_global_batch():
     slices = [share(8, r, 4) for r in range(4)]
     assert [list(range(8))[s] for s in slices] == [[0, 1], [2, 3], [4, 5], [6, 7]]

@@ -167,8 +167,10 @@ def test_sprites_occlude_and_uncover(photos: Path):
 class FakeClips:
     """Stands in for a TripletDataset: every sample is -1 (no real frame is), drawn with one RNG call."""
 
-    def sample_timed(self, rng: np.random.Generator) -> tuple[torch.Tensor, float]:
-        rng.random()
+    def draw(self, rng: np.random.Generator) -> float:
+        return rng.random()
+
+    def build(self, d: float) -> tuple[torch.Tensor, float]:
         return torch.full((3, 3, 32, 32), -1.0), 0.5
 
     def summary(self) -> dict[str, int]:

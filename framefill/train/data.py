@@ -243,50 +243,100 @@ class TripletDataset:
         return self.sample_timed(rng)[0]
 
     def sample_timed(self, rng: np.random.Generator) -> tuple[torch.Tensor, float]:
+        return self.build(self.draw(rng))
+
+    def draw(self, rng: np.random.Generator) -> ClipDraw:
+        """Every random choice of a sample, and no pixel work (``build`` does that): a rank of a data-parallel
+        run draws the whole global batch, to keep its generator in step with one process's, and builds its share."""
         cfg = self.cfg
         want_half = rng.random() < cfg.half_scale_prob
-        pool = [c for c in self.clips if (c["scale"] == 2) == want_half] or self.clips
-        clip = pool[rng.integers(len(pool))]
+        pool = [k for k, c in enumerate(self.clips) if (c["scale"] == 2) == want_half] or range(len(self.clips))
+        k = pool[rng.integers(len(pool))]
+        clip = self.clips[k]
         i = int(clip["starts"][rng.integers(len(clip["starts"]))])
         s = clip["stride"]
-        frames = clip["frames"]
-        h, w = frames.shape[1:3]
+        h, w = clip["frames"].shape[1:3]
         j = int(rng.integers(1, 2 * s)) if cfg.arbitrary_time else s  # the truth is frame i + j, at t = j / 2s
-        idx = sample_indices(i, s, self.context, j if self.context == 2 else None)
-        y, x = rng.integers(h - cfg.crop + 1), rng.integers(w - cfg.crop + 1)
-        if cfg.motion_crops > 1:
-            y, x = self._moving_crop(frames, idx, [(y, x)] + [
-                (rng.integers(h - cfg.crop + 1), rng.integers(w - cfg.crop + 1)) for _ in range(cfg.motion_crops - 1)])
-        trip = frames[idx, y : y + cfg.crop, x : x + cfg.crop]  # (3 or 5, c, c, 3)
-        if self.context == 4:  # (fancy indexing made a copy: the clip is untouched)
-            if rng.random() < cfg.edge_prob:
-                trip[0] = trip[1]  # the start of a video, or a cut before I1: I0 is a copy of I1
-            if rng.random() < cfg.edge_prob:
-                trip[3] = trip[2]  # the end of a video, or a cut after I2
-        return augment(trip, rng, cfg, j / (2 * s))
+        places = [(int(rng.integers(h - cfg.crop + 1)), int(rng.integers(w - cfg.crop + 1)))
+                  for _ in range(cfg.motion_crops)]  # (the most moving one is picked in build)
+        edges = (rng.random() < cfg.edge_prob, rng.random() < cfg.edge_prob) if self.context == 4 else (False, False)
+        return ClipDraw(clip=k, start=i, j=j, places=tuple(places), edges=edges,
+                        aug=draw_augmentation(rng, cfg, square=True))
+
+    def build(self, d: ClipDraw) -> tuple[torch.Tensor, float]:
+        """The sample ``d`` describes, and its truth's time (see ``sample_timed``)."""
+        c = self.cfg.crop
+        clip = self.clips[d.clip]
+        frames, s = clip["frames"], clip["stride"]
+        idx = sample_indices(d.start, s, self.context, d.j if self.context == 2 else None)
+        y, x = d.places[0] if len(d.places) == 1 else self._moving_crop(frames, idx, list(d.places))
+        trip = frames[idx, y : y + c, x : x + c]  # (3 or 5, c, c, 3)
+        if d.edges[0]:  # (fancy indexing made a copy: the clip is untouched)
+            trip[0] = trip[1]  # the start of a video, or a cut before I1: I0 is a copy of I1
+        if d.edges[1]:
+            trip[3] = trip[2]  # the end of a video, or a cut after I2
+        return apply_augmentation(trip, d.aug, d.j / (2 * s))
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """The random part of ``augment`` (``draw_augmentation``), applied by ``apply_augmentation``."""
+
+    flip_x: bool = False  # mirror left-right
+    flip_y: bool = False  # mirror top-bottom
+    quarter_turns: int = 0  # 90-degree rotations
+    reverse: bool = False  # inputs in reverse time order (the truth's t becomes 1 - t)
+    channels: tuple[int, ...] | None = None  # colour jitter: channel order, then gain and bias (None: no jitter)
+    gain: float = 1.0
+    bias: float = 0.0
+
+
+@dataclass(frozen=True)
+class ClipDraw:
+    """One clip sample's random choices (``TripletDataset.draw``)."""
+
+    clip: int  # index into ``TripletDataset.clips``
+    start: int  # first frame of the sample
+    j: int  # triplets: the truth is frame start + j (t = j / 2s)
+    places: tuple[tuple[int, int], ...]  # candidate crop corners (y, x); the most moving is used
+    edges: tuple[bool, bool]  # four-frame windows: I0 (I3) replaced by a copy of I1 (I2)
+    aug: Augmentation
+
+
+def draw_augmentation(rng: np.random.Generator, cfg: DataConfig, square: bool) -> Augmentation:
+    """Flips, a 90-degree rotation (square crops only), temporal reversal and a colour jitter, drawn."""
+    flip_x = rng.random() < cfg.flip_prob
+    flip_y = rng.random() < cfg.flip_prob
+    turns = int(rng.integers(1, 4)) if rng.random() < cfg.rot90_prob and square else 0
+    reverse = rng.random() < cfg.reverse_prob
+    if not cfg.jitter:
+        return Augmentation(flip_x, flip_y, turns, reverse)
+    channels = tuple(int(c) for c in rng.permutation(3))
+    gain = 1 + cfg.jitter * (2 * rng.random() - 1)
+    bias = cfg.jitter * 0.5 * (2 * rng.random() - 1)
+    return Augmentation(flip_x, flip_y, turns, reverse, channels, gain, bias)
+
+
+def apply_augmentation(trip: np.ndarray, aug: Augmentation, t: float = 0.5) -> tuple[torch.Tensor, float]:
+    """``trip``: the inputs in time order, then the truth (``(F, c, c, 3)`` uint8) at time ``t`` between the two
+    frames around the gap; the same flips, rotation and jitter for all; reversal reverses the inputs and so turns
+    ``t`` into ``1 - t``. Returns the frames ``(F, 3, c, c)`` in [0, 1] and the truth's time."""
+    if aug.flip_x:
+        trip = trip[:, :, ::-1]
+    if aug.flip_y:
+        trip = trip[:, ::-1]
+    if aug.quarter_turns:
+        trip = np.rot90(trip, k=aug.quarter_turns, axes=(1, 2))
+    if aug.reverse:
+        trip = trip[[*range(len(trip) - 2, -1, -1), len(trip) - 1]]
+        t = 1 - t
+    x = torch.from_numpy(np.ascontiguousarray(trip)).permute(0, 3, 1, 2).float() / 255  # (F, 3, c, c)
+    if aug.channels is not None:
+        x = (x[:, list(aug.channels)] * aug.gain + aug.bias).clamp(0, 1)
+    return x, t
 
 
 def augment(trip: np.ndarray, rng: np.random.Generator, cfg: DataConfig, t: float = 0.5
             ) -> tuple[torch.Tensor, float]:
-    """Flips, 90-degree rotation, temporal reversal and brightness/contrast jitter, applied alike to all.
-
-    ``trip``: the inputs in time order, then the truth (``(F, c, c, 3)``) at time ``t`` between the two frames
-    around the gap; reversal reverses the inputs and so turns ``t`` into ``1 - t``. Returns the frames
-    ``(F, 3, c, c)`` in [0, 1] and the truth's time."""
-    if rng.random() < cfg.flip_prob:
-        trip = trip[:, :, ::-1]
-    if rng.random() < cfg.flip_prob:
-        trip = trip[:, ::-1]
-    if rng.random() < cfg.rot90_prob and trip.shape[1] == trip.shape[2]:
-        trip = np.rot90(trip, k=int(rng.integers(1, 4)), axes=(1, 2))
-    if rng.random() < cfg.reverse_prob:
-        trip = trip[[*range(len(trip) - 2, -1, -1), len(trip) - 1]]
-        t = 1 - t
-    x = torch.from_numpy(np.ascontiguousarray(trip)).permute(0, 3, 1, 2).float() / 255  # (F, 3, c, c)
-    if cfg.jitter:
-        perm = torch.from_numpy(rng.permutation(3))
-        x = x[:, perm]
-        gain = 1 + cfg.jitter * (2 * rng.random() - 1)
-        bias = cfg.jitter * 0.5 * (2 * rng.random() - 1)
-        x = (x * gain + bias).clamp(0, 1)
-    return x, t
+    """``draw_augmentation`` then ``apply_augmentation``."""
+    return apply_augmentation(trip, draw_augmentation(rng, cfg, trip.shape[1] == trip.shape[2]), t)

@@ -16,12 +16,10 @@ How the work is split, and why the result is the one process's on the same globa
 - Every rank holds the whole dataset and the same seeded RNGs, and draws the whole global batch from them in
   the order one process would; rank ``r`` keeps triplets ``r B/W`` to ``(r + 1) B/W - 1`` (``share``). The
   ranks' shares are exactly the batch one process would train on at that step, and the RNG states after it
-  (which checkpoints save) are the same on every rank and the same as one process's. The price is that each
-  rank makes all B triplets, not B / W: on one CPU core about 2 ms a 224-px clip triplet and 11 ms a rendered
-  synthetic one, which the GPU waits for; it grows with the global batch. Streams seeded per rank would
-  skip that work but train on other triplets than one process, and checkpoints would need W RNG states.
-  (Splitting each dataset's ``sample`` into its random draws and its pixel work would let a rank draw every
-  triplet but build only its share, with the streams unchanged.)
+  (which checkpoints save) are the same on every rank and the same as one process's. Drawing is cheap: a
+  dataset's ``draw`` makes every random choice of a sample (clip, frames, crop places, augmentation; for a
+  synthetic one the scene's description) and its ``build`` does the pixel work (cropping, rendering,
+  augmenting), so each rank builds only its own B / W samples.
 - Every loss term is a mean over its batch and the shares are equal in size, so the mean of the ranks' losses
   is the whole batch's loss. DDP averages the gradients over the ranks during ``backward``, so each rank
   holds the gradient of the whole batch (up to the order of float additions); clipping (after backward),

@@ -329,10 +329,11 @@ class Trainer:
         """This rank's share of the next global batch: the frames ``(B / W, F, 3, c, c)`` (F: 3, or 5 for
         four-frame models) and the truths' times ``(B / W,)`` (all 0.5 unless training at arbitrary times).
 
-        Every rank draws the whole global batch, so the RNG streams advance as one process's do (see
-        ``framefill.train.distributed``); only this rank's share is kept.
+        Every rank draws the whole global batch's random choices, so the RNG streams advance as one process's do
+        (see ``framefill.train.distributed``), and builds only its share.
         """
-        samples = [self.dataset.sample_timed(self.rng) for _ in range(self.cfg.batch)][self.share]
+        draws = [self.dataset.draw(self.rng) for _ in range(self.cfg.batch)]  # cheap: random choices only
+        samples = [self.dataset.build(d) for d in draws[self.share]]  # the pixel work, for this rank's share alone
         return torch.stack([x for x, _ in samples]), torch.tensor([t for _, t in samples], dtype=torch.float32)
 
     def run(self, *, max_seconds: float | None = None, on_step: Callable[[int, dict], None] | None = None) -> None:

@@ -32,7 +32,14 @@ import numpy as np
 import torch
 
 from framefill.frames import IMAGE_EXTS, VideoError, is_image_file, natural_key, read_image
-from framefill.train.data import DataConfig, TripletDataset, augment
+from framefill.train.data import (
+    Augmentation,
+    ClipDraw,
+    DataConfig,
+    TripletDataset,
+    apply_augmentation,
+    draw_augmentation,
+)
 
 log = logging.getLogger(__name__)
 
@@ -202,6 +209,15 @@ def _corners(motion: Motion, size: tuple[int, int]) -> np.ndarray:
     return np.concatenate([(p[:2] / p[2]).T for p in pts])
 
 
+@dataclass(frozen=True)
+class SceneDraw:
+    """One synthetic sample's random choices (``SyntheticTriplets.draw``)."""
+
+    scene: Scene
+    t: float  # the truth's time
+    aug: Augmentation
+
+
 class SyntheticTriplets:
     """Synthetic triplets from a folder of photos (searched recursively), as float tensors ``(3, 3, h, w)``.
 
@@ -262,10 +278,17 @@ class SyntheticTriplets:
                      ) -> tuple[torch.Tensor, float]:
         """A random triplet and the time of its truth: 0.5, or with ``cfg.arbitrary_time`` uniform in
         ``TIME_RANGE`` (drawn after the scene)."""
+        return self.build(self.draw(rng, size))
+
+    def draw(self, rng: np.random.Generator, size: int | tuple[int, int] | None = None) -> SceneDraw:
+        """Every random choice of a sample (the scene, the truth's time, the augmentation); ``build`` renders it."""
         scene = self.scene(rng, size)
         t = float(rng.uniform(*TIME_RANGE)) if self.cfg.arbitrary_time else 0.5
-        trip = np.stack([render(scene, u) for u in (0.0, 1.0, t)])  # (3, h, w, 3): in0, in1, gt
-        return augment(trip, rng, self.cfg, t)
+        return SceneDraw(scene, t, draw_augmentation(rng, self.cfg, square=scene.size[0] == scene.size[1]))
+
+    def build(self, d: SceneDraw) -> tuple[torch.Tensor, float]:
+        trip = np.stack([render(d.scene, u) for u in (0.0, 1.0, d.t)])  # (3, h, w, 3): in0, in1, gt
+        return apply_augmentation(trip, d.aug, d.t)
 
     def scene(self, rng: np.random.Generator, size: int | tuple[int, int] | None = None) -> Scene:
         """A random scene of output size ``size`` (an int: square; default ``cfg.crop``)."""
@@ -356,9 +379,17 @@ class MixedTriplets:
         return self.sample_timed(rng)[0]
 
     def sample_timed(self, rng: np.random.Generator) -> tuple[torch.Tensor, float]:
+        return self.build(self.draw(rng))
+
+    def draw(self, rng: np.random.Generator) -> tuple[bool, SceneDraw | ClipDraw]:
+        """``(synthetic?, the chosen source's draw)``."""
         if self.clips is None or rng.random() < self.ratio:
-            return self.photos.sample_timed(rng)
-        return self.clips.sample_timed(rng)
+            return True, self.photos.draw(rng)
+        return False, self.clips.draw(rng)
+
+    def build(self, d: tuple[bool, SceneDraw | ClipDraw]) -> tuple[torch.Tensor, float]:
+        synthetic, inner = d
+        return self.photos.build(inner) if synthetic else self.clips.build(inner)  # type: ignore[union-attr, arg-type]
 
     def summary(self) -> dict[str, int | float]:
         clips = self.clips.summary() if self.clips else {"clips": 0, "triplets": 0}
