@@ -280,7 +280,8 @@ class TripletDataset:
 
 @dataclass(frozen=True)
 class Augmentation:
-    """The random part of ``augment`` (``draw_augmentation``), applied by ``apply_augmentation``."""
+    """A sample's flips, rotation, reversal and colour jitter: drawn by ``draw_augmentation``, applied to every
+    frame alike by ``apply_augmentation``."""
 
     flip_x: bool = False  # mirror left-right
     flip_y: bool = False  # mirror top-bottom
@@ -334,9 +335,3 @@ def apply_augmentation(trip: np.ndarray, aug: Augmentation, t: float = 0.5) -> t
     if aug.channels is not None:
         x = (x[:, list(aug.channels)] * aug.gain + aug.bias).clamp(0, 1)
     return x, t
-
-
-def augment(trip: np.ndarray, rng: np.random.Generator, cfg: DataConfig, t: float = 0.5
-            ) -> tuple[torch.Tensor, float]:
-    """``draw_augmentation`` then ``apply_augmentation``."""
-    return apply_augmentation(trip, draw_augmentation(rng, cfg, trip.shape[1] == trip.shape[2]), t)

@@ -221,7 +221,7 @@ class SceneDraw:
 class SyntheticTriplets:
     """Synthetic triplets from a folder of photos (searched recursively), as float tensors ``(3, 3, h, w)``.
 
-    ``sample(rng)`` returns ``(frame0, frame1, middle)`` stacked on dim 0 in [0, 1] with ``augment`` applied,
+    ``sample(rng)`` returns ``(frame0, frame1, middle)`` stacked on dim 0 in [0, 1], augmented
     exactly as ``TripletDataset.sample``; ``size`` (default ``cfg.crop``, square) may be up to 1080p and more.
 
     Args:
