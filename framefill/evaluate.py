@@ -44,15 +44,13 @@ import torch
 import torch.nn.functional as F
 
 from framefill.ffmpeg import ffmpeg_exe, relevant, session
-from framefill.frames import VideoError, is_image_file, natural_key, read_image, write_image
+from framefill.frames import VIDEO_EXTS, VideoError, is_image_file, natural_key, read_image, write_image
 from framefill.interpolate import interpolate_pair
 from framefill.video import FrameSource
 from framefill.windows import interpolate_middle, is_windowed
 
 log = logging.getLogger(__name__)
 
-VIDEO_EXTS = frozenset({".mp4", ".m4v", ".mkv", ".mov", ".webm", ".avi", ".ts", ".mts", ".m2ts", ".mpg", ".mpeg",
-                        ".wmv", ".flv", ".gif", ".y4m", ".3gp"})  # what discovery takes for a video file
 MODEL = "framefill"  # the method name of the model in tables and JSON
 GIVEN = "given"  # the group of Middlebury / Vimeo-90K triplets
 PSNR_MAX = 100.0  # dB, for equal images (as framefill.train.losses.psnr: MSE floored at 1e-10 of the peak)

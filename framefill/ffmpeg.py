@@ -31,7 +31,7 @@ from framefill.frames import VideoError, check_parent, publish_mode, unwritable
 
 log = logging.getLogger(__name__)
 
-VIDEO_EXTS = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".ts"})  # containers FrameSink writes
+OUTPUT_EXTS = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".ts"})  # containers FrameSink writes
 ALIAS = {".m4v": ".mp4"}
 AUDIO_COPY = {  # audio codecs each container takes as they are; .mkv takes any
     ".mp4": {"aac", "mp3", "ac3", "eac3", "alac", "opus", "flac"},
@@ -321,8 +321,8 @@ class Encoder:
     def __init__(self, path: Path, size: tuple[int, int], fps: Fraction, opts: EncodeOptions,
                  audio_from: Path | None, warnings: list[str]) -> None:  # fmt: skip
         ext = ALIAS.get(path.suffix.lower(), path.suffix.lower())
-        if ext not in VIDEO_EXTS:
-            exts = ", ".join(sorted(VIDEO_EXTS))
+        if ext not in OUTPUT_EXTS:
+            exts = ", ".join(sorted(OUTPUT_EXTS))
             raise VideoError(f"cannot write {path.suffix} files; use one of {exts}, or a folder for frames")
         parent = check_parent(path)
         rate = f"{fps.numerator}/{fps.denominator}"

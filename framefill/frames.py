@@ -19,6 +19,9 @@ import cv2
 import numpy as np
 
 IMAGE_EXTS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"})
+# What folder discovery (train --data, eval --data) takes for a video file; ffmpeg reads them all.
+VIDEO_EXTS = frozenset({".mp4", ".m4v", ".mkv", ".mov", ".webm", ".avi", ".ts", ".mts", ".m2ts", ".mpg", ".mpeg",
+                        ".wmv", ".flv", ".gif", ".y4m", ".3gp"})
 FRAME_PATTERN = "frame_{:06d}.png"  # names of the frames a FrameFolderWriter writes, counted from 1
 
 

@@ -57,8 +57,10 @@ def test_find_clips_finds_videos_and_frame_folders(tmp_path: Path):
     write_clip(tmp_path / "nested" / "frames", list(square_frames(3)))  # 3 images: a clip
     write_clip(tmp_path / "pair", list(square_frames(2)))  # 2 images: too few
     (tmp_path / "notes.txt").write_text("not a clip")
+    (tmp_path / "phone.3gp").write_bytes(b"")  # taken by its name, as framefill eval takes it (read later)
     clips = find_clips(tmp_path)
-    assert clips == [tmp_path / "a.mp4", tmp_path / "nested" / "b.mkv", tmp_path / "nested" / "frames"]
+    assert clips == [tmp_path / "a.mp4", tmp_path / "nested" / "b.mkv", tmp_path / "phone.3gp",
+                     tmp_path / "nested" / "frames"]  # video files, then frame folders
     assert find_clips(tmp_path / "a.mp4") == [tmp_path / "a.mp4"]
     assert find_clips(tmp_path / "nested" / "frames") == [tmp_path / "nested" / "frames"]
 

@@ -31,11 +31,10 @@ import cv2
 import numpy as np
 import torch
 
-from framefill.frames import IMAGE_EXTS, natural_key
+from framefill.frames import IMAGE_EXTS, VIDEO_EXTS, natural_key
 
 log = logging.getLogger(__name__)
 
-VIDEO_EXTS = {".mp4", ".mkv", ".avi", ".mov", ".webm", ".gif", ".m4v", ".ts", ".mpg", ".mpeg", ".wmv", ".flv"}
 
 
 @dataclass(frozen=True)
