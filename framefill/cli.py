@@ -321,6 +321,9 @@ def train(
                                               "(with --gan).")] = 0.01,
     export: Annotated[Path | None, typer.Option(help="Write the final (EMA) weights here as .safetensors.")] = None,
     device: DeviceOption = "auto",
+    precision: Annotated[str, typer.Option("--precision", help="Autocast of the forward passes: auto (bf16 on a "
+                                           "CUDA GPU that has it, else fp16 there; fp32 on the CPU), fp32, bf16, "
+                                           "fp16 (with loss scaling). Weights and losses stay float32.")] = "auto",
     max_minutes: Annotated[float | None, typer.Option("--max-minutes", help="Stop (with a checkpoint) after "
                                                       "this long; run again to resume.")] = None,
     cache: Annotated[Path | None, typer.Option(help="Folder for decoded-clip caches (default OUT/cache).")] = None,
@@ -348,7 +351,7 @@ def train(
     from framefill.train import distributed
     from framefill.train.data import DataConfig
     from framefill.train.gan import GanConfig
-    from framefill.train.loop import TrainConfig, Trainer
+    from framefill.train.loop import TrainConfig, Trainer, train_precision
     from framefill.train.synth import SynthConfig
 
     launch = distributed.launch_from_env()  # torchrun's rank and world size; rank 0 of 1 without torchrun
@@ -362,6 +365,7 @@ def train(
     ctx.with_resource(distributed.process_group(launch, dev))  # left when the command ends, however it ends
     say = err.print if launch.main else lambda *args, **kwargs: None  # rank 0 alone reports
     cfg = TrainConfig(model=model, preset=preset, steps=steps, batch=batch, lr=lr, seed=seed,
+                      precision=train_precision(precision, dev),
                       finetune=str(finetune) if finetune else None,
                       data=DataConfig(crop=crop, max_frames=max_frames, motion_crops=motion_crops,
                                       arbitrary_time=arbitrary_time),
@@ -380,7 +384,8 @@ def train(
     what = [f"{summary['triplets']} {samples} from {summary['clips']} clips"] if summary.get("clips") else []
     if summary.get("photos"):
         what.append(f"{summary['photos']} photos ({ratio:.0%} of triplets synthetic)")
-    say(f"training {model} on {' and '.join(what)}, {where}")
+    amp = "" if cfg.precision == "fp32" else f", {cfg.precision} autocast"
+    say(f"training {model} on {' and '.join(what)}, {where}{amp}")
     with Progress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
                   TimeRemainingColumn(), console=err, disable=not launch.main) as progress:
         task = progress.add_task("train", total=steps, completed=trainer.step, info="")

@@ -58,9 +58,9 @@ def tiny(model: str = "film", **kw: object) -> TrainConfig:
     return TrainConfig(**(base | kw))
 
 
-@pytest.mark.parametrize("model", ["film", "convlstm"])
-def test_a_gan_step_updates_the_model_and_the_critics(data_dir: Path, tmp_path: Path, model: str):
-    trainer = Trainer(tiny(model), data_dir, tmp_path / "run", cache_dir=tmp_path / "cache")
+@pytest.mark.parametrize(("model", "precision"), [("film", "fp32"), ("convlstm", "fp32"), ("film", "fp16")])
+def test_a_gan_step_updates_the_model_and_the_critics(data_dir: Path, tmp_path: Path, model: str, precision: str):
+    trainer = Trainer(tiny(model, precision=precision), data_dir, tmp_path / "run", cache_dir=tmp_path / "cache")
     before = {k: v.clone() for k, v in trainer.critics.state_dict().items()}
     model_before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
     rec = trainer.train_step(*trainer.next_batch())

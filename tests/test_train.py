@@ -24,7 +24,7 @@ from framefill.interpolate import InterpolationStats, ScheduleConfig, interpolat
 from framefill.models import load_model
 from framefill.models.layers import crop, image_pyramid, pad_to_multiple
 from framefill.train.data import DataConfig, TripletDataset, find_clips, load_clip, valid_triplets
-from framefill.train.loop import TrainConfig, Trainer, lr_at, warp_loss
+from framefill.train.loop import AUTOCAST, TrainConfig, Trainer, lr_at, warp_loss
 from framefill.train.losses import census, charbonnier, laplacian_l1, psnr
 
 N = 12  # frames per test clip: the square moves 2 px a frame and never wraps (it would at frame 27)
@@ -301,6 +301,34 @@ def test_cli_train_arbitrary_time_is_for_film(data_dir: Path, tmp_path: Path):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_autocast_training_runs_the_convolutions_in_half_precision_and_lowers_the_loss(
+        data_dir: Path, tmp_path: Path, precision: str):
+    trainer = Trainer(tiny_config(precision=precision), data_dir, tmp_path / "run", cache_dir=tmp_path / "cache")
+    conv_dtypes = set()
+    for m in trainer.model.modules():
+        if isinstance(m, torch.nn.Conv2d):
+            m.register_forward_hook(lambda mod, args, out: conv_dtypes.add(out.dtype))
+    batch, times = trainer.next_batch()
+    totals = [trainer.train_step(batch, times)["total"] for _ in range(30)]
+    assert conv_dtypes == {AUTOCAST[precision]}
+    assert all(p.dtype == torch.float32 for p in trainer.model.parameters())  # weights stay float32
+    assert np.mean(totals[-5:]) < 0.995 * np.mean(totals[:5]), totals
+    assert (trainer.scaler is not None) == (precision == "fp16")  # fp16 scales its losses
+
+
+def test_fp16_loss_scale_is_checkpointed(data_dir: Path, tmp_path: Path):
+    cfg = tiny_config(precision="fp16")
+    trainer = Trainer(cfg, data_dir, tmp_path / "run", cache_dir=tmp_path / "cache")
+    trainer.train_step(*trainer.next_batch())  # the scaler starts on its first step
+    trainer.scaler.update(new_scale=1024.0)  # as after overflows brought it down
+    path = trainer.save()
+    resumed = Trainer(cfg, data_dir, tmp_path / "run", cache_dir=tmp_path / "cache")
+    assert resumed.scaler.get_scale() == 65536.0
+    resumed.load(path)
+    assert resumed.scaler.get_scale() == 1024.0
+
+
 def test_lr_schedule_warms_up_then_decays_to_min_lr():
     cfg = TrainConfig(lr=1e-3, min_lr=1e-5, warmup=10, steps=110)
     assert lr_at(0, cfg) == pytest.approx(1e-4)
@@ -322,8 +350,9 @@ def _stop_at(step: int):
     return on_step
 
 
-def test_resume_is_exact(data_dir: Path, tmp_path: Path):
-    cfg = tiny_config(steps=6)
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_resume_is_exact(data_dir: Path, tmp_path: Path, precision: str):
+    cfg = tiny_config(steps=6, precision=precision)
     whole = Trainer(cfg, data_dir, tmp_path / "whole", cache_dir=tmp_path / "cache")
     whole.run()
     assert whole.step == 6
@@ -397,7 +426,8 @@ def test_cli_interp_with_exported_weights(exported, tmp_path: Path):
     assert np.abs(out.astype(float) - want).max() <= 1  # the model's frame, up to rounding
 
 
-def test_cli_train_exports_weights(data_dir: Path, tmp_path: Path):
+@pytest.mark.parametrize(("precision", "expected"), [("auto", "fp32"), ("bf16", "bf16")])
+def test_cli_train_exports_weights(data_dir: Path, tmp_path: Path, precision: str, expected: str):
     weights = tmp_path / "w.safetensors"
     result = CliRunner().invoke(
         app,
@@ -421,11 +451,15 @@ def test_cli_train_exports_weights(data_dir: Path, tmp_path: Path):
             "cpu",
             "--export",
             str(weights),
+            "--precision",
+            precision,
         ],
     )
     assert result.exit_code == 0, (result.output, result.exception)
     model, meta = load_model(weights)
     assert json.loads(meta["training"])["steps"] == 2
+    assert json.loads(meta["training"]).get("precision", "fp32") == expected  # auto: float32 on the CPU
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["precision"] == expected
     assert (tmp_path / "run" / "last.pt").exists()
 
 

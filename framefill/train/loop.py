@@ -1,6 +1,12 @@
 """The training loop: AdamW with warm-up and cosine decay, gradient clipping, an EMA of the weights,
 periodic validation, checkpoints with exact resume, a JSON-lines log, and export to shipped weights.
 
+Precision (``TrainConfig.precision``): ``fp32``, or the model's forward passes (and the critics') under
+``torch.autocast`` in ``bf16`` or ``fp16``; fp16 scales the losses (``torch.amp.GradScaler``, one per
+optimiser, checkpointed) so that small gradients do not flush to zero. Weights, optimiser states, the losses and
+the models' geometry (flows, warps; see ``Film``) stay float32 either way. ``framefill train --precision auto``
+picks bf16 on a CUDA device that has it (fp16 on older ones) and fp32 on the CPU.
+
 Under torchrun (a process group already initialised, see ``framefill.train.distributed``) the model trains
 with DistributedDataParallel: ``batch`` is the global batch, each rank trains on its share, and rank 0 alone
 writes, validates and reports. Without a process group the loop is the single-process one, bit for bit.
@@ -54,6 +60,7 @@ class TrainConfig:
     w_lap: float = 0.5  # Laplacian-pyramid L1 weight
     w_warp: float = 0.5  # robust L1 of each input warped to the middle, at every pyramid level (trains the flow)
     seed: int = 0
+    precision: str = "fp32"  # autocast of the forward passes: fp32 (none), bf16, fp16 (with loss scaling)
     ckpt_every: int = 250  # steps between checkpoints
     val_every: int = 1000  # steps between validations (needs a val set)
     finetune: str | None = None  # start from these weights (safetensors) instead of random init
@@ -72,6 +79,30 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * p))
 
 
+AUTOCAST = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}  # TrainConfig.precision -> autocast dtype
+
+
+def train_precision(spec: str, device: torch.device) -> str:
+    """``--precision`` for training: ``auto`` is bf16 on a CUDA device with bf16, fp16 on an older one, and fp32
+    on the CPU (where autocast runs, but the shipped recipes are float32); fp32, bf16 and fp16 as given."""
+    spec = spec.strip().lower()
+    if spec == "auto":
+        if device.type == "cuda":
+            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        return "fp32"
+    if spec not in AUTOCAST:
+        raise ValueError(f"unknown precision {spec!r}; use auto, fp32, bf16 or fp16")
+    return spec
+
+
+def autocast(device: torch.device, precision: str):
+    """The autocast context of a ``TrainConfig.precision`` on ``device`` (a no-op for fp32)."""
+    if precision not in AUTOCAST:
+        raise ValueError(f"precision must be one of {sorted(AUTOCAST)}, got {precision!r}")
+    dtype = AUTOCAST[precision]
+    return torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
+
+
 def loss_terms(model: torch.nn.Module, batch: torch.Tensor, cfg: TrainConfig, context: int = 2,
                keep: dict | None = None, times: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """``batch``: ``(B, 3, 3, h, w)`` = (input 0, input 1, middle), or for a four-frame model (``context=4``)
@@ -82,17 +113,19 @@ def loss_terms(model: torch.nn.Module, batch: torch.Tensor, cfg: TrainConfig, co
     ``0.5 L1(synthesis) + L1(refined)``); film models the multi-scale warp term. ``keep``, if given, receives
     the prediction (``keep["pred"]``) for the adversarial stage."""
     gt = batch[:, -1]
-    if context == 4:
-        pred, aux = model(batch[:, :4], return_aux=True)
-    elif times is not None:
-        pred, aux = model(batch[:, 0], batch[:, 1], times, return_aux=True)
-    else:
-        pred, aux = model(batch[:, 0], batch[:, 1], return_aux=True)
+    with autocast(gt.device, cfg.precision):  # the forward pass alone: the losses are computed in float32
+        if context == 4:
+            pred, aux = model(batch[:, :4], return_aux=True)
+        elif times is not None:
+            pred, aux = model(batch[:, 0], batch[:, 1], times, return_aux=True)
+        else:
+            pred, aux = model(batch[:, 0], batch[:, 1], return_aux=True)
+    pred = pred.float()
     if keep is not None:
         keep["pred"] = pred
     terms = {"l1": charbonnier(pred, gt)}
     if context == 4:
-        terms["synth"] = 0.5 * charbonnier(aux["synth"], gt)
+        terms["synth"] = 0.5 * charbonnier(aux["synth"].float(), gt)
     if cfg.w_census:
         terms["census"] = cfg.w_census * census(pred, gt)
     if cfg.w_lap:
@@ -168,6 +201,25 @@ def _to_uint8(x: torch.Tensor) -> np.ndarray:
     return x.float().clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
 
 
+def _backward_and_step(loss: torch.Tensor, opt: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None,
+                       params=None, clip: float | None = None) -> torch.Tensor | None:
+    """Backward, optional gradient clipping (returns the norm), optimiser step; through ``scaler`` when given
+    (fp16: the loss is scaled up for the backward pass, the gradients unscaled before clipping, and a step whose
+    gradients overflowed is skipped while the scale comes down)."""
+    if scaler is None:
+        loss.backward()
+    else:
+        scaler.scale(loss).backward()
+        scaler.unscale_(opt)
+    gnorm = torch.nn.utils.clip_grad_norm_(params, clip) if params is not None else None
+    if scaler is None:
+        opt.step()
+    else:
+        scaler.step(opt)
+        scaler.update()
+    return gnorm
+
+
 class Trainer:
     """Owns the model, optimiser, EMA, data and RNG; ``run()`` trains to ``cfg.steps`` with checkpoints.
 
@@ -199,12 +251,16 @@ class Trainer:
             ids = [device.index] if device.type == "cuda" else None
             self.net = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        autocast(device, cfg.precision)  # checks the name
+        fp16 = cfg.precision == "fp16"
+        self.scaler = torch.amp.GradScaler(device.type) if fp16 else None  # the model's loss scale
         self.critics: Critics | None = None  # the --gan discriminators, their optimiser and their DDP wrapper
         if cfg.gan.enabled:
             self.critics = Critics(cfg.gan).to(device).train()
             self.opt_d = torch.optim.AdamW(self.critics.parameters(), lr=cfg.gan.lr, betas=(0.5, 0.999),
                                            weight_decay=0.0)
             self.critic_net: torch.nn.Module = self.critics
+            self.scaler_d = torch.amp.GradScaler(device.type) if fp16 else None
             if self.world > 1:
                 ids = [device.index] if device.type == "cuda" else None
                 self.critic_net = torch.nn.parallel.DistributedDataParallel(self.critics, device_ids=ids)
@@ -232,7 +288,9 @@ class Trainer:
             "torch_rng": torch.get_rng_state(),
             "py_rng": random.getstate(),
             "config": self.cfg.to_dict(),
-            "gan": {"critics": self.critics.state_dict(), "opt": self.opt_d.state_dict()} if self.critics else None,
+            "gan": {"critics": self.critics.state_dict(), "opt": self.opt_d.state_dict(),
+                    "scaler": self.scaler_d.state_dict() if self.scaler_d else None} if self.critics else None,
+            "scaler": self.scaler.state_dict() if self.scaler else None,
         }
 
     def save(self) -> Path:
@@ -255,9 +313,13 @@ class Trainer:
         self.rng.bit_generator.state = st["np_rng"]
         torch.set_rng_state(st["torch_rng"].cpu())  # map_location moved it; the CPU generator needs a CPU tensor
         random.setstate(st["py_rng"])
+        if self.scaler is not None and st.get("scaler"):
+            self.scaler.load_state_dict(st["scaler"])
         if self.critics is not None and st.get("gan"):  # a --gan run resumed (a plain checkpoint starts them fresh)
             self.critics.load_state_dict(st["gan"]["critics"])
             self.opt_d.load_state_dict(st["gan"]["opt"])
+            if self.scaler_d is not None and st["gan"].get("scaler"):
+                self.scaler_d.load_state_dict(st["gan"]["scaler"])
 
     def export(self, path: Path, extra: dict | None = None) -> None:
         """Write the (EMA) weights as safetensors; on rank 0 only."""
@@ -270,6 +332,8 @@ class Trainer:
             training["motion_crops"] = self.cfg.data.motion_crops
         if self.cfg.data.arbitrary_time:
             training["arbitrary_time"] = True
+        if self.cfg.precision != "fp32":
+            training["precision"] = self.cfg.precision
         if self.world > 1:
             training["processes"] = self.world
         if self.cfg.synth.ratio and "photos" in self.dataset.summary():  # synthetic triplets were mixed in
@@ -290,13 +354,13 @@ class Trainer:
         terms = loss_terms(self.net, batch, self.cfg, self.context, keep, times)
         if self.critics is not None:  # the model's adversarial term (the bare critics: their grads are dropped)
             before, after = self._around(batch)
-            fake = self.critics(before, keep["pred"], after)
-            terms["adv"] = self.cfg.gan.weight * generator_loss(fake, self.critics.weights())
+            with autocast(self.device, self.cfg.precision):
+                fake = self.critics(before, keep["pred"], after)
+            terms["adv"] = self.cfg.gan.weight * generator_loss([f.float() for f in fake], self.critics.weights())
             terms["total"] = terms["total"] + terms["adv"]
         self.opt.zero_grad(set_to_none=True)
-        terms["total"].backward()
-        gnorm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip_grad)
-        self.opt.step()
+        gnorm = _backward_and_step(terms["total"], self.opt, self.scaler, self.model.parameters(),
+                                   self.cfg.clip_grad)
         if self.critics is not None:
             terms["critic"] = self._critic_step(batch, keep["pred"].detach())
         if self.ema is not None:
@@ -317,12 +381,13 @@ class Trainer:
         pass per backward, as DistributedDataParallel wants)."""
         before, after = self._around(batch)
         n = batch.shape[0]
-        logits = self.critic_net(before.repeat(2, 1, 1, 1), torch.cat([batch[:, -1], pred]),
-                                 after.repeat(2, 1, 1, 1))
+        with autocast(self.device, self.cfg.precision):
+            logits = self.critic_net(before.repeat(2, 1, 1, 1), torch.cat([batch[:, -1], pred]),
+                                     after.repeat(2, 1, 1, 1))
+        logits = [x.float() for x in logits]
         loss = critic_loss([x[:n] for x in logits], [x[n:] for x in logits], self.critics.weights())
         self.opt_d.zero_grad(set_to_none=True)  # also drops what the model's step left in the critics
-        loss.backward()
-        self.opt_d.step()
+        _backward_and_step(loss, self.opt_d, self.scaler_d)
         return loss.detach()
 
     def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
