@@ -365,7 +365,7 @@ def train(
     ctx.with_resource(distributed.process_group(launch, dev))  # left when the command ends, however it ends
     say = err.print if launch.main else lambda *args, **kwargs: None  # rank 0 alone reports
     cfg = TrainConfig(model=model, preset=preset, steps=steps, batch=batch, lr=lr, seed=seed,
-                      precision=train_precision(precision, dev),
+                      precision=train_precision(precision, dev), prefetch=dev.type == "cuda",
                       finetune=str(finetune) if finetune else None,
                       data=DataConfig(crop=crop, max_frames=max_frames, motion_crops=motion_crops,
                                       arbitrary_time=arbitrary_time),

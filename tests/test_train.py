@@ -329,6 +329,17 @@ def test_fp16_loss_scale_is_checkpointed(data_dir: Path, tmp_path: Path):
     assert resumed.scaler.get_scale() == 1024.0
 
 
+def test_prefetched_batches_are_the_same_and_checkpoints_hold_the_generator_before_the_batch_ahead(
+        data_dir: Path, tmp_path: Path):
+    plain = Trainer(tiny_config(), data_dir, tmp_path / "plain", cache_dir=tmp_path / "cache")
+    ahead = Trainer(tiny_config(prefetch=True), data_dir, tmp_path / "ahead", cache_dir=tmp_path / "cache")
+    for _ in range(3):
+        (a, ta), (b, tb) = plain.next_batch(), ahead.next_batch()
+        assert torch.equal(a, b) and torch.equal(ta, tb)
+        assert ahead.state()["np_rng"] == plain.rng.bit_generator.state  # not the state after the batch ahead
+        assert ahead.rng.bit_generator.state != plain.rng.bit_generator.state  # which was drawn already
+
+
 def test_lr_schedule_warms_up_then_decays_to_min_lr():
     cfg = TrainConfig(lr=1e-3, min_lr=1e-5, warmup=10, steps=110)
     assert lr_at(0, cfg) == pytest.approx(1e-4)
@@ -350,9 +361,9 @@ def _stop_at(step: int):
     return on_step
 
 
-@pytest.mark.parametrize("precision", ["fp32", "fp16"])
-def test_resume_is_exact(data_dir: Path, tmp_path: Path, precision: str):
-    cfg = tiny_config(steps=6, precision=precision)
+@pytest.mark.parametrize(("precision", "prefetch"), [("fp32", False), ("fp16", False), ("fp32", True)])
+def test_resume_is_exact(data_dir: Path, tmp_path: Path, precision: str, prefetch: bool):
+    cfg = tiny_config(steps=6, precision=precision, prefetch=prefetch)
     whole = Trainer(cfg, data_dir, tmp_path / "whole", cache_dir=tmp_path / "cache")
     whole.run()
     assert whole.step == 6

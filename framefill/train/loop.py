@@ -24,6 +24,7 @@ import math
 import random
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -61,6 +62,7 @@ class TrainConfig:
     w_warp: float = 0.5  # robust L1 of each input warped to the middle, at every pyramid level (trains the flow)
     seed: int = 0
     precision: str = "fp32"  # autocast of the forward passes: fp32 (none), bf16, fp16 (with loss scaling)
+    prefetch: bool = False  # build the next batch on a background thread while this one trains (CUDA: on)
     ckpt_every: int = 250  # steps between checkpoints
     val_every: int = 1000  # steps between validations (needs a val set)
     finetune: str | None = None  # start from these weights (safetensors) instead of random init
@@ -266,6 +268,9 @@ class Trainer:
                 self.critic_net = torch.nn.parallel.DistributedDataParallel(self.critics, device_ids=ids)
         self.step = 0
         self.rng = np.random.default_rng(cfg.seed)
+        # With prefetch: (the generator's state after the batch being trained, the next batch being built).
+        self._ahead: tuple[dict, Future] | None = None
+        self._builder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="batches") if cfg.prefetch else None
         with distributed.main_first():  # rank 0 fills the clip cache, the others then read it
             self.dataset = training_source(data, photos, cfg.data, cfg.synth, cache_dir, context=self.context)
         self.val_items = load_val(Path(val), cfg.data, context=self.context) if val and self.is_main else []
@@ -284,7 +289,8 @@ class Trainer:
             "ema": self.ema.state_dict() if self.ema else None,
             "opt": self.opt.state_dict(),
             "step": self.step,
-            "np_rng": self.rng.bit_generator.state,
+            # one process's generator after the batches trained so far (not after one drawn ahead)
+            "np_rng": self._ahead[0] if self._ahead is not None else self.rng.bit_generator.state,
             "torch_rng": torch.get_rng_state(),
             "py_rng": random.getstate(),
             "config": self.cfg.to_dict(),
@@ -311,6 +317,7 @@ class Trainer:
         self.opt.load_state_dict(st["opt"])
         self.step = int(st["step"])
         self.rng.bit_generator.state = st["np_rng"]
+        self._ahead = None  # a batch drawn ahead from the old state is dropped
         torch.set_rng_state(st["torch_rng"].cpu())  # map_location moved it; the CPU generator needs a CPU tensor
         random.setstate(st["py_rng"])
         if self.scaler is not None and st.get("scaler"):
@@ -395,11 +402,30 @@ class Trainer:
         four-frame models) and the truths' times ``(B / W,)`` (all 0.5 unless training at arbitrary times).
 
         Every rank draws the whole global batch's random choices, so the RNG streams advance as one process's do
-        (see ``framefill.train.distributed``), and builds only its share.
+        (see ``framefill.train.distributed``), and builds only its share. With ``cfg.prefetch`` the following batch
+        is drawn at once and built on a background thread while this one trains, so that a GPU does not wait for
+        the cropping and rendering; the batches are the same, and checkpoints hold the generator's state from
+        before the batch drawn ahead, so a resumed run draws it again.
         """
+        if self._builder is None:
+            return self._build(self._draw())
+        if self._ahead is None:
+            self._ahead = self._draw_ahead()
+        batch = self._ahead[1].result()
+        self._ahead = self._draw_ahead()  # the following batch: drawn now, built while this one trains
+        return batch
+
+    def _draw(self) -> list:
         draws = [self.dataset.draw(self.rng) for _ in range(self.cfg.batch)]  # cheap: random choices only
-        samples = [self.dataset.build(d) for d in draws[self.share]]  # the pixel work, for this rank's share alone
+        return draws[self.share]
+
+    def _build(self, draws: list) -> tuple[torch.Tensor, torch.Tensor]:
+        samples = [self.dataset.build(d) for d in draws]  # the pixel work, for this rank's share alone
         return torch.stack([x for x, _ in samples]), torch.tensor([t for _, t in samples], dtype=torch.float32)
+
+    def _draw_ahead(self) -> tuple[dict, Future]:
+        state = self.rng.bit_generator.state  # what a checkpoint taken before this batch is used must hold
+        return state, self._builder.submit(self._build, self._draw())
 
     def run(self, *, max_seconds: float | None = None, on_step: Callable[[int, dict], None] | None = None) -> None:
         """Train to ``cfg.steps``. Under torchrun every rank calls it; ``on_step`` runs on every rank."""
