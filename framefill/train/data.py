@@ -183,7 +183,25 @@ def sample_indices(i: int, stride: int, context: int, j: int | None = None) -> l
     raise ValueError(f"context must be 2 or 4 frames, got {context}")
 
 
-class TripletDataset:
+class Samples:
+    """A training source: ``draw(rng)`` makes every random choice of a sample and ``build(draw)`` does its pixel
+    work (so that a data-parallel rank can draw the whole global batch and build only its share);
+    ``sample_timed`` is the two in a row: the frames and the truth's time; ``sample`` the frames alone."""
+
+    def draw(self, rng: np.random.Generator, *args: object) -> object:  # each source has its own draw type
+        raise NotImplementedError
+
+    def build(self, d: object) -> tuple[torch.Tensor, float]:
+        raise NotImplementedError
+
+    def sample_timed(self, rng: np.random.Generator, *args: object) -> tuple[torch.Tensor, float]:
+        return self.build(self.draw(rng, *args))
+
+    def sample(self, rng: np.random.Generator, *args: object) -> torch.Tensor:
+        return self.sample_timed(rng, *args)[0]
+
+
+class TripletDataset(Samples):
     """Random drop-frame triplets from a set of clips, as float tensors ``(3, 3, crop, crop)``.
 
     ``sample(rng)`` returns ``(frame0, frame1, middle)`` stacked on dim 0, each ``(3, crop, crop)`` in
@@ -237,12 +255,6 @@ class TripletDataset:
             return float(np.abs(pa.astype(np.int16) - pb).mean())
 
         return max(places, key=motion)
-
-    def sample(self, rng: np.random.Generator) -> torch.Tensor:
-        return self.sample_timed(rng)[0]
-
-    def sample_timed(self, rng: np.random.Generator) -> tuple[torch.Tensor, float]:
-        return self.build(self.draw(rng))
 
     def draw(self, rng: np.random.Generator) -> ClipDraw:
         """Every random choice of a sample, and no pixel work (``build`` does that): a rank of a data-parallel

@@ -36,6 +36,7 @@ from framefill.train.data import (
     Augmentation,
     ClipDraw,
     DataConfig,
+    Samples,
     TripletDataset,
     apply_augmentation,
     draw_augmentation,
@@ -218,7 +219,7 @@ class SceneDraw:
     aug: Augmentation
 
 
-class SyntheticTriplets:
+class SyntheticTriplets(Samples):
     """Synthetic triplets from a folder of photos (searched recursively), as float tensors ``(3, 3, h, w)``.
 
     ``sample(rng)`` returns ``(frame0, frame1, middle)`` stacked on dim 0 in [0, 1], augmented
@@ -269,19 +270,9 @@ class SyntheticTriplets:
     def summary(self) -> dict[str, int]:
         return {"photos": len(self)}
 
-    def sample(self, rng: np.random.Generator, size: int | tuple[int, int] | None = None) -> torch.Tensor:
-        """A random triplet ``(3, 3, h, w)``: frame 0, frame 1, then the exact middle frame (with
-        ``cfg.arbitrary_time``: the exact frame at a random time, see ``sample_timed``)."""
-        return self.sample_timed(rng, size)[0]
-
-    def sample_timed(self, rng: np.random.Generator, size: int | tuple[int, int] | None = None
-                     ) -> tuple[torch.Tensor, float]:
-        """A random triplet and the time of its truth: 0.5, or with ``cfg.arbitrary_time`` uniform in
-        ``TIME_RANGE`` (drawn after the scene)."""
-        return self.build(self.draw(rng, size))
-
     def draw(self, rng: np.random.Generator, size: int | tuple[int, int] | None = None) -> SceneDraw:
-        """Every random choice of a sample (the scene, the truth's time, the augmentation); ``build`` renders it."""
+        """Every random choice of a sample (the scene, the truth's time: 0.5, or with ``cfg.arbitrary_time``
+        uniform in ``TIME_RANGE``; the augmentation); ``build`` renders it."""
         scene = self.scene(rng, size)
         t = float(rng.uniform(*TIME_RANGE)) if self.cfg.arbitrary_time else 0.5
         return SceneDraw(scene, t, draw_augmentation(rng, self.cfg, square=scene.size[0] == scene.size[1]))
@@ -364,7 +355,7 @@ class SyntheticTriplets:
         return Layer(rgba, motion)
 
 
-class MixedTriplets:
+class MixedTriplets(Samples):
     """Clip triplets and synthetic ones: each ``sample`` is synthetic with probability ``ratio``.
 
     The choice uses the caller's generator, so a run is as deterministic and resumable as with clips alone.
@@ -375,21 +366,14 @@ class MixedTriplets:
             raise ValueError(f"a synthetic ratio of {ratio} leaves {1 - ratio:.0%} of triplets to clips; give clips")
         self.clips, self.photos, self.ratio = clips, photos, ratio
 
-    def sample(self, rng: np.random.Generator) -> torch.Tensor:
-        return self.sample_timed(rng)[0]
-
-    def sample_timed(self, rng: np.random.Generator) -> tuple[torch.Tensor, float]:
-        return self.build(self.draw(rng))
-
-    def draw(self, rng: np.random.Generator) -> tuple[bool, SceneDraw | ClipDraw]:
-        """``(synthetic?, the chosen source's draw)``."""
+    def draw(self, rng: np.random.Generator) -> SceneDraw | ClipDraw:
+        """The chosen source's draw (its type says which source builds it)."""
         if self.clips is None or rng.random() < self.ratio:
-            return True, self.photos.draw(rng)
-        return False, self.clips.draw(rng)
+            return self.photos.draw(rng)
+        return self.clips.draw(rng)
 
-    def build(self, d: tuple[bool, SceneDraw | ClipDraw]) -> tuple[torch.Tensor, float]:
-        synthetic, inner = d
-        return self.photos.build(inner) if synthetic else self.clips.build(inner)  # type: ignore[union-attr, arg-type]
+    def build(self, d: SceneDraw | ClipDraw) -> tuple[torch.Tensor, float]:
+        return self.photos.build(d) if isinstance(d, SceneDraw) else self.clips.build(d)  # type: ignore[union-attr]
 
     def summary(self) -> dict[str, int | float]:
         clips = self.clips.summary() if self.clips else {"clips": 0, "triplets": 0}
