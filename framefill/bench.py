@@ -56,7 +56,14 @@ from framefill import __version__
 from framefill.checkpoint import WeightsError, read_metadata
 from framefill.interpolate import ScheduleConfig
 from framefill.models import REGISTRY, build_model, default_weights, load_model
-from framefill.pipeline import PRECISIONS, StageTimes, cpu_has_native_bf16, interpolate_video, resolve_dtype
+from framefill.pipeline import (
+    PRECISIONS,
+    StageTimes,
+    cpu_has_native_bf16,
+    interpolate_video,
+    keep_freed_memory,
+    resolve_dtype,
+)
 from framefill.tiling import bytes_per_pixel
 from framefill.video import FrameSink
 from framefill.windows import is_windowed
@@ -120,6 +127,7 @@ def load_for_bench(arch: str, preset: str, device: torch.device, dtype: torch.dt
     net = net.to(device=device, dtype=dtype)
     if device.type == "cpu":
         net = net.to(memory_format=torch.channels_last)  # as load_interpolator does
+        keep_freed_memory()
     return net, label
 
 

@@ -7,7 +7,12 @@ and means what it says, not how fast anything is.
 from __future__ import annotations
 
 import json
+import os
+import platform
 import re
+import resource
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -217,3 +222,31 @@ def test_bench_on_cuda(tmp_path: Path) -> None:
     assert [r["dtype"] for r in report["model"]] == ["fp32", "fp16"]
     assert all(r["status"] == "ok" and r["memory_kind"] == "cuda max_memory_allocated" for r in report["model"])
     assert all(r["status"] == "ok" for r in report["e2e"])
+
+
+_FAULTS_SCRIPT = """
+import resource, torch
+from framefill.pipeline import keep_freed_memory
+kept = keep_freed_memory()
+torch.ones(1 << 24)  # 64 MiB: above glibc's largest default mmap threshold (32 MiB)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(10):
+    torch.ones(1 << 24)
+print(kept, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="tunes glibc's malloc")
+def test_keeping_freed_memory_stops_large_tensors_faulting_their_pages_in_again():
+    def run(setting: str) -> tuple[bool, int]:
+        env = {**os.environ, "FRAMEFILL_MALLOC_TUNING": setting}
+        out = subprocess.run([sys.executable, "-c", _FAULTS_SCRIPT], env=env, capture_output=True, text=True,
+                             check=True).stdout.split()
+        return out[0] == "True", int(out[1])
+
+    pages = (1 << 26) // resource.getpagesize()  # pages of one 64 MiB tensor
+    kept, faults = run("1")
+    off, faults_off = run("0")
+    assert kept and not off
+    assert faults_off >= 9 * pages  # every tensor maps fresh pages and faults them in
+    assert faults <= 2 * pages  # the heap's pages are reused

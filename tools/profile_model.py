@@ -4,18 +4,22 @@
 Shipped weights (or random ones for a model without them); CPU self time per op, summed over ``--repeat`` calls
 after a warm-up, grouped: convolutions, warping (grid_sample), resampling (interpolate, pooling), and the rest
 (elementwise arithmetic, concatenation, reductions: mostly the Lucas-Kanade steps and box filters for film).
+Then, without the profiler, wall time, minor page faults and kernel (system) CPU time per call: the cost of
+fresh memory that ``framefill.pipeline.keep_freed_memory`` saves (``FRAMEFILL_MALLOC_TUNING=0`` to see it without).
 """
 
 from __future__ import annotations
 
 import argparse
+import resource
+import time
 from collections import defaultdict
 
 import torch
 from torch.profiler import ProfilerActivity, profile
 
 from framefill.models import build_model, default_weights, load_model
-from framefill.pipeline import resolve_dtype
+from framefill.pipeline import keep_freed_memory, resolve_dtype
 from framefill.windows import is_windowed
 
 GROUPS = {
@@ -43,6 +47,7 @@ def main() -> None:
     path = default_weights(args.model)
     net = load_model(path)[0] if path.exists() else build_model(args.model).eval()
     net = net.to(dtype=dtype).to(memory_format=torch.channels_last)
+    kept = keep_freed_memory()  # as framefill interp does on the CPU
     w, h = (int(v) for v in args.size.split("x"))
     d = net.divisor
     h, w = -(-h // d) * d, -(-w // d) * d
@@ -63,6 +68,15 @@ def main() -> None:
           f"{whole / args.repeat / 1e6:.3f} s per call")
     for group, t in sorted(totals.items(), key=lambda kv: -kv[1]):
         print(f"  {group}: {t / whole:.0%} ({t / args.repeat / 1e6:.3f} s)")
+    with torch.inference_mode():
+        before, start = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+        for _ in range(args.repeat):
+            net(*inputs)
+        wall, after = time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF)
+    print(f"without the profiler: {wall / args.repeat:.3f} s per call, "
+          f"{(after.ru_minflt - before.ru_minflt) / args.repeat:,.0f} minor page faults and "
+          f"{(after.ru_stime - before.ru_stime) / args.repeat:.3f} s of kernel time per call "
+          f"(freed memory kept for reuse: {'yes' if kept else 'no'}); peak RSS {after.ru_maxrss / 1024:,.0f} MiB")
 
 
 if __name__ == "__main__":
