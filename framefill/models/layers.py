@@ -122,10 +122,10 @@ def box_filter(x: torch.Tensor, size: int) -> torch.Tensor:
     for dim, pad in ((-1, (r, r, 0, 0)), (-2, (0, 0, r, r))):
         padded = F.pad(x, pad, mode="replicate")
         n = x.shape[dim]
-        acc = padded.narrow(dim, 0, n).clone()
-        for i in range(1, size):
+        acc = padded.narrow(dim, 0, n) + padded.narrow(dim, 1, n)  # a new tensor without a copy pass
+        for i in range(2, size):
             acc += padded.narrow(dim, i, n)
-        x = acc / size
+        x = acc.div_(size)
     return x
 
 
