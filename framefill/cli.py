@@ -576,7 +576,8 @@ def bench(
                                                         "1280x720,1920x1080, and 3840x2160 on CUDA).")] = None,
     dtype: Annotated[str | None, typer.Option("--dtype", show_default=False,
                                               help="Precisions, a comma list of fp32, bf16, fp16 (fp16 needs CUDA; "
-                                                   "default: fp32 on CPU, all three on CUDA).")] = None,
+                                                   "default: all three on CUDA; fp32 on the CPU, and bf16 where it has "
+                                                   "native bf16 instructions).")] = None,
     batch: Annotated[str, typer.Option("--batch", "-b", help="Frame pairs per model call, a comma list.")] = "1",
     compile_: Annotated[bool, _flag("--compile/--no-compile", help="Also time torch.compile'd models (reported "
                                     "as unavailable where compiling fails).")] = False,
