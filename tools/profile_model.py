@@ -4,7 +4,9 @@
 Shipped weights (or random ones for a model without them); CPU self time per op, summed over ``--repeat`` calls
 after a warm-up, grouped: convolutions, warping (grid_sample), resampling (interpolate, pooling), and the rest
 (elementwise arithmetic, concatenation, reductions: mostly the Lucas-Kanade steps and box filters for film).
-Then, without the profiler, wall time, minor page faults and kernel (system) CPU time per call: the cost of
+Then, without the profiler, the wall time of each of the model's top-level parts (for film: the feature extractor,
+the flow pyramid, the fusion U-Net; the rest is the forward's own code: pyramids, warps, fallback, blend), minor
+page faults and kernel (system) CPU time per call: the cost of
 fresh memory that ``framefill.pipeline.keep_freed_memory`` saves (``FRAMEFILL_MALLOC_TUNING=0`` to see it without).
 """
 
@@ -14,6 +16,7 @@ import argparse
 import resource
 import time
 from collections import defaultdict
+from collections.abc import Callable
 
 import torch
 from torch.profiler import ProfilerActivity, profile
@@ -68,11 +71,23 @@ def main() -> None:
           f"{whole / args.repeat / 1e6:.3f} s per call")
     for group, t in sorted(totals.items(), key=lambda kv: -kv[1]):
         print(f"  {group}: {t / whole:.0%} ({t / args.repeat / 1e6:.3f} s)")
+    parts: dict[str, float] = defaultdict(float)  # seconds in each top-level child module
+
+    def clock(name: str, sign: int) -> Callable[..., None]:
+        def hook(*_: object) -> None:
+            parts[name] += sign * time.perf_counter()  # minus at entry, plus at exit: the time inside
+        return hook
+
+    for name, child in net.named_children():
+        child.register_forward_pre_hook(clock(name, -1))
+        child.register_forward_hook(clock(name, 1))
     with torch.inference_mode():
         before, start = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
         for _ in range(args.repeat):
             net(*inputs)
         wall, after = time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF)
+    parts["rest of forward"] = wall - sum(parts.values())
+    print("by part: " + ", ".join(f"{name} {t / args.repeat:.3f} s ({t / wall:.0%})" for name, t in parts.items()))
     print(f"without the profiler: {wall / args.repeat:.3f} s per call, "
           f"{(after.ru_minflt - before.ru_minflt) / args.repeat:,.0f} minor page faults and "
           f"{(after.ru_stime - before.ru_stime) / args.repeat:.3f} s of kernel time per call "
