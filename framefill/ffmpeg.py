@@ -319,7 +319,7 @@ class Encoder:
     """ffmpeg encoding raw RGB from its stdin into a hidden temp file beside ``path``, renamed on ``close()``."""
 
     def __init__(self, path: Path, size: tuple[int, int], fps: Fraction, opts: EncodeOptions,
-                 audio_from: Path | None, warnings: list[str]) -> None:  # fmt: skip
+                 audio_from: Path | None, warnings: list[str], sar: Fraction = Fraction(1)) -> None:  # fmt: skip
         ext = ALIAS.get(path.suffix.lower(), path.suffix.lower())
         if ext not in OUTPUT_EXTS:
             exts = ", ".join(sorted(OUTPUT_EXTS))
@@ -328,6 +328,8 @@ class Encoder:
         rate = f"{fps.numerator}/{fps.denominator}"
         width, height = size
         video = video_args(opts, ext, width, height)
+        if sar != 1:  # as a display aspect ratio, which ffmpeg turns back into this pixel aspect ratio
+            video += ["-aspect", f"{width * sar.numerator}:{height * sar.denominator}"]
         carried = scan(Path(audio_from), False)[0] if audio_from and not Path(audio_from).is_dir() else []
         carry = carry_args(ext, carried, warnings)
         args = ["-y", "-f", "rawvideo", "-pix_fmt", "rgb24", "-video_size", f"{width}x{height}", "-framerate", rate,

@@ -78,6 +78,8 @@ class VideoInfo:
     has_audio: bool
     has_subtitles: bool
     codec: str  # ffmpeg's name of the video codec ("h264", "vp9", ...); "images" for a folder
+    sar: Fraction = Fraction(1)  # pixel aspect ratio (width / height of a pixel) as decoded: not 1 for anamorphic
+    # video (DVD, HDV), whose players stretch the picture; FrameSink stores it so the output displays the same
 
 
 def probe(path: Path, *, count_frames: bool = True) -> VideoInfo:
@@ -101,13 +103,17 @@ def probe(path: Path, *, count_frames: bool = True) -> VideoInfo:
         raise VideoError(f"{path} contains no video frames; give a video with at least one frame")
     width, height = int(size[1]), int(size[2])
     rotation = re.search(r"rotation of (-?[\d.]+) degrees", video.text, flags=re.I)
+    sar_match = re.search(r"SAR (\d+):(\d+)", video.text)
+    sar = Fraction(int(sar_match[1]), int(sar_match[2])) if sar_match and int(sar_match[1]) and int(sar_match[2]) \
+        else Fraction(1)  # 0:1 or none: unknown, taken as square
     if rotation and round(float(rotation[1])) % 180 == 90:  # ffmpeg turns such frames upright when decoding
-        width, height = height, width
+        width, height, sar = height, width, 1 / sar
     dur = re.search(r"Duration: (\d+):(\d+):(\d+(?:\.\d+)?)", header)
     duration = int(dur[1]) * 3600 + int(dur[2]) * 60 + float(dur[3]) if dur else None
     has_audio = any(s.kind == "Audio" for s in streams)
     has_subtitles = any(s.kind == "Subtitle" for s in streams)
-    return VideoInfo(width, height, pick_rate(video.text), n_frames, duration, has_audio, has_subtitles, video.codec)
+    return VideoInfo(width, height, pick_rate(video.text), n_frames, duration, has_audio, has_subtitles, video.codec,
+                     sar)
 
 
 def as_rate(value: Fraction | int | float | str) -> Fraction:
@@ -240,6 +246,8 @@ class FrameSink(_CommitOnExit):
         audio_from: a file whose audio and subtitles to carry into the output (video files only).
         overwrite: replace an existing output.
         source: the input being read, refused as the output like ``audio_from``.
+        sar: the pixel aspect ratio to store (``VideoInfo.sar`` of the input), so that players stretch the output
+            as they stretch the input; ignored for folders.
 
     Raises:
         VideoError: if the output exists (without ``overwrite``) or is the input, if its folder is missing or
@@ -257,6 +265,7 @@ class FrameSink(_CommitOnExit):
         audio_from: Path | None = None,
         overwrite: bool = False,
         source: Path | None = None,
+        sar: Fraction = Fraction(1),
     ) -> None:
         folder = _is_folder_path(path)
         self.path = Path(path)
@@ -275,7 +284,7 @@ class FrameSink(_CommitOnExit):
             if self.path.exists() and not overwrite:
                 raise VideoError(f"{self.path} exists; use --force to overwrite")
             opts = options or EncodeOptions.for_path(self.path)
-            self._impl = Encoder(self.path, (width, height), self.fps, opts, audio_from, self.warnings)
+            self._impl = Encoder(self.path, (width, height), self.fps, opts, audio_from, self.warnings, Fraction(sar))
 
     def write(self, frame: np.ndarray) -> None:
         """Append a frame, an ``(H, W, 3)`` uint8 RGB array of the sink's size."""

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import NTSC, assert_one_error, child_processes, make_clip, moving_square, plain
+from conftest import NTSC, assert_one_error, child_processes, make_clip, moving_square, plain, run_ffmpeg
 from typer.testing import CliRunner, Result
 
 import framefill.pipeline
@@ -193,6 +193,22 @@ def test_odd_size_is_kept(work: Path, weights: Path) -> None:
     assert result.exit_code == 0, result.output
     info = probe(work / "out.mkv")
     assert (info.width, info.height, info.n_frames) == (33, 25, 11)
+
+
+@pytest.mark.parametrize(("rotate", "size", "sar"),
+                         [(False, (64, 48), Fraction(4, 3)), (True, (48, 64), Fraction(3, 4))],
+                         ids=["anamorphic", "anamorphic and rotated"])
+def test_pixel_aspect_ratio_is_kept(work: Path, weights: Path, rotate: bool, size: tuple[int, int],
+                                    sar: Fraction) -> None:
+    run_ffmpeg("-i", "in.mp4", "-aspect", "16:9", "-c:v", "libx264", "-c:a", "copy", "wide.mp4")  # 64x48 pixels at 4:3
+    if rotate:
+        run_ffmpeg("-display_rotation", "90", "-i", "wide.mp4", "-c", "copy", "wide_rot.mp4")
+    src = "wide_rot.mp4" if rotate else "wide.mp4"
+    assert probe(work / src).sar == sar
+    result = interp(src, "out.mp4", weights=weights)
+    assert result.exit_code == 0, result.output
+    info = probe(work / "out.mp4")
+    assert ((info.width, info.height), info.sar) == (size, sar)  # players show it as wide as the input
 
 
 def test_folder_of_frames_to_folder(work: Path, weights: Path) -> None:
