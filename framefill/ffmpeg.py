@@ -51,6 +51,7 @@ GENERIC = re.compile(  # ffmpeg's closing lines that say that it failed, not why
     r"Error while|Error sending|Task finished|At least one output|Could not open encoder before EOF|"
     r"Error splitting the argument list)"
 )
+HARMLESS = re.compile(r"deprecated pixel format used")  # swscale on full-range (yuvj*) input: converted right anyway
 STREAM_LINE = re.compile(r"^\s*Stream #0:(\d+)\S*: (Video|Audio|Subtitle|Data|Attachment): ([\w-]+)")
 
 
@@ -303,7 +304,7 @@ def decode(path: Path, width: int, height: int, warnings: list[str]) -> Iterator
         rc = ff.wait()
         if count == 0:
             raise VideoError(f"{path} has no decodable frames; check the file", detail=relevant(ff.lines))
-        warnings.extend(ff.lines)
+        warnings.extend(line for line in ff.lines if not HARMLESS.search(line))
         if rc != 0:
             warnings.append(f"ffmpeg stopped with exit code {rc}")
     finally:

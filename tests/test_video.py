@@ -135,6 +135,16 @@ def test_rotated_video_decodes_upright(tmp_path: Path, clip: Path) -> None:
     assert read_all(rotated)[0].shape == (64, 48, 3)
 
 
+def test_full_range_video_decodes_to_its_levels_without_warnings(tmp_path: Path) -> None:
+    src = tmp_path / "full.mp4"  # yuvj420p: swscale says "deprecated pixel format used" and converts it right
+    run_ffmpeg("-f", "lavfi", "-i", "color=c=0xEBEBEB:size=64x48:rate=10", "-t", "0.3", "-vf",
+               "scale=out_range=pc,format=yuvj420p", "-c:v", "libx264", "-color_range", "pc", str(src))
+    source = FrameSource(src)
+    frames = list(source)
+    assert len(frames) == 3 and source.warnings == []
+    assert np.abs(frames[0].astype(int) - 235).max() <= 1  # full range: 235 stays 235 (read as TV range: 255)
+
+
 def test_frame_folder_round_trip_in_natural_order(tmp_path: Path) -> None:
     names = ["frame1.png", "frame2.jpg", "frame10.png", "Frame11.png", "frame100.png"]
     frames = make_frame_folder(tmp_path / "in", names)
