@@ -239,9 +239,11 @@ def video_args(opts: EncodeOptions, ext: str, width: int, height: int) -> list[s
     if (width % 2 or height % 2) and codec in ("libx264", "libx265"):
         pix_fmt = re.sub(r"^(yuvj?4(20|22|11|10|40)p|nv12|nv21)", "yuv444p", pix_fmt)
     args = ["-c:v", codec, "-pix_fmt", pix_fmt]
-    if pix_fmt.startswith("yuv"):  # convert with and tag BT.709, so players do not guess the matrix
-        args += ["-vf", "scale=out_color_matrix=bt709:out_range=tv", "-colorspace", "bt709",
-                 "-color_primaries", "bt709", "-color_trc", "bt709", "-color_range", "tv"]  # fmt: skip
+    if pix_fmt.startswith("yuv"):  # convert with and tag BT.709, so players do not guess the matrix; the tags go
+        # on the frames (setparams): this ffmpeg takes them from there and ignores -color_primaries/-color_trc
+        args += ["-vf", "scale=out_color_matrix=bt709:out_range=tv,"
+                        "setparams=colorspace=bt709:color_primaries=bt709:color_trc=bt709:range=tv",
+                 "-colorspace", "bt709", "-color_primaries", "bt709", "-color_trc", "bt709", "-color_range", "tv"]
     if codec in ("libx264", "libx265"):
         args += ["-crf", str(opts.crf), "-preset", opts.preset]
     if codec == "libx265":
@@ -282,13 +284,38 @@ def read_exactly(stream: Any, buf: bytearray) -> int:
     return got
 
 
-def decode(path: Path, width: int, height: int, warnings: list[str]) -> Iterator[np.ndarray]:
+MATRICES = frozenset({"bt709", "fcc", "bt470bg", "smpte170m", "smpte240m", "ycgco", "bt2020nc", "bt2020c",
+                      "smpte2085", "chroma-derived-nc", "chroma-derived-c", "ictcp", "gbr"})  # as ffmpeg prints them
+
+
+def untagged_matrix(stream_text: str) -> str | None:
+    """The YUV to RGB matrix to decode a video stream with when it names none, as players pick it: BT.709 for HD
+    (1280 wide or more, or over 576 lines), BT.601 for SD. None when the stream names its matrix or is not YUV.
+
+    ffmpeg converts an untagged stream with BT.601 whatever its size, so untagged HD video (common: phones, screen
+    recorders, many web encodes) would come out with other colours than a player shows, and framefill's output,
+    tagged BT.709, would keep the shift.
+    """
+    fmt = re.search(r", ((?:yuv|nv)\w*)(?:\(([^)]*)\))?[,\s]", stream_text)
+    size = re.search(r", (\d+)x(\d+)", stream_text)
+    if fmt is None or size is None:
+        return None
+    if any(item.split("/")[0] in MATRICES for item in (fmt[2] or "").split(", ")):
+        return None
+    w, h = sorted((int(size[1]), int(size[2])), reverse=True)  # (long side, short side): rotation does not matter
+    return "bt709" if w >= 1280 or h > 576 else "bt601"
+
+
+def decode(path: Path, width: int, height: int, warnings: list[str], matrix: str | None = None
+           ) -> Iterator[np.ndarray]:
     """Decode every frame of the first video stream as ``(height, width, 3)`` uint8 RGB, as the file has them.
 
-    ``-fps_mode passthrough`` keeps ffmpeg from dropping or repeating frames. ffmpeg's complaints about a damaged
-    file are appended to ``warnings``; VideoError is raised only if no frame could be decoded.
+    ``-fps_mode passthrough`` keeps ffmpeg from dropping or repeating frames. ``matrix`` (``untagged_matrix``) is
+    the YUV matrix for a stream that names none. ffmpeg's complaints about a damaged file are appended to
+    ``warnings``; VideoError is raised only if no frame could be decoded.
     """
-    args = ["-nostdin", "-i", file_arg(path), "-map", "0:V:0", "-fps_mode", "passthrough", "-f", "rawvideo"]
+    args = ["-nostdin", "-i", file_arg(path), "-map", "0:V:0", "-fps_mode", "passthrough",
+            *(["-vf", f"scale=in_color_matrix={matrix}"] if matrix else []), "-f", "rawvideo"]
     ff = Ffmpeg([*args, "-pix_fmt", "rgb24", "pipe:1"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
     count = 0
     try:

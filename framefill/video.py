@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
-from framefill.ffmpeg import EncodeOptions, Encoder, decode, parse_rate, pick_rate, scan
+from framefill.ffmpeg import EncodeOptions, Encoder, decode, parse_rate, pick_rate, scan, untagged_matrix
 from framefill.frames import (
     IMAGE_EXTS,
     FrameFolderWriter,
@@ -80,6 +80,8 @@ class VideoInfo:
     codec: str  # ffmpeg's name of the video codec ("h264", "vp9", ...); "images" for a folder
     sar: Fraction = Fraction(1)  # pixel aspect ratio (width / height of a pixel) as decoded: not 1 for anamorphic
     # video (DVD, HDV), whose players stretch the picture; FrameSink stores it so the output displays the same
+    matrix: str | None = None  # YUV matrix decoding assumes for a stream that names none (as players do: BT.709 for
+    # HD, BT.601 for SD); None when the file names its own, or for images
 
 
 def probe(path: Path, *, count_frames: bool = True) -> VideoInfo:
@@ -113,7 +115,7 @@ def probe(path: Path, *, count_frames: bool = True) -> VideoInfo:
     has_audio = any(s.kind == "Audio" for s in streams)
     has_subtitles = any(s.kind == "Subtitle" for s in streams)
     return VideoInfo(width, height, pick_rate(video.text), n_frames, duration, has_audio, has_subtitles, video.codec,
-                     sar)
+                     sar, untagged_matrix(video.text))
 
 
 def as_rate(value: Fraction | int | float | str) -> Fraction:
@@ -177,7 +179,7 @@ class FrameSource:
     def _video_frames(self) -> Iterator[np.ndarray]:
         self.warnings.clear()
         count = 0
-        with closing(decode(self.path, self.info.width, self.info.height, self.warnings)) as frames:
+        with closing(decode(self.path, self.info.width, self.info.height, self.warnings, self.info.matrix)) as frames:
             for frame in frames:
                 count += 1
                 yield frame

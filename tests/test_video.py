@@ -27,7 +27,7 @@ from conftest import (
     write_clip,
 )
 
-from framefill.ffmpeg import scan
+from framefill.ffmpeg import scan, untagged_matrix
 from framefill.video import (
     EncodeOptions,
     FrameSink,
@@ -133,6 +133,38 @@ def test_rotated_video_decodes_upright(tmp_path: Path, clip: Path) -> None:
     info = probe(rotated)
     assert (info.width, info.height) == (48, 64)
     assert read_all(rotated)[0].shape == (64, 48, 3)
+
+
+def test_encoded_video_is_tagged_bt709_throughout(tmp_path: Path, clip: Path) -> None:
+    out = write_clip(tmp_path / "out.mp4", read_all(clip))
+    video = next(s for s in scan(out, False)[0] if s.kind == "Video")
+    assert "yuv420p(tv, bt709, progressive)" in video.text  # matrix, primaries and transfer, not "bt709/unknown/..."
+
+
+@pytest.mark.parametrize(("stream", "matrix"), [
+    ("Video: h264 (High), yuv420p(progressive), 1280x720 [SAR 1:1 DAR 16:9], 24 fps", "bt709"),
+    ("Video: vp8, yuv420p(progressive), 1280x720, SAR 1:1 DAR 16:9, 24 fps", "bt709"),
+    ("Video: mpeg4 (Simple Profile) (FMP4 / 0x34504D46), yuv420p, 720x576 [SAR 16:15 DAR 4:3]", "bt601"),
+    ("Video: h264 (High), yuvj420p(pc, progressive), 320x240 [SAR 1:1 DAR 4:3]", "bt601"),
+    ("Video: h264 (High), yuv420p(progressive), 720x1280, 30 fps (rotated phone video)", "bt709"),
+    ("Video: h264 (High), yuv420p(tv, bt709, progressive), 1280x720", None),
+    ("Video: h264 (High), yuv420p(tv, smpte170m/smpte170m/bt709, progressive), 1920x1080", None),
+    ("Video: hevc (Main 10), yuv420p10le(tv, bt2020nc/bt2020/smpte2084), 3840x2160", None),
+    ("Video: png (png  / 0x20676E70), rgb24(pc, gbr/unknown/unknown, progressive), 1280x720", None),
+])
+def test_untagged_yuv_gets_the_matrix_players_assume(stream: str, matrix: str | None) -> None:
+    assert untagged_matrix(stream) == matrix
+
+
+def test_untagged_hd_video_decodes_with_bt709(tmp_path: Path) -> None:
+    png, src = tmp_path / "green.png", tmp_path / "untagged.mp4"
+    cv2.imwrite(str(png), np.full((720, 1280, 3), (64, 192, 32), np.uint8))  # BGR: RGB (32, 192, 64)
+    run_ffmpeg("-loop", "1", "-i", str(png), "-frames:v", "2", "-vf", "scale=out_color_matrix=bt709:out_range=tv,"
+               "format=yuv420p,setparams=colorspace=unknown:color_primaries=unknown:color_trc=unknown",
+               "-c:v", "libx264", "-crf", "0", str(src))  # BT.709 YUV, as an HD camera writes it, without tags
+    assert probe(src).matrix == "bt709"
+    frame = next(iter(FrameSource(src)))
+    assert np.abs(frame.astype(int) - (32, 192, 64)).max() <= 2  # read as BT.601 it is (45, 216, 68)
 
 
 def test_full_range_video_decodes_to_its_levels_without_warnings(tmp_path: Path) -> None:
