@@ -181,13 +181,16 @@ def check_input(path: Path) -> None:
         raise VideoError(f"{path} is a folder, not a video file")
 
 
-def scan(path: Path, count_frames: bool) -> tuple[list[Stream], str, int | None]:
-    """Run ``ffmpeg -i`` (and count video packets without decoding); return streams, header text, count."""
+def scan(path: Path, count_frames: bool) -> tuple[list[Stream], str, int | None, list[float] | None]:
+    """Run ``ffmpeg -i``; return the streams, the header text, and with ``count_frames`` (a pass that reads every
+    video packet without decoding) the packet count and their presentation times in seconds, sorted (None where
+    not counted, or where a packet has no timestamp)."""
     check_input(path)
     cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", file_arg(path)]
     if count_frames:
-        cmd += ["-map", "0:V:0", "-c", "copy", "-f", "null", "-"]
-    done = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **session())
+        cmd += ["-map", "0:V:0", "-c", "copy", "-f", "framecrc", "-"]  # one line per packet: dts, pts, ...
+    done = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE if count_frames else subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, **session())
     text = done.stderr.decode(errors="replace")
     start = text.find("Input #0")
     if start < 0:
@@ -200,8 +203,32 @@ def scan(path: Path, count_frames: bool) -> tuple[list[Stream], str, int | None]
             streams.append(Stream(int(m[1]), m[2], m[3], line))
         elif streams and line.startswith("    "):
             streams[-1] = dataclasses.replace(streams[-1], text=streams[-1].text + "\n" + line)
-    counts = re.findall(r"frame=\s*(\d+)", text) if count_frames and done.returncode == 0 else []
-    return streams, header, int(counts[-1]) if counts else None
+    if not count_frames or done.returncode != 0:
+        return streams, header, None, None
+    return streams, header, *packet_times(done.stdout.decode(errors="replace"))
+
+
+NO_PTS = -(2**63)  # AV_NOPTS_VALUE, as framecrc prints a missing timestamp
+
+
+def packet_times(framecrc: str) -> tuple[int, list[float] | None]:
+    """The packet count and sorted presentation times (seconds) in ffmpeg's framecrc output for one stream."""
+    lines = [line.split(",") for line in framecrc.splitlines() if line.strip() and not line.startswith("#")]
+    tb = re.search(r"^#tb \d+: (\d+)/(\d+)", framecrc, flags=re.M)
+    try:
+        pts = [int(fields[2]) for fields in lines]
+    except (IndexError, ValueError):
+        return len(lines), None
+    if tb is None or not pts or NO_PTS in pts:
+        return len(lines), None
+    unit = int(tb[1]) / int(tb[2])
+    return len(lines), [p * unit for p in sorted(pts)]
+
+
+def timing_drift(times: list[float], fps: Fraction) -> float:
+    """The largest distance (seconds) between a frame's own time and where a constant ``fps`` puts it (frame i
+    at i / fps after the first): how far a video of variable frame rate strays when treated as constant."""
+    return max((abs(t - times[0] - i / fps) for i, t in enumerate(times)), default=0.0)
 
 
 def pick_rate(stream_line: str) -> Fraction:

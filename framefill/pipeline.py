@@ -25,7 +25,7 @@ from framefill.interpolate import InterpolationStats, ScheduleConfig, interpolat
 from framefill.interpolate import output_count as _output_count
 from framefill.models import default_weights, load_model
 from framefill.tiling import TileConfig
-from framefill.video import EncodeOptions, FrameSink, FrameSource, ThreadedSink, prefetch
+from framefill.video import EncodeOptions, FrameSink, FrameSource, ThreadedSink, VideoInfo, prefetch
 
 log = logging.getLogger(__name__)
 _clock = time.perf_counter
@@ -260,4 +260,18 @@ def interpolate_video(src: Path, dst: Path, net: torch.nn.Module, schedule: Sche
         timings.model -= timings.wait_decode  # "model" timed the scheduler's generator, which waits on decoding
         timings.finish = _clock() - finishing
         timings.wall = _clock() - started
-    return JobReport(stats.frames_in, written, info.fps, fps_out, stats, list(source.warnings) + list(sink.warnings))
+    return JobReport(stats.frames_in, written, info.fps, fps_out, stats,
+                     _timing_warnings(src, info) + list(source.warnings) + list(sink.warnings))
+
+
+DRIFT_WARNING = 0.05  # seconds: frames further from their own time than this make motion and audio sync visibly off
+
+
+def _timing_warnings(src: Path, info: VideoInfo) -> list[str]:
+    """A warning when the input has a variable frame rate that the constant-rate scheduler would distort."""
+    if info.drift is None or info.drift <= DRIFT_WARNING:
+        return []
+    return [f"{src.name} has a variable frame rate; framefill treats it as a constant {float(info.fps):.4g} fps, "
+            f"which moves some frames up to {info.drift:.2f} s from their own time (uneven motion, audio out of sync "
+            f"there). To keep its timing, make it constant first (ffmpeg repeats frames up to the file's nominal "
+            f"rate): ffmpeg -i {src.name} -fps_mode cfr constant.mp4"]

@@ -42,7 +42,16 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
-from framefill.ffmpeg import EncodeOptions, Encoder, decode, parse_rate, pick_rate, scan, untagged_matrix
+from framefill.ffmpeg import (
+    EncodeOptions,
+    Encoder,
+    decode,
+    parse_rate,
+    pick_rate,
+    scan,
+    timing_drift,
+    untagged_matrix,
+)
 from framefill.frames import (
     IMAGE_EXTS,
     FrameFolderWriter,
@@ -82,6 +91,8 @@ class VideoInfo:
     # video (DVD, HDV), whose players stretch the picture; FrameSink stores it so the output displays the same
     matrix: str | None = None  # YUV matrix decoding assumes for a stream that names none (as players do: BT.709 for
     # HD, BT.601 for SD); None when the file names its own, or for images
+    drift: float | None = None  # seconds: how far frame timestamps stray from a constant ``fps`` (variable frame
+    # rate video: phones, screen recordings); None when not measured
 
 
 def probe(path: Path, *, count_frames: bool = True) -> VideoInfo:
@@ -96,7 +107,7 @@ def probe(path: Path, *, count_frames: bool = True) -> VideoInfo:
         VideoError: if the file is missing, not a readable video, has no video stream or no frames.
     """
     path = Path(path)
-    streams, header, n_frames = scan(path, count_frames)
+    streams, header, n_frames, times = scan(path, count_frames)
     video = next((s for s in streams if s.kind == "Video" and "attached pic" not in s.text), None)
     size = re.search(r", (\d+)x(\d+)", video.text) if video else None
     if video is None or size is None:
@@ -114,8 +125,10 @@ def probe(path: Path, *, count_frames: bool = True) -> VideoInfo:
     duration = int(dur[1]) * 3600 + int(dur[2]) * 60 + float(dur[3]) if dur else None
     has_audio = any(s.kind == "Audio" for s in streams)
     has_subtitles = any(s.kind == "Subtitle" for s in streams)
-    return VideoInfo(width, height, pick_rate(video.text), n_frames, duration, has_audio, has_subtitles, video.codec,
-                     sar, untagged_matrix(video.text))
+    fps = pick_rate(video.text)
+    drift = timing_drift(times, fps) if times else None
+    return VideoInfo(width, height, fps, n_frames, duration, has_audio, has_subtitles, video.codec, sar,
+                     untagged_matrix(video.text), drift)
 
 
 def as_rate(value: Fraction | int | float | str) -> Fraction:
@@ -159,8 +172,8 @@ class FrameSource:
         else:
             self._files = None
             self.info = probe(self.path)
-            if fps is not None:
-                self.info = dataclasses.replace(self.info, fps=fps)
+            if fps is not None:  # retimed on purpose: the file's own timing no longer applies
+                self.info = dataclasses.replace(self.info, fps=fps, drift=None)
 
     def __iter__(self) -> Iterator[np.ndarray]:
         frames = self._folder_frames(self._files) if self._files is not None else self._video_frames()

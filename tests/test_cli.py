@@ -211,6 +211,18 @@ def test_pixel_aspect_ratio_is_kept(work: Path, weights: Path, rotate: bool, siz
     assert ((info.width, info.height), info.sar) == (size, sar)  # players show it as wide as the input
 
 
+def test_variable_frame_rate_input_gets_a_warning_and_constant_input_none(work: Path, weights: Path) -> None:
+    run_ffmpeg("-i", "in.mp4", "-vf", "setpts='(N+if(gte(N,6),2*(N-5),0))/(30*TB)'", "-fps_mode", "passthrough",
+               "vfr.mp4")  # frames 0-5 a 30th of a second apart, then a 10th
+    result = interp("vfr.mp4", "out.mp4", weights=weights)
+    assert result.exit_code == 0, result.output
+    warning = plain(result.stderr).split("warning: ", 1)[1]
+    assert warning.startswith("vfr.mp4 has a variable frame rate") and "ffmpeg -i vfr.mp4 -fps_mode cfr" in warning
+    assert probe(work / "out.mp4").n_frames == 23  # still every input frame and one between each pair
+    result = interp("in.mp4", "out2.mp4", weights=weights)
+    assert result.exit_code == 0 and "warning" not in plain(result.stderr)
+
+
 def test_folder_of_frames_to_folder(work: Path, weights: Path) -> None:
     frames = list(moving_square(n=10))
     result = interp("frames", "out", "--factor", "2", weights=weights)

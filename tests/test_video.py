@@ -27,7 +27,7 @@ from conftest import (
     write_clip,
 )
 
-from framefill.ffmpeg import scan, untagged_matrix
+from framefill.ffmpeg import packet_times, scan, timing_drift, untagged_matrix
 from framefill.video import (
     EncodeOptions,
     FrameSink,
@@ -165,6 +165,29 @@ def test_untagged_hd_video_decodes_with_bt709(tmp_path: Path) -> None:
     assert probe(src).matrix == "bt709"
     frame = next(iter(FrameSource(src)))
     assert np.abs(frame.astype(int) - (32, 192, 64)).max() <= 2  # read as BT.601 it is (45, 216, 68)
+
+
+def test_packet_times_are_read_from_framecrc_sorted_and_in_seconds() -> None:
+    crc = ("#tb 0: 1/90\n#media_type 0: video\n0, -3, 0, 3, 100, 0x1\n0, 0, 9, 3, 50, 0x2, F=0x0\n"
+           "0, 3, 3, 3, 50, 0x3\n0, 6, 6, 3, 50, 0x4\n")  # B-frame order: pts 0, 9, 3, 6
+    assert packet_times(crc) == (4, [0.0, 3 / 90, 6 / 90, 9 / 90])
+    assert packet_times(crc.replace(" 9, 3, 50", f" {-(2**63)}, 3, 50")) == (4, None)  # a packet without pts
+    assert packet_times("#tb 0: 1/90\n") == (0, None)
+
+
+def test_timing_drift_is_the_largest_distance_from_a_constant_rate() -> None:
+    assert timing_drift([1.0, 1.1, 1.2, 1.3], Fraction(10)) == pytest.approx(0)
+    assert timing_drift([0.0, 0.1, 0.2, 0.6], Fraction(5)) == pytest.approx(0.2)  # at 0, .2, .4, .6: frame 2 is .2 off
+    assert timing_drift([0.0, 0.1, 0.2, 0.6], Fraction(10)) == pytest.approx(0.3)
+
+
+def test_variable_frame_rate_is_measured(tmp_path: Path, clip: Path) -> None:
+    vfr = tmp_path / "vfr.mp4"  # frames 0-5 a 30th of a second apart, then a 10th
+    run_ffmpeg("-i", str(clip), "-vf", "setpts='(N+if(gte(N,6),2*(N-5),0))/(30*TB)'", "-fps_mode", "passthrough",
+               "-an", str(vfr))
+    assert probe(vfr).drift > 0.1
+    assert probe(clip).drift == pytest.approx(0, abs=1e-3)
+    assert probe(vfr, count_frames=False).drift is None
 
 
 def test_full_range_video_decodes_to_its_levels_without_warnings(tmp_path: Path) -> None:
