@@ -181,10 +181,9 @@ def check_input(path: Path) -> None:
         raise VideoError(f"{path} is a folder, not a video file")
 
 
-def scan(path: Path, count_frames: bool) -> tuple[list[Stream], str, int | None, list[float] | None]:
+def scan(path: Path, count_frames: bool) -> tuple[list[Stream], str, int | None, list[Fraction] | None]:
     """Run ``ffmpeg -i``; return the streams, the header text, and with ``count_frames`` (a pass that reads every
-    video packet without decoding) the packet count and their presentation times in seconds, sorted (None where
-    not counted, or where a packet has no timestamp)."""
+    video packet without decoding) the packet count and their times (``packet_times``; None where not counted)."""
     check_input(path)
     cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", file_arg(path)]
     if count_frames:
@@ -211,24 +210,26 @@ def scan(path: Path, count_frames: bool) -> tuple[list[Stream], str, int | None,
 NO_PTS = -(2**63)  # AV_NOPTS_VALUE, as framecrc prints a missing timestamp
 
 
-def packet_times(framecrc: str) -> tuple[int, list[float] | None]:
-    """The packet count and sorted presentation times (seconds) in ffmpeg's framecrc output for one stream."""
+def packet_times(framecrc: str) -> tuple[int, list[Fraction] | None]:
+    """The packet count, and the presentation times (seconds after the first, exact, sorted) in ffmpeg's framecrc
+    output for one stream; None for the times when a packet has no timestamp or two share one."""
     lines = [line.split(",") for line in framecrc.splitlines() if line.strip() and not line.startswith("#")]
     tb = re.search(r"^#tb \d+: (\d+)/(\d+)", framecrc, flags=re.M)
     try:
-        pts = [int(fields[2]) for fields in lines]
+        pts = sorted(int(fields[2]) for fields in lines)
     except (IndexError, ValueError):
         return len(lines), None
-    if tb is None or not pts or NO_PTS in pts:
+    if tb is None or not pts or pts[0] == NO_PTS or len(set(pts)) < len(pts):
         return len(lines), None
-    unit = int(tb[1]) / int(tb[2])
-    return len(lines), [p * unit for p in sorted(pts)]
+    unit = Fraction(int(tb[1]), int(tb[2]))
+    return len(lines), [(p - pts[0]) * unit for p in pts]
 
 
-def timing_drift(times: list[float], fps: Fraction) -> float:
-    """The largest distance (seconds) between a frame's own time and where a constant ``fps`` puts it (frame i
-    at i / fps after the first): how far a video of variable frame rate strays when treated as constant."""
-    return max((abs(t - times[0] - i / fps) for i, t in enumerate(times)), default=0.0)
+def timing_drift(times: list[Fraction], fps: Fraction) -> float:
+    """The largest distance (seconds) between a frame's own time (``times``: seconds after the first frame) and
+    where a constant ``fps`` puts it (frame i at i / fps): how far a video of variable frame rate strays when
+    treated as constant."""
+    return float(max((abs(t - i / fps) for i, t in enumerate(times)), default=Fraction(0)))
 
 
 def pick_rate(stream_line: str) -> Fraction:

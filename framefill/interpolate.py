@@ -51,7 +51,7 @@ from __future__ import annotations
 import itertools
 import logging
 import math
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -148,6 +148,53 @@ def _pair_times(i: int, ratio: Fraction) -> list[Fraction]:
 
 def _ends_on_last(n_in: int, ratio: Fraction) -> bool:
     return ((n_in - 1) * ratio).denominator == 1
+
+
+class Timeline:
+    """Where the input frames sit among the outputs: frame ``i`` at ``pos(i)`` in output-frame units (output ``k``
+    sits at ``k``), so the outputs in the pair ``(i, i + 1)`` are the integers in ``[pos(i), pos(i + 1))``.
+
+    At a constant rate ``pos(i) = i * ratio``. With ``times`` (each frame's time in seconds after the first,
+    strictly increasing: a variable frame rate video's own timestamps) ``pos(i) = times[i] * out_fps``, so every
+    output shows the moment it stands for however unevenly the inputs were spaced; frames past the end of
+    ``times`` (a decoder that gave more than were counted) continue at the constant rate.
+    """
+
+    def __init__(self, ratio: Fraction, times: Sequence[Fraction] | None = None, out_fps: Fraction | None = None
+                 ) -> None:
+        if times is not None:
+            if out_fps is None or out_fps <= 0:
+                raise ValueError("frame times need the output frame rate")
+            if not times or times[0] != 0 or any(b <= a for a, b in itertools.pairwise(times)):
+                raise ValueError("frame times must start at 0 and increase")
+        self.ratio, self.times, self.out_fps = Fraction(ratio), times, out_fps
+
+    def pos(self, i: int) -> Fraction:
+        if self.times is None:
+            return i * self.ratio
+        last = len(self.times) - 1
+        if i <= last:
+            return self.times[i] * self.out_fps
+        return self.times[last] * self.out_fps + (i - last) * self.ratio
+
+    def pair_times(self, i: int) -> list[Fraction]:
+        """Exact times ``t`` in [0, 1) of the outputs falling in the pair ``(i, i + 1)``."""
+        a, b = self.pos(i), self.pos(i + 1)
+        return [(k - a) / (b - a) for k in range(math.ceil(a), math.ceil(b))]
+
+    def ends_on_last(self, n_in: int) -> bool:
+        return self.pos(n_in - 1).denominator == 1
+
+    def count(self, n_in: int) -> int:
+        """Outputs of ``n_in`` inputs."""
+        return math.floor(self.pos(n_in - 1)) + 1
+
+    def widest(self) -> Fraction:
+        """The most outputs one pair spans (what the bisection depth has to resolve)."""
+        if self.times is None:
+            return self.ratio
+        gaps = (b - a for a, b in itertools.pairwise(self.times))
+        return max(self.ratio, max(gaps, default=Fraction(0)) * self.out_fps)
 
 
 def plan_output(n_in: int | None, in_fps: Fraction | int, *, factor: int | None = None,
@@ -376,17 +423,21 @@ def _check_frame(frame: object, index: int, first_shape: tuple[int, ...] | None)
 def interpolate_frames(frames: Iterable[np.ndarray], in_fps: Fraction | int, model: torch.nn.Module,
                        config: ScheduleConfig, *, device: torch.device | str = CPU,
                        dtype: torch.dtype = torch.float32, on_progress: Callable[[int], None] | None = None,
-                       stats: InterpolationStats | None = None) -> Iterator[np.ndarray]:
+                       stats: InterpolationStats | None = None,
+                       times: Sequence[Fraction] | None = None) -> Iterator[np.ndarray]:
     """Interpolate a stream of frames; a generator over the output frames, in order.
 
     Args:
         frames: ``(H, W, 3)`` uint8 RGB arrays, one size; read lazily, a few batches ahead at most.
-        in_fps: the input frame rate (a ``Fraction``: 30000/1001, not 29.97).
+        in_fps: the input frame rate (a ``Fraction``: 30000/1001, not 29.97); with ``times``, the average one.
         model: ``model(img0, img1)`` -> the frame at t = 0.5 (see the module docstring for other models).
         config: the output rate and the scheduling knobs.
         device, dtype: where and in what precision the model runs.
         on_progress: called with the number of frames output so far, once per output frame.
         stats: filled in while the generator runs (pairs, cuts, duplicates, model calls).
+        times: each frame's own time, seconds after the first (a variable frame rate video): outputs are placed
+            at ``k / out_fps`` among them (``Timeline``) instead of assuming the frames evenly spaced. Two-frame
+            models only.
 
     Configuration errors raise here; fewer than 2 frames, bad frames and size changes raise
     ``ValueError`` from the generator when they are read.
@@ -396,14 +447,17 @@ def interpolate_frames(frames: Iterable[np.ndarray], in_fps: Fraction | int, mod
     from framefill import windows  # imports this module
 
     if windows.is_windowed(model):  # four-frame models (convlstm): whole passes over the stream
+        if times is not None:
+            raise ValueError("four-frame models take evenly spaced frames; frame times are for two-frame models")
         return windows.interpolate_windows(iter(frames), ratio, model, config, device=device, dtype=dtype,
                                            on_progress=on_progress, stats=stats)
+    timeline = Timeline(ratio, times, Fraction(in_fps) * ratio if times is not None else None)
     runner = _Runner(model, device, dtype, stats, config.tiling)
-    depth = 0 if runner.arbitrary else depth_for(ratio, config.max_depth)
-    return _generate(iter(frames), ratio, depth, runner, config, stats, on_progress)
+    depth = 0 if runner.arbitrary else depth_for(timeline.widest(), config.max_depth)
+    return _generate(iter(frames), timeline, depth, runner, config, stats, on_progress)
 
 
-def _generate(frames: Iterator[np.ndarray], ratio: Fraction, depth: int, runner: _Runner, config: ScheduleConfig,
+def _generate(frames: Iterator[np.ndarray], timeline: Timeline, depth: int, runner: _Runner, config: ScheduleConfig,
               stats: InterpolationStats, on_progress: Callable[[int], None] | None) -> Iterator[np.ndarray]:
     window: list[_Frame] = []
     plans: list[list[tuple[int, Fraction | None]]] = []  # per pair: (0 | 1, None) = copy that frame, (0, t) = model
@@ -423,7 +477,7 @@ def _generate(frames: Iterator[np.ndarray], ratio: Fraction, depth: int, runner:
             stats.pairs_duplicate += kind == "duplicate"
             stats.scene_cuts += kind == "cut"
         plan: list[tuple[int, Fraction | None]] = []
-        for t in _pair_times(a.index, ratio):
+        for t in timeline.pair_times(a.index):
             if t == 0 or kind != "motion":
                 plan.append((0 if t < HALF else 1, None))
                 continue
@@ -459,7 +513,7 @@ def _generate(frames: Iterator[np.ndarray], ratio: Fraction, depth: int, runner:
         raise ValueError(f"need at least 2 frames to interpolate, got {n_in}")
     if plans:
         yield from flush()
-    if _ends_on_last(n_in, ratio):
+    if timeline.ends_on_last(n_in):
         yield emit(window[-1].image)
 
 

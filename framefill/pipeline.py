@@ -21,11 +21,19 @@ import torch
 
 from framefill.checkpoint import WeightsError
 from framefill.frames import VideoError, is_image_file, read_image, write_image
-from framefill.interpolate import InterpolationStats, ScheduleConfig, interpolate_frames, interpolate_pair, out_fps_for
+from framefill.interpolate import (
+    InterpolationStats,
+    ScheduleConfig,
+    Timeline,
+    interpolate_frames,
+    interpolate_pair,
+    out_fps_for,
+)
 from framefill.interpolate import output_count as _output_count
 from framefill.models import default_weights, load_model
 from framefill.tiling import TileConfig
 from framefill.video import EncodeOptions, FrameSink, FrameSource, ThreadedSink, VideoInfo, prefetch
+from framefill.windows import is_windowed
 
 log = logging.getLogger(__name__)
 _clock = time.perf_counter
@@ -224,9 +232,13 @@ def interpolate_video(src: Path, dst: Path, net: torch.nn.Module, schedule: Sche
         source.close()
         raise VideoError(f"{src} has {info.n_frames} frame(s); interpolation needs at least 2")
     fps_out = out_fps_for(info.fps, schedule)
+    # A variable frame rate is followed through the frames' own timestamps (two-frame models; a constant-rate
+    # video keeps the exact constant-rate plan, which its rounded timestamps would only blur).
+    times = info.frame_times if _uneven(info) and not is_windowed(net) else None
     total = None
     if info.n_frames:
-        total = _output_count(info.n_frames, info.fps, factor=schedule.factor, fps=schedule.fps)
+        total = (Timeline(fps_out / info.fps, times, fps_out).count(info.n_frames) if times else
+                 _output_count(info.n_frames, info.fps, factor=schedule.factor, fps=schedule.fps))
     audio = src if keep_audio and src.is_file() and (info.has_audio or info.has_subtitles) else None
     stats = InterpolationStats()
     sink = FrameSink(dst, width=info.width, height=info.height, fps=fps_out, options=encode,
@@ -240,7 +252,8 @@ def interpolate_video(src: Path, dst: Path, net: torch.nn.Module, schedule: Sche
             frames = prefetch(iter(source) if timings is None else _timed(iter(source), timings, "decode"), depth=8)
             try:
                 feed = frames if timings is None else _timed(frames, timings, "wait_decode")
-                made = interpolate_frames(feed, info.fps, net, schedule, device=device, dtype=dtype, stats=stats)
+                made = interpolate_frames(feed, info.fps, net, schedule, device=device, dtype=dtype, stats=stats,
+                                          times=times)
                 for frame in made if timings is None else _timed(made, timings, "model"):
                     start = _clock()
                     out.write(frame)
@@ -261,17 +274,22 @@ def interpolate_video(src: Path, dst: Path, net: torch.nn.Module, schedule: Sche
         timings.finish = _clock() - finishing
         timings.wall = _clock() - started
     return JobReport(stats.frames_in, written, info.fps, fps_out, stats,
-                     _timing_warnings(src, info) + list(source.warnings) + list(sink.warnings))
+                     _timing_warnings(src, info, net) + list(source.warnings) + list(sink.warnings))
 
 
 DRIFT_WARNING = 0.05  # seconds: frames further from their own time than this make motion and audio sync visibly off
 
 
-def _timing_warnings(src: Path, info: VideoInfo) -> list[str]:
-    """A warning when the input has a variable frame rate that the constant-rate scheduler would distort."""
-    if info.drift is None or info.drift <= DRIFT_WARNING:
+def _uneven(info: VideoInfo) -> bool:
+    """Whether the input's frame times stray from its constant rate enough to matter (variable frame rate)."""
+    return info.drift is not None and info.drift > DRIFT_WARNING and info.frame_times is not None
+
+
+def _timing_warnings(src: Path, info: VideoInfo, net: torch.nn.Module) -> list[str]:
+    """A warning when the input has a variable frame rate that the model's scheduler cannot follow."""
+    if not _uneven(info) or not is_windowed(net):
         return []
-    return [f"{src.name} has a variable frame rate; framefill treats it as a constant {float(info.fps):.4g} fps, "
-            f"which moves some frames up to {info.drift:.2f} s from their own time (uneven motion, audio out of sync "
-            f"there). To keep its timing, make it constant first (ffmpeg repeats frames up to the file's nominal "
-            f"rate): ffmpeg -i {src.name} -fps_mode cfr constant.mp4"]
+    return [f"{src.name} has a variable frame rate; four-frame models treat it as a constant {float(info.fps):.4g} "
+            f"fps, which moves some frames up to {info.drift:.2f} s from their own time (uneven motion, audio out of "
+            "sync there). Use --model film, or make it constant first (ffmpeg repeats frames up to the file's "
+            f"nominal rate): ffmpeg -i {src.name} -fps_mode cfr constant.mp4"]

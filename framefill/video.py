@@ -35,7 +35,7 @@ import threading
 import weakref
 from collections.abc import Iterable, Iterator
 from contextlib import closing, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -93,6 +93,8 @@ class VideoInfo:
     # HD, BT.601 for SD); None when the file names its own, or for images
     drift: float | None = None  # seconds: how far frame timestamps stray from a constant ``fps`` (variable frame
     # rate video: phones, screen recordings); None when not measured
+    frame_times: tuple[Fraction, ...] | None = field(default=None, repr=False, compare=False)  # each frame's time,
+    # seconds after the first (from the packets' timestamps); None when not read
 
 
 def probe(path: Path, *, count_frames: bool = True) -> VideoInfo:
@@ -128,7 +130,7 @@ def probe(path: Path, *, count_frames: bool = True) -> VideoInfo:
     fps = pick_rate(video.text)
     drift = timing_drift(times, fps) if times else None
     return VideoInfo(width, height, fps, n_frames, duration, has_audio, has_subtitles, video.codec, sar,
-                     untagged_matrix(video.text), drift)
+                     untagged_matrix(video.text), drift, tuple(times) if times else None)
 
 
 def as_rate(value: Fraction | int | float | str) -> Fraction:
@@ -173,7 +175,7 @@ class FrameSource:
             self._files = None
             self.info = probe(self.path)
             if fps is not None:  # retimed on purpose: the file's own timing no longer applies
-                self.info = dataclasses.replace(self.info, fps=fps, drift=None)
+                self.info = dataclasses.replace(self.info, fps=fps, drift=None, frame_times=None)
 
     def __iter__(self) -> Iterator[np.ndarray]:
         frames = self._folder_frames(self._files) if self._files is not None else self._video_frames()

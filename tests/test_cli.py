@@ -211,15 +211,32 @@ def test_pixel_aspect_ratio_is_kept(work: Path, weights: Path, rotate: bool, siz
     assert ((info.width, info.height), info.sar) == (size, sar)  # players show it as wide as the input
 
 
-def test_variable_frame_rate_input_gets_a_warning_and_constant_input_none(work: Path, weights: Path) -> None:
+def _vfr_clip() -> str:
     run_ffmpeg("-i", "in.mp4", "-vf", "setpts='(N+if(gte(N,6),2*(N-5),0))/(30*TB)'", "-fps_mode", "passthrough",
                "vfr.mp4")  # frames 0-5 a 30th of a second apart, then a 10th
+    return "vfr.mp4"
+
+
+def test_variable_frame_rate_input_keeps_its_timing(work: Path, weights: Path) -> None:
+    src = probe(work / _vfr_clip())
+    span = src.frame_times[-1]
+    assert src.drift > 0.1 and float(span) == pytest.approx(23 / 30, abs=1e-3)
     result = interp("vfr.mp4", "out.mp4", weights=weights)
+    assert result.exit_code == 0, result.output
+    assert "warning" not in plain(result.stderr)
+    out = probe(work / "out.mp4")
+    assert out.fps == 2 * src.fps and out.drift == pytest.approx(0, abs=1e-3)  # a constant rate out
+    assert out.n_frames == int(span * out.fps) + 1  # spanning the input's own 23/30 s, not 11 frame intervals
+    assert out.n_frames != 23  # (which treating the input as evenly spaced gives)
+
+
+def test_variable_frame_rate_warns_for_four_frame_models(work: Path, convlstm_weights: Path) -> None:
+    result = interp(_vfr_clip(), "out.mp4", "--model", "convlstm", weights=convlstm_weights)
     assert result.exit_code == 0, result.output
     warning = plain(result.stderr).split("warning: ", 1)[1]
     assert warning.startswith("vfr.mp4 has a variable frame rate") and "ffmpeg -i vfr.mp4 -fps_mode cfr" in warning
-    assert probe(work / "out.mp4").n_frames == 23  # still every input frame and one between each pair
-    result = interp("in.mp4", "out2.mp4", weights=weights)
+    assert probe(work / "out.mp4").n_frames == 23  # evenly spaced: every input and one between each pair
+    result = interp("in.mp4", "out2.mp4", "--model", "convlstm", weights=convlstm_weights)
     assert result.exit_code == 0 and "warning" not in plain(result.stderr)
 
 

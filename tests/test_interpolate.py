@@ -11,6 +11,7 @@ import torch
 from framefill.interpolate import (
     InterpolationStats,
     ScheduleConfig,
+    Timeline,
     interpolate_frames,
     interpolate_pair,
     out_fps_for,
@@ -267,6 +268,34 @@ def test_arbitrary_time_gets_exact_t():
     assert model.seen == pytest.approx([1 / 3, 2 / 3] * 2)
     assert stats.max_timing_error == 0 and stats.model_calls == 1  # all four nodes in one batch
     assert np.allclose(values(out), [STEP * k / 3 for k in range(7)], atol=0.5)
+
+
+VFR_TIMES = [Fraction(0), Fraction(1, 30), Fraction(2, 30), Fraction(5, 30), Fraction(8, 30)]  # 30 fps, then 10
+
+
+def test_frame_times_put_each_output_at_its_own_moment():
+    frames = [np.full((6, 8, 3), int(600 * t), np.uint8) for t in VFR_TIMES]  # brightness 600 per second
+    in_fps = 4 / VFR_TIMES[-1]  # the average rate: 15 fps
+    model = Lerp(arbitrary=True)
+    out = list(interpolate_frames(frames, in_fps, model, ScheduleConfig(factor=2, detect_scenes=False),
+                                  times=VFR_TIMES))
+    assert values(out) == pytest.approx([20 * k for k in range(9)], abs=0.5)  # output k at k/30 s: 600 k / 30
+    assert model.seen == pytest.approx([1 / 3, 2 / 3] * 2)  # only the 10 fps pairs need the model
+    assert out[0] is frames[0] and out[2] is frames[2] and out[5] is frames[3] and out[8] is frames[4]
+    evenly = run(frames, Lerp(arbitrary=True), in_fps=in_fps, factor=2, detect_scenes=False)
+    assert values(evenly) != pytest.approx(values(out), abs=0.5)  # taken as evenly spaced, they land elsewhere
+
+
+def test_frame_times_deepen_bisection_for_wide_gaps_and_are_checked():
+    stats = InterpolationStats()
+    times = [Fraction(0), Fraction(1, 30), Fraction(2, 3)]  # a 19-output gap at 30 fps out: a 1/32 grid
+    frames = [np.full((6, 8, 3), v, np.uint8) for v in (0, 10, 200)]
+    config = ScheduleConfig(factor=2, detect_scenes=False)  # 15 fps in: 30 out
+    out = list(interpolate_frames(frames, Fraction(15), Average(), config, times=times, stats=stats))
+    assert len(out) == Timeline(2, times, Fraction(30)).count(3) == 21
+    assert stats.max_timing_error <= 1 / 64
+    with pytest.raises(ValueError, match="increase"):
+        Timeline(Fraction(2), [Fraction(0), Fraction(1, 30), Fraction(1, 30)], Fraction(30))
 
 
 def test_listed_times_are_called_directly():

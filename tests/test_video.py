@@ -170,15 +170,17 @@ def test_untagged_hd_video_decodes_with_bt709(tmp_path: Path) -> None:
 def test_packet_times_are_read_from_framecrc_sorted_and_in_seconds() -> None:
     crc = ("#tb 0: 1/90\n#media_type 0: video\n0, -3, 0, 3, 100, 0x1\n0, 0, 9, 3, 50, 0x2, F=0x0\n"
            "0, 3, 3, 3, 50, 0x3\n0, 6, 6, 3, 50, 0x4\n")  # B-frame order: pts 0, 9, 3, 6
-    assert packet_times(crc) == (4, [0.0, 3 / 90, 6 / 90, 9 / 90])
+    assert packet_times(crc) == (4, [Fraction(0), Fraction(1, 30), Fraction(2, 30), Fraction(3, 30)])
     assert packet_times(crc.replace(" 9, 3, 50", f" {-(2**63)}, 3, 50")) == (4, None)  # a packet without pts
+    assert packet_times(crc.replace(" 9, 3, 50", " 6, 3, 50")) == (4, None)  # two packets at one time
     assert packet_times("#tb 0: 1/90\n") == (0, None)
 
 
 def test_timing_drift_is_the_largest_distance_from_a_constant_rate() -> None:
-    assert timing_drift([1.0, 1.1, 1.2, 1.3], Fraction(10)) == pytest.approx(0)
-    assert timing_drift([0.0, 0.1, 0.2, 0.6], Fraction(5)) == pytest.approx(0.2)  # at 0, .2, .4, .6: frame 2 is .2 off
-    assert timing_drift([0.0, 0.1, 0.2, 0.6], Fraction(10)) == pytest.approx(0.3)
+    tenths = [Fraction(k, 10) for k in (0, 1, 2, 6)]
+    assert timing_drift(tenths[:3], Fraction(10)) == 0
+    assert timing_drift(tenths, Fraction(5)) == pytest.approx(0.2)  # at 0, .2, .4, .6: frame 2 is .2 off
+    assert timing_drift(tenths, Fraction(10)) == pytest.approx(0.3)
 
 
 def test_variable_frame_rate_is_measured(tmp_path: Path, clip: Path) -> None:
