@@ -6,6 +6,8 @@ output *is* input frame ``i`` (the same array). With ``N`` inputs and ``r = out_
 ``floor((N - 1) * r) + 1`` outputs, none after the last input: for an integer ``factor`` F exactly
 ``(N - 1) * F + 1``, the first and last inputs being the first and last outputs. For an fps target the last
 input is an output only when an output time lands on it (25 -> 60 fps: every 5th input frame does).
+A variable frame rate input may bring its frames' own times (``interpolate_frames(..., times=...)``): output
+``k`` is then placed at ``k / out_fps`` among them (``Timeline``), with ``in_fps`` the average rate.
 
 The model. FILM knows only ``t = 0.5`` (``model.times == (0.5,)``), so other times come from recursive
 bisection, as in FILM's own inference: the midpoint of the pair, then the midpoints of the halves, and so on.
