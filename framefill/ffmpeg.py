@@ -252,7 +252,58 @@ def encoders() -> frozenset[str]:
     return frozenset(re.findall(r"^\s*[VAS][\w.]{5}\s+(\S+)", out.stdout.decode(errors="replace"), flags=re.M))
 
 
-def video_args(opts: EncodeOptions, ext: str, width: int, height: int) -> list[str]:
+MATRICES = frozenset({"bt709", "fcc", "bt470bg", "smpte170m", "smpte240m", "ycgco", "bt2020nc", "bt2020c",
+                      "smpte2085", "chroma-derived-nc", "chroma-derived-c", "ictcp", "gbr"})  # as ffmpeg prints them
+
+
+def untagged_matrix(stream_text: str) -> str | None:
+    """The YUV to RGB matrix to decode a video stream with when it names none, as players pick it: BT.709 for HD
+    (1280 wide or more, or over 576 lines), BT.601 for SD. None when the stream names its matrix or is not YUV.
+
+    ffmpeg converts an untagged stream with BT.601 whatever its size, so untagged HD video (common: phones, screen
+    recorders, many web encodes) would come out with other colours than a player shows, and framefill's output,
+    tagged BT.709, would keep the shift.
+    """
+    fmt = re.search(r", ((?:yuv|nv)\w*)(?:\(([^)]*)\))?[,\s]", stream_text)
+    size = re.search(r", (\d+)x(\d+)", stream_text)
+    if fmt is None or size is None:
+        return None
+    if any(item.split("/")[0] in MATRICES for item in (fmt[2] or "").split(", ")):
+        return None
+    w, h = sorted((int(size[1]), int(size[2])), reverse=True)  # (long side, short side): rotation does not matter
+    return "bt709" if w >= 1280 or h > 576 else "bt601"
+
+
+SCALE_MATRIX = {"bt709": "bt709", "fcc": "fcc", "bt470bg": "bt470", "smpte170m": "smpte170m",
+                "smpte240m": "smpte240m", "bt2020nc": "bt2020"}  # colorspace tag -> the scale filter's matrix name
+
+
+@dataclass(frozen=True)
+class Colour:
+    """How an encoded video's YUV is to be read: matrix, primaries and transfer, as ffmpeg names them."""
+
+    matrix: str = "bt709"
+    primaries: str = "bt709"
+    transfer: str = "bt709"
+
+
+def stream_colour(stream_text: str) -> Colour:
+    """The colour description an output should carry to look like this input stream: the stream's own tags where
+    it has them (BT.2020 HLG or PQ from phones, SMPTE 170M from SD), BT.709 for what it leaves unknown."""
+    fmt = re.search(r", (?:yuv|nv)\w*\(([^)]*)\)", stream_text)
+    tags = next((item.split("/") for item in (fmt[1].split(", ") if fmt else []) if item.split("/")[0] in MATRICES),
+                None)
+    if tags is None:
+        return Colour()
+    matrix, primaries, transfer = (tags * 3)[:3] if len(tags) == 1 else (tags + ["unknown"] * 3)[:3]
+    known = {k: v for k, v in (("primaries", primaries), ("transfer", transfer)) if v != "unknown"}
+    return Colour(matrix if matrix in SCALE_MATRIX else "bt709", **known)
+
+
+BT709 = Colour()
+
+
+def video_args(opts: EncodeOptions, ext: str, width: int, height: int, colour: Colour = BT709) -> list[str]:
     """ffmpeg output options for the video stream; raises VideoError for choices that cannot work."""
     codec = opts.codec
     if codec not in encoders():
@@ -267,11 +318,14 @@ def video_args(opts: EncodeOptions, ext: str, width: int, height: int) -> list[s
     if (width % 2 or height % 2) and codec in ("libx264", "libx265"):
         pix_fmt = re.sub(r"^(yuvj?4(20|22|11|10|40)p|nv12|nv21)", "yuv444p", pix_fmt)
     args = ["-c:v", codec, "-pix_fmt", pix_fmt]
-    if pix_fmt.startswith("yuv"):  # convert with and tag BT.709, so players do not guess the matrix; the tags go
-        # on the frames (setparams): this ffmpeg takes them from there and ignores -color_primaries/-color_trc
-        args += ["-vf", "scale=out_color_matrix=bt709:out_range=tv,"
-                        "setparams=colorspace=bt709:color_primaries=bt709:color_trc=bt709:range=tv",
-                 "-colorspace", "bt709", "-color_primaries", "bt709", "-color_trc", "bt709", "-color_range", "tv"]
+    if pix_fmt.startswith("yuv"):  # convert with and tag the input's colour description (BT.709 by default), so
+        # players neither guess the matrix nor show HDR as SDR; the tags go on the frames (setparams): this ffmpeg
+        # takes them from there and ignores -color_primaries/-color_trc
+        c = colour
+        args += ["-vf", f"scale=out_color_matrix={SCALE_MATRIX[c.matrix]}:out_range=tv,setparams=colorspace="
+                        f"{c.matrix}:color_primaries={c.primaries}:color_trc={c.transfer}:range=tv",
+                 "-colorspace", c.matrix, "-color_primaries", c.primaries, "-color_trc", c.transfer,
+                 "-color_range", "tv"]
     if codec in ("libx264", "libx265"):
         args += ["-crf", str(opts.crf), "-preset", opts.preset]
     if codec == "libx265":
@@ -310,28 +364,6 @@ def read_exactly(stream: Any, buf: bytearray) -> int:
     while got < len(buf) and (n := stream.readinto(view[got:])):
         got += n
     return got
-
-
-MATRICES = frozenset({"bt709", "fcc", "bt470bg", "smpte170m", "smpte240m", "ycgco", "bt2020nc", "bt2020c",
-                      "smpte2085", "chroma-derived-nc", "chroma-derived-c", "ictcp", "gbr"})  # as ffmpeg prints them
-
-
-def untagged_matrix(stream_text: str) -> str | None:
-    """The YUV to RGB matrix to decode a video stream with when it names none, as players pick it: BT.709 for HD
-    (1280 wide or more, or over 576 lines), BT.601 for SD. None when the stream names its matrix or is not YUV.
-
-    ffmpeg converts an untagged stream with BT.601 whatever its size, so untagged HD video (common: phones, screen
-    recorders, many web encodes) would come out with other colours than a player shows, and framefill's output,
-    tagged BT.709, would keep the shift.
-    """
-    fmt = re.search(r", ((?:yuv|nv)\w*)(?:\(([^)]*)\))?[,\s]", stream_text)
-    size = re.search(r", (\d+)x(\d+)", stream_text)
-    if fmt is None or size is None:
-        return None
-    if any(item.split("/")[0] in MATRICES for item in (fmt[2] or "").split(", ")):
-        return None
-    w, h = sorted((int(size[1]), int(size[2])), reverse=True)  # (long side, short side): rotation does not matter
-    return "bt709" if w >= 1280 or h > 576 else "bt601"
 
 
 def decode(path: Path, width: int, height: int, warnings: list[str], matrix: str | None = None
@@ -375,7 +407,8 @@ class Encoder:
     """ffmpeg encoding raw RGB from its stdin into a hidden temp file beside ``path``, renamed on ``close()``."""
 
     def __init__(self, path: Path, size: tuple[int, int], fps: Fraction, opts: EncodeOptions,
-                 audio_from: Path | None, warnings: list[str], sar: Fraction = Fraction(1)) -> None:  # fmt: skip
+                 audio_from: Path | None, warnings: list[str], sar: Fraction = Fraction(1),
+                 colour: Colour = BT709) -> None:  # fmt: skip
         ext = ALIAS.get(path.suffix.lower(), path.suffix.lower())
         if ext not in OUTPUT_EXTS:
             exts = ", ".join(sorted(OUTPUT_EXTS))
@@ -383,7 +416,7 @@ class Encoder:
         parent = check_parent(path)
         rate = f"{fps.numerator}/{fps.denominator}"
         width, height = size
-        video = video_args(opts, ext, width, height)
+        video = video_args(opts, ext, width, height, colour)
         if sar != 1:  # as a display aspect ratio, which ffmpeg turns back into this pixel aspect ratio
             video += ["-aspect", f"{width * sar.numerator}:{height * sar.denominator}"]
         carried = scan(Path(audio_from), False)[0] if audio_from and not Path(audio_from).is_dir() else []

@@ -242,7 +242,8 @@ def interpolate_video(src: Path, dst: Path, net: torch.nn.Module, schedule: Sche
     audio = src if keep_audio and src.is_file() and (info.has_audio or info.has_subtitles) else None
     stats = InterpolationStats()
     sink = FrameSink(dst, width=info.width, height=info.height, fps=fps_out, options=encode,
-                     audio_from=audio, overwrite=overwrite, source=src, sar=info.sar)
+                     audio_from=audio, overwrite=overwrite, source=src, sar=info.sar,
+                     colour=info.colour)
     written = 0
     encoder = sink if timings is None else _TimedSink(sink, timings)
     try:

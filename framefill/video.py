@@ -43,12 +43,15 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 
 from framefill.ffmpeg import (
+    BT709,
+    Colour,
     EncodeOptions,
     Encoder,
     decode,
     parse_rate,
     pick_rate,
     scan,
+    stream_colour,
     timing_drift,
     untagged_matrix,
 )
@@ -95,6 +98,8 @@ class VideoInfo:
     # rate video: phones, screen recordings); None when not measured
     frame_times: tuple[Fraction, ...] | None = field(default=None, repr=False, compare=False)  # each frame's time,
     # seconds after the first (from the packets' timestamps); None when not read
+    colour: Colour = BT709  # the colour description FrameSink gives the output (the input's tags; BT.709 where
+    # it has none)
 
 
 def probe(path: Path, *, count_frames: bool = True) -> VideoInfo:
@@ -130,7 +135,7 @@ def probe(path: Path, *, count_frames: bool = True) -> VideoInfo:
     fps = pick_rate(video.text)
     drift = timing_drift(times, fps) if times else None
     return VideoInfo(width, height, fps, n_frames, duration, has_audio, has_subtitles, video.codec, sar,
-                     untagged_matrix(video.text), drift, tuple(times) if times else None)
+                     untagged_matrix(video.text), drift, tuple(times) if times else None, stream_colour(video.text))
 
 
 def as_rate(value: Fraction | int | float | str) -> Fraction:
@@ -265,6 +270,8 @@ class FrameSink(_CommitOnExit):
         source: the input being read, refused as the output like ``audio_from``.
         sar: the pixel aspect ratio to store (``VideoInfo.sar`` of the input), so that players stretch the output
             as they stretch the input; ignored for folders.
+        colour: the colour description to encode with and store (``VideoInfo.colour`` of the input); ignored for
+            folders and RGB codecs.
 
     Raises:
         VideoError: if the output exists (without ``overwrite``) or is the input, if its folder is missing or
@@ -283,6 +290,7 @@ class FrameSink(_CommitOnExit):
         overwrite: bool = False,
         source: Path | None = None,
         sar: Fraction = Fraction(1),
+        colour: Colour = BT709,
     ) -> None:
         folder = _is_folder_path(path)
         self.path = Path(path)
@@ -301,7 +309,8 @@ class FrameSink(_CommitOnExit):
             if self.path.exists() and not overwrite:
                 raise VideoError(f"{self.path} exists; use --force to overwrite")
             opts = options or EncodeOptions.for_path(self.path)
-            self._impl = Encoder(self.path, (width, height), self.fps, opts, audio_from, self.warnings, Fraction(sar))
+            self._impl = Encoder(self.path, (width, height), self.fps, opts, audio_from, self.warnings, Fraction(sar),
+                                 colour)
 
     def write(self, frame: np.ndarray) -> None:
         """Append a frame, an ``(H, W, 3)`` uint8 RGB array of the sink's size."""

@@ -25,6 +25,7 @@ from typer.testing import CliRunner, Result
 import framefill.pipeline
 from framefill.checkpoint import save_model
 from framefill.cli import app
+from framefill.ffmpeg import Colour
 from framefill.interpolate import output_count
 from framefill.models import build_model
 from framefill.video import VideoError, probe, read_image, write_image
@@ -209,6 +210,15 @@ def test_pixel_aspect_ratio_is_kept(work: Path, weights: Path, rotate: bool, siz
     assert result.exit_code == 0, result.output
     info = probe(work / "out.mp4")
     assert ((info.width, info.height), info.sar) == (size, sar)  # players show it as wide as the input
+
+
+def test_hdr_input_keeps_its_colour_description(work: Path, weights: Path) -> None:
+    run_ffmpeg("-i", "in.mp4", "-vf", "scale=out_color_matrix=bt2020:out_range=tv,format=yuv420p10le,setparams="
+               "colorspace=bt2020nc:color_primaries=bt2020:color_trc=arib-std-b67", "-c:v", "libx264", "hlg.mp4")
+    result = interp("hlg.mp4", "out.mp4", weights=weights)
+    assert result.exit_code == 0, result.output
+    assert probe(work / "out.mp4").colour == probe(work / "hlg.mp4").colour == Colour("bt2020nc", "bt2020",
+                                                                                      "arib-std-b67")
 
 
 def _vfr_clip() -> str:

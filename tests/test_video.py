@@ -27,7 +27,7 @@ from conftest import (
     write_clip,
 )
 
-from framefill.ffmpeg import packet_times, scan, timing_drift, untagged_matrix
+from framefill.ffmpeg import Colour, packet_times, scan, stream_colour, timing_drift, untagged_matrix
 from framefill.video import (
     EncodeOptions,
     FrameSink,
@@ -190,6 +190,29 @@ def test_variable_frame_rate_is_measured(tmp_path: Path, clip: Path) -> None:
     assert probe(vfr).drift > 0.1
     assert probe(clip).drift == pytest.approx(0, abs=1e-3)
     assert probe(vfr, count_frames=False).drift is None
+
+
+@pytest.mark.parametrize(("stream", "colour"), [
+    ("Video: hevc (Main 10), yuv420p10le(tv, bt2020nc/bt2020/arib-std-b67), 3840x2160", ("bt2020nc", "bt2020",
+                                                                                         "arib-std-b67")),
+    ("Video: h264, yuv420p(tv, smpte170m/smpte170m/bt709, progressive), 720x480", ("smpte170m", "smpte170m",
+                                                                                  "bt709")),
+    ("Video: h264, yuv420p(tv, bt709, progressive), 1280x720", ("bt709",) * 3),
+    ("Video: h264, yuv420p(tv, bt709/unknown/unknown, progressive), 1280x720", ("bt709",) * 3),
+    ("Video: h264, yuv420p(progressive), 1280x720", ("bt709",) * 3),  # untagged
+    ("Video: h264, yuv420p(tv, bt2020c/bt2020/smpte2084), 3840x2160", ("bt709", "bt2020", "smpte2084")),  # no CL
+    ("Video: png, rgb24(pc, gbr/unknown/unknown, progressive), 1280x720", ("bt709",) * 3),
+])
+def test_output_colour_follows_the_input_tags(stream: str, colour: tuple[str, str, str]) -> None:
+    assert stream_colour(stream) == Colour(*colour)
+
+
+def test_hdr_tags_are_written(tmp_path: Path, clip: Path) -> None:
+    hlg = Colour("bt2020nc", "bt2020", "arib-std-b67")  # iPhone HDR video
+    out = write_clip(tmp_path / "out.mp4", read_all(clip), colour=hlg)
+    video = next(s for s in scan(out, False)[0] if s.kind == "Video")
+    assert "yuv420p(tv, bt2020nc/bt2020/arib-std-b67, progressive)" in video.text
+    assert probe(out).colour == hlg
 
 
 def test_full_range_video_decodes_to_its_levels_without_warnings(tmp_path: Path) -> None:
