@@ -36,6 +36,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 
 import cv2
@@ -425,12 +426,26 @@ def _plan(clips: list[Clip], config: EvalConfig, report: EvalReport
             starts = triplet_starts(n, s, config.max_triplets)
             if not starts:
                 report.warnings.append(f"{clip.name}: {n} frames, too few for stride {s} (needs {2 * s + 1})")
-            chosen += [(s, i) for i in starts]
+            even = [i for i in starts if _halfway(source.info.frame_times, i, s)]
+            if len(even) < len(starts):
+                report.warnings.append(f"{clip.name}: {len(starts) - len(even)} stride-{s} triplets skipped: the "
+                                       "middle frame is not halfway in time (variable frame rate)")
+            chosen += [(s, i) for i in even]
         if chosen:
             plans.append((clip, source, chosen, n))
         else:
             source.close()
     return plans
+
+
+UNEVEN_TRIPLET = 0.05  # how far from t = 0.5 (in the triplet's span) the middle frame's timestamp may be
+
+
+def _halfway(times: tuple[Fraction, ...] | None, i: int, s: int) -> bool:
+    """Whether frame ``i + s`` lies halfway in time between frames ``i`` and ``i + 2s`` (True when unknown)."""
+    if times is None or i + 2 * s >= len(times):
+        return True
+    return abs((times[i + s] - times[i]) / (times[i + 2 * s] - times[i]) - Fraction(1, 2)) <= UNEVEN_TRIPLET
 
 
 def _run_clip(clip: Clip, source: FrameSource, chosen: list[tuple[int, int]], run: _Evaluator, n: int) -> None:

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from conftest import LOSSLESS, assert_one_error, moving_square, plain, write_clip
+from conftest import LOSSLESS, assert_one_error, moving_square, plain, run_ffmpeg, write_clip
 from typer.testing import CliRunner
 
 from framefill.checkpoint import save_model
@@ -249,6 +249,20 @@ def test_eval_command_writes_complete_json(data: Path, weights: Path, tmp_path: 
     assert len(list(pics.glob("*.png"))) == 5
     picture = cv2.imread(str(pics / "square.mkv_s1_f000000.png"))
     assert picture.shape[1] == 5 * 64 and picture.shape[0] > 48  # five panels and a label strip
+
+
+def test_eval_skips_triplets_whose_middle_frame_is_not_halfway_in_time(tmp_path: Path, weights: Path) -> None:
+    even = write_clip(tmp_path / "even.mkv", list(moving_square(n=9)), options=LOSSLESS)
+    (tmp_path / "data").mkdir()
+    run_ffmpeg("-i", str(even), "-vf", "setpts='(N+if(gte(N,6),2*(N-5),0))/(30*TB)'", "-fps_mode", "passthrough",
+               "-c:v", "ffv1", str(tmp_path / "data" / "vfr.mkv"))  # frames 0-5 a 30th of a second apart, then a 10th
+    out = tmp_path / "scores.json"
+    result = runner.invoke(app, ["eval", "--data", str(tmp_path / "data"), "--weights", str(weights), "--stride",
+                                 "1", "--baselines", "blend", "-q", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    assert [t["frames"] for t in report["triplets"]] == [[i, i + 1, i + 2] for i in (0, 1, 2, 3, 5, 6)]  # not 4-5-6
+    assert any("1 stride-1 triplets skipped: the middle frame is not halfway" in w for w in report["warnings"])
 
 
 def test_eval_baselines_only_choice(data: Path, weights: Path) -> None:
