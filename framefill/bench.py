@@ -53,6 +53,7 @@ import numpy as np
 import torch
 
 from framefill import __version__
+from framefill.allocator import keep_freed_memory
 from framefill.checkpoint import WeightsError, read_metadata
 from framefill.interpolate import ScheduleConfig
 from framefill.models import REGISTRY, build_model, default_weights, load_model
@@ -61,7 +62,6 @@ from framefill.pipeline import (
     StageTimes,
     cpu_has_native_bf16,
     interpolate_video,
-    keep_freed_memory,
     resolve_dtype,
 )
 from framefill.tiling import bytes_per_pixel

@@ -6,10 +6,7 @@ model is not starved while ffmpeg works. Library code: progress goes through cal
 
 from __future__ import annotations
 
-import ctypes
 import logging
-import os
-import platform
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -19,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from framefill.allocator import keep_freed_memory
 from framefill.checkpoint import WeightsError
 from framefill.frames import VideoError, is_image_file, read_image, write_image
 from framefill.interpolate import (
@@ -86,34 +84,6 @@ def resolve_dtype(precision: str, device: torch.device) -> torch.dtype:
     if device.type == "cpu" and precision == "fp16":
         raise ValueError("fp16 is not supported on the CPU; use fp32 or bf16")
     return PRECISIONS[precision]
-
-
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameter numbers (glibc's malloc.h)
-_KEEP_BYTES = 1 << 30
-_allocator_kept: bool | None = None
-
-
-def keep_freed_memory() -> bool:
-    """Let glibc's malloc keep freed tensor memory for reuse instead of handing it back to the kernel.
-
-    By default glibc serves every allocation above its mmap threshold (at most 32 MiB) with fresh pages and unmaps
-    them on free, so on the CPU each full-size tensor of each frame faults its pages in again: kernel time that
-    grows with the frame size (``python tools/profile_model.py`` prints page faults and kernel time per call;
-    ``FRAMEFILL_MALLOC_TUNING=0`` in the environment turns this off, to compare). Raising the mmap and trim
-    thresholds to 1 GiB keeps those blocks in the heap for the next frame, at a higher resident size. Applied
-    once per process, with glibc only; returns whether it is in effect.
-    """
-    global _allocator_kept
-    if _allocator_kept is None:
-        _allocator_kept = False
-        if os.environ.get("FRAMEFILL_MALLOC_TUNING", "1") != "0" and platform.libc_ver()[0] == "glibc":
-            try:
-                libc = ctypes.CDLL("libc.so.6")
-                _allocator_kept = bool(libc.mallopt(_M_MMAP_THRESHOLD, _KEEP_BYTES)
-                                       and libc.mallopt(_M_TRIM_THRESHOLD, _KEEP_BYTES))
-            except (OSError, AttributeError):
-                pass
-    return _allocator_kept
 
 
 def load_interpolator(model: str, weights: Path | None, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:

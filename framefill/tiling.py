@@ -59,6 +59,8 @@ import torch
 from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_leaves
 
+from framefill.allocator import held_free_bytes
+
 log = logging.getLogger(__name__)
 
 MIB = 2**20
@@ -115,8 +117,9 @@ def device_headroom(device: torch.device) -> int:
     """Bytes a model call may still allocate on ``device`` now: its free memory less a margin.
 
     CUDA: free memory plus what torch's caching allocator holds unused, less 5% of the card (at least 512 MiB:
-    fragmentation, the CUDA context's growth). CPU: ``MemAvailable`` less 10% and 256 MiB; where that is not
-    readable (not Linux), effectively unlimited.
+    fragmentation, the CUDA context's growth). CPU: ``MemAvailable`` plus what malloc holds free for this
+    process (``allocator.held_free_bytes``: earlier frames' tensors, kept for reuse), less 10% and 256 MiB; where
+    ``MemAvailable`` is not readable (not Linux), effectively unlimited.
     """
     if device.type == "cuda":
         free, total = torch.cuda.mem_get_info(device)
@@ -125,7 +128,7 @@ def device_headroom(device: torch.device) -> int:
     available = _meminfo_available()
     if available is None:
         return 2**62
-    return max(0, int(available * 0.9) - 256 * MIB)
+    return max(0, int((available + held_free_bytes()) * 0.9) - 256 * MIB)
 
 
 # --- the estimate -----------------------------------------------------------------------------------------------

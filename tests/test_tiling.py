@@ -33,6 +33,7 @@ from framefill.tiling import (
     axis_weights,
     bytes_per_pixel,
     default_overlap,
+    device_headroom,
     plan_grid,
     run_tiles,
 )
@@ -287,6 +288,16 @@ def test_interpolate_frames_under_a_budget_keeps_counts_and_sizes() -> None:
 
 
 # --- the command line ---------------------------------------------------------------------------------------------
+
+
+def test_cpu_headroom_counts_the_memory_malloc_keeps_for_reuse(monkeypatch: pytest.MonkeyPatch) -> None:
+    gib = 2**30
+    monkeypatch.setattr(framefill.tiling, "_meminfo_available", lambda: gib)
+    monkeypatch.setattr(framefill.tiling, "held_free_bytes", lambda: 0)
+    alone = device_headroom(torch.device("cpu"))
+    monkeypatch.setattr(framefill.tiling, "held_free_bytes", lambda: gib // 2)  # freed tensors of earlier frames
+    assert alone == int(gib * 0.9) - 256 * 2**20
+    assert device_headroom(torch.device("cpu")) == int(1.5 * gib * 0.9) - 256 * 2**20
 
 
 def test_parse_memory() -> None:

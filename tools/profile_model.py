@@ -7,7 +7,7 @@ after a warm-up, grouped: convolutions, warping (grid_sample), resampling (inter
 Then, without the profiler, the wall time of each of the model's top-level parts (for film: the feature extractor,
 the flow pyramid, the fusion U-Net; the rest is the forward's own code: pyramids, warps, fallback, blend), minor
 page faults and kernel (system) CPU time per call: the cost of
-fresh memory that ``framefill.pipeline.keep_freed_memory`` saves (``FRAMEFILL_MALLOC_TUNING=0`` to see it without).
+fresh memory that ``framefill.allocator.keep_freed_memory`` saves (``FRAMEFILL_MALLOC_TUNING=0`` to see it without).
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ from collections.abc import Callable
 import torch
 from torch.profiler import ProfilerActivity, profile
 
+from framefill.allocator import keep_freed_memory
 from framefill.models import build_model, default_weights, load_model
-from framefill.pipeline import keep_freed_memory, resolve_dtype
+from framefill.pipeline import resolve_dtype
 from framefill.windows import is_windowed
 
 GROUPS = {
