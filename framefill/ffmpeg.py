@@ -31,7 +31,7 @@ from framefill.frames import VideoError, check_parent, publish_mode, unwritable
 
 log = logging.getLogger(__name__)
 
-OUTPUT_EXTS = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".ts"})  # containers FrameSink writes
+OUTPUT_EXTS = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".ts", ".gif"})  # what FrameSink writes
 ALIAS = {".m4v": ".mp4"}
 AUDIO_COPY = {  # audio codecs each container takes as they are; .mkv takes any
     ".mp4": {"aac", "mp3", "ac3", "eac3", "alac", "opus", "flac"},
@@ -41,6 +41,10 @@ AUDIO_COPY = {  # audio codecs each container takes as they are; .mkv takes any
     ".ts": {"aac", "mp3", "mp2", "ac3", "eac3", "opus"},
 }
 AUDIO_FALLBACK = {".webm": "libopus", ".avi": "libmp3lame"}  # else aac
+NO_AUDIO = frozenset({".gif"})  # containers without audio
+GIF_MAX_FPS = 50  # GIF frame delays are whole hundredths of a second, and browsers slow down delays under 2
+# GIF: a palette per frame (streams, unlike one palette for the whole clip, which holds every frame until the end)
+GIF_FILTER = "split[a][b];[a]palettegen=stats_mode=single[p];[b][p]paletteuse=new=1:dither=sierra2_4a"
 TEXT_SUBS = {"subrip", "srt", "ass", "ssa", "webvtt", "mov_text", "text"}
 SUB_CODEC = {".mp4": "mov_text", ".mov": "mov_text", ".webm": "webvtt", ".mkv": "copy"}  # others: none
 WEBM_CODECS = {"libvpx-vp9", "libvpx", "libaom-av1", "libsvtav1"}
@@ -51,7 +55,9 @@ GENERIC = re.compile(  # ffmpeg's closing lines that say that it failed, not why
     r"Error while|Error sending|Task finished|At least one output|Could not open encoder before EOF|"
     r"Error splitting the argument list)"
 )
-HARMLESS = re.compile(r"deprecated pixel format used")  # swscale on full-range (yuvj*) input: converted right anyway
+HARMLESS = re.compile(  # ffmpeg notes that are no problem: swscale on full-range (yuvj*) input, which it converts
+    r"deprecated pixel format used|Duped color"  # right anyway; palettegen finding a colour twice in a GIF frame
+)
 STREAM_LINE = re.compile(r"^\s*Stream #0:(\d+)\S*: (Video|Audio|Subtitle|Data|Attachment): ([\w-]+)")
 
 
@@ -68,8 +74,11 @@ class EncodeOptions:
     @classmethod
     def for_path(cls, path: Path) -> EncodeOptions:
         """Defaults for ``path``'s container: VP9 for .webm, H.264 (crf 18) for everything else."""
-        if Path(path).suffix.lower() == ".webm":
+        ext = Path(path).suffix.lower()
+        if ext == ".webm":
             return cls(codec="libvpx-vp9", crf=24)  # vp9's crf scale runs to 63; 24 looks like x264's 18
+        if ext == ".gif":
+            return cls(codec="gif", pix_fmt="pal8")
         return cls()
 
 
@@ -310,6 +319,12 @@ def video_args(opts: EncodeOptions, ext: str, width: int, height: int, colour: C
         raise VideoError(f"encoder {codec!r} is not in the bundled ffmpeg; use libx264, libx265, libvpx-vp9 or ffv1")
     if ext == ".webm" and codec not in WEBM_CODECS:
         raise VideoError(f"{codec} cannot be stored in .webm; use libvpx-vp9, or write .mp4 or .mkv")
+    if ext == ".gif" and codec != "gif":
+        raise VideoError(f"{codec} cannot be stored in .gif; leave --codec out for a .gif output")
+    if codec == "gif" and ext != ".gif":
+        raise VideoError("the gif encoder writes .gif files only; name the output .gif")
+    if codec == "gif":
+        return ["-c:v", "gif", "-vf", GIF_FILTER]
     if codec == "libx265" and min(width, height) < 64:  # this x265 build aborts on tiny pictures
         raise VideoError(f"libx265 cannot encode pictures as small as {width}x{height}; use libx264")
     pix_fmt = opts.pix_fmt
@@ -342,7 +357,9 @@ def carry_args(ext: str, streams: list[Stream], warnings: list[str]) -> list[str
     copyable = AUDIO_COPY.get(ext)  # None: any codec
     n_audio = n_subs = 0
     for s in streams:
-        if s.kind == "Audio":
+        if s.kind == "Audio" and ext in NO_AUDIO:
+            warnings.append(f"audio stream {s.index} cannot be stored in {ext}; left out")
+        elif s.kind == "Audio":
             if copyable is None or s.codec in copyable:
                 args += ["-map", f"1:{s.index}", f"-c:a:{n_audio}", "copy"]
             else:
@@ -413,6 +430,10 @@ class Encoder:
         if ext not in OUTPUT_EXTS:
             exts = ", ".join(sorted(OUTPUT_EXTS))
             raise VideoError(f"cannot write {path.suffix} files; use one of {exts}, or a folder for frames")
+        if ext == ".gif" and fps > GIF_MAX_FPS:
+            raise VideoError(f"a GIF shows at most {GIF_MAX_FPS} frames per second (its frame delays are whole "
+                             f"hundredths of a second), not {float(fps):.4g}; ask for --fps {GIF_MAX_FPS} or less, "
+                             "or write .mp4")
         parent = check_parent(path)
         rate = f"{fps.numerator}/{fps.denominator}"
         width, height = size
@@ -454,7 +475,7 @@ class Encoder:
             self._ff.proc.stdin.close()  # type: ignore[union-attr]  # EOF: ffmpeg flushes and finishes the file
         if self._ff.wait() != 0:
             raise self._failed("could not write")
-        self.warnings.extend(self._ff.lines)
+        self.warnings.extend(line for line in self._ff.lines if not HARMLESS.search(line))
         publish_mode(self._tmp)
         os.replace(self._tmp, self.path)
         self._cleanup.detach()

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import NTSC, assert_one_error, child_processes, make_clip, moving_square, plain, run_ffmpeg
+from conftest import NTSC, assert_one_error, child_processes, make_clip, moving_square, plain, psnr, run_ffmpeg
 from typer.testing import CliRunner, Result
 
 import framefill.pipeline
@@ -28,7 +28,7 @@ from framefill.cli import app
 from framefill.ffmpeg import Colour
 from framefill.interpolate import output_count
 from framefill.models import build_model
-from framefill.video import VideoError, probe, read_image, write_image
+from framefill.video import FrameSource, VideoError, probe, read_image, write_image
 
 runner = CliRunner()
 MKV_CLUSTER = b"\x1f\x43\xb6\x75"  # EBML id of a Matroska Cluster: the frames start with the first one
@@ -269,6 +269,17 @@ def test_pair_of_images_makes_one_in_between(work: Path, weights: Path) -> None:
     assert read_image(work / "mid.png").shape == read_image(work / "a.png").shape == (25, 33, 3)
 
 
+def test_gif_output(work: Path, weights: Path) -> None:
+    result = interp("in.mp4", "out.gif", "--fps", "50", weights=weights)  # 29.97 fps with audio in
+    assert result.exit_code == 0, result.output
+    assert "audio stream 1 cannot be stored in .gif; left out" in plain(result.stderr)
+    info = probe(work / "out.gif")
+    assert (info.codec, info.width, info.height, info.has_audio) == ("gif", 64, 48, False)
+    assert info.n_frames == output_count(12, NTSC, fps=Fraction(50))
+    frames = list(FrameSource(work / "out.gif"))
+    assert len(frames) == info.n_frames and psnr(frames[0], list(FrameSource(work / "in.mp4"))[0]) > 25
+
+
 def test_no_audio_drops_audio(work: Path, weights: Path) -> None:
     result = interp("in.mp4", "out.mp4", "--no-audio", weights=weights)
     assert result.exit_code == 0, result.output
@@ -305,6 +316,8 @@ BAD_INPUT = [
     pytest.param(["in.mp4", "out.mp4", "--weights", "gone.safetensors"], "weights not found", id="weights missing"),
     pytest.param(["in.mp4", "out.mp4", "--weights", "notes.txt"], "not a safetensors file", id="weights not weights"),
     pytest.param(["in.mp4", "out.mp4", "--bogus"], "No such option", id="unknown option"),
+    pytest.param(["in.mp4", "out.gif"], "a GIF shows at most 50 frames per second", id="gif above 50 fps"),
+    pytest.param(["in24.mp4", "out.gif", "--codec", "libx264"], "libx264 cannot be stored in .gif", id="gif codec"),
 ]
 
 
