@@ -90,6 +90,19 @@ def read_image(path: Path) -> np.ndarray:
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)  # (H, W, 3)
 
 
+def transparency_note(path: Path) -> str | None:
+    """A note for the user when ``path`` is an image with transparent pixels, which ``read_image`` drops; else None.
+    (One more decode of that image: call it once per input, not per frame.)"""
+    try:
+        img = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    except (OSError, cv2.error):
+        return None
+    if img is None or img.ndim != 3 or img.shape[2] != 4 or int(img[..., 3].min()) == int(img[..., 3].max()):
+        return None
+    return (f"{Path(path).name} has transparent pixels; framefill interpolates the colour only and writes opaque "
+            "frames (the alpha channel is dropped)")
+
+
 def _encode(path: Path, img: np.ndarray) -> bytes:
     if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
         raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got {img.shape} {img.dtype}")

@@ -18,7 +18,7 @@ import torch
 
 from framefill.allocator import keep_freed_memory
 from framefill.checkpoint import WeightsError
-from framefill.frames import VideoError, is_image_file, read_image, write_image
+from framefill.frames import VideoError, is_image_file, read_image, transparency_note, write_image
 from framefill.interpolate import (
     InterpolationStats,
     ScheduleConfig,
@@ -171,6 +171,8 @@ def interpolate_images(a: Path, b: Path, out: Path, net: torch.nn.Module, *, t: 
     if Path(out).exists() and not overwrite:
         raise VideoError(f"{out} exists; use --force to overwrite")
     img0, img1 = read_image(Path(a)), read_image(Path(b))
+    if note := transparency_note(Path(a)) or transparency_note(Path(b)):
+        log.warning("%s", note)
     if img0.shape != img1.shape:
         raise VideoError(f"{a} is {img0.shape[1]}x{img0.shape[0]} but {b} is {img1.shape[1]}x{img1.shape[0]}; "
                          "give two images of one size")

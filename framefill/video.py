@@ -63,6 +63,7 @@ from framefill.frames import (
     is_image_file,
     list_images,
     read_image,
+    transparency_note,
     write_image,
 )
 
@@ -176,6 +177,8 @@ class FrameSource:
             rate = fps or Fraction(30)
             n = len(self._files)
             self.info = VideoInfo(width, height, rate, n, float(n / rate), False, False, "images")
+            if note := transparency_note(self._files[0]):
+                self.warnings.append(note)  # folders are read without clearing it
         else:
             self._files = None
             self.info = probe(self.path)

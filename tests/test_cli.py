@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -26,6 +27,7 @@ import framefill.pipeline
 from framefill.checkpoint import save_model
 from framefill.cli import app
 from framefill.ffmpeg import Colour
+from framefill.frames import transparency_note
 from framefill.interpolate import output_count
 from framefill.models import build_model
 from framefill.video import FrameSource, VideoError, probe, read_image, write_image
@@ -248,6 +250,19 @@ def test_variable_frame_rate_warns_for_four_frame_models(work: Path, convlstm_we
     assert probe(work / "out.mp4").n_frames == 23  # evenly spaced: every input and one between each pair
     result = interp("in.mp4", "out2.mp4", "--model", "convlstm", weights=convlstm_weights)
     assert result.exit_code == 0 and "warning" not in plain(result.stderr)
+
+
+def test_transparent_frames_are_interpolated_opaque_with_a_warning(work: Path, weights: Path) -> None:
+    (work / "rgba").mkdir()
+    for i, frame in enumerate(moving_square(n=3)):
+        alpha = np.full(frame.shape[:2] + (1,), 255, np.uint8)
+        alpha[:4, :4] = 0  # a transparent corner
+        cv2.imwrite(str(work / "rgba" / f"f{i}.png"), np.concatenate([frame[..., ::-1], alpha], axis=2))
+    result = interp("rgba", "out", weights=weights)
+    assert result.exit_code == 0, result.output
+    assert "warning: f0.png has transparent pixels; framefill interpolates the colour only" in plain(result.stderr)
+    assert len(list((work / "out").iterdir())) == 5
+    assert transparency_note(work / "rgba" / "f1.png") and transparency_note(work / "a.png") is None
 
 
 def test_folder_of_frames_to_folder(work: Path, weights: Path) -> None:
