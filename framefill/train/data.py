@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from framefill.frames import IMAGE_EXTS, VIDEO_EXTS, natural_key
+from framefill.video import FrameSource
 
 log = logging.getLogger(__name__)
 
@@ -87,19 +88,12 @@ def _decode(path: Path, max_frames: int) -> np.ndarray:
         files = [f for f in path.iterdir() if f.suffix.lower() in IMAGE_EXTS and not f.name.startswith(".")]
         files = sorted(files, key=lambda f: natural_key(f.name))[:max_frames]  # frame2 before frame10
         return np.stack([cv2.cvtColor(cv2.imread(str(f), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB) for f in files])
-    import imageio_ffmpeg
-
-    gen = imageio_ffmpeg.read_frames(str(path), pix_fmt="rgb24")
-    meta = gen.__next__()
-    w, h = meta["size"]
-    frames = []
-    try:
-        for raw in gen:
-            frames.append(np.frombuffer(raw, np.uint8).reshape(h, w, 3))
+    frames = []  # decoded as interp decodes them: upright, in the colours players show
+    with FrameSource(path) as source:
+        for frame in source:
+            frames.append(frame)
             if len(frames) >= max_frames:
                 break
-    finally:
-        gen.close()
     return np.stack(frames)
 
 
