@@ -383,16 +383,26 @@ def read_exactly(stream: Any, buf: bytearray) -> int:
     return got
 
 
-def decode(path: Path, width: int, height: int, warnings: list[str], matrix: str | None = None
-           ) -> Iterator[np.ndarray]:
+def is_interlaced(stream_text: str) -> bool:
+    """Whether a video stream says its frames are interlaced (field order "top first" or "bottom first")."""
+    fmt = re.search(r", (?:yuv|nv|gray)\w*\(([^)]*)\)", stream_text)
+    return bool(fmt and re.search(r"\b(top|bottom) first\b", fmt[1]))
+
+
+def decode(path: Path, width: int, height: int, warnings: list[str], matrix: str | None = None,
+           deinterlace: bool = False) -> Iterator[np.ndarray]:
     """Decode every frame of the first video stream as ``(height, width, 3)`` uint8 RGB, as the file has them.
 
     ``-fps_mode passthrough`` keeps ffmpeg from dropping or repeating frames. ``matrix`` (``untagged_matrix``) is
-    the YUV matrix for a stream that names none. ffmpeg's complaints about a damaged file are appended to
-    ``warnings``; VideoError is raised only if no frame could be decoded.
+    the YUV matrix for a stream that names none. ``deinterlace`` runs bwdif on the frames flagged interlaced, one
+    frame out per frame in (the two fields of a frame were shot 1/50 or 1/60 s apart: left combed, every moving
+    edge would be interpolated as a comb). ffmpeg's complaints about a damaged file are appended to ``warnings``;
+    VideoError is raised only if no frame could be decoded.
     """
+    filters = [*(["bwdif=mode=send_frame:deint=interlaced"] if deinterlace else []),
+               *([f"scale=in_color_matrix={matrix}"] if matrix else [])]
     args = ["-nostdin", "-i", file_arg(path), "-map", "0:V:0", "-fps_mode", "passthrough",
-            *(["-vf", f"scale=in_color_matrix={matrix}"] if matrix else []), "-f", "rawvideo"]
+            *(["-vf", ",".join(filters)] if filters else []), "-f", "rawvideo"]
     ff = Ffmpeg([*args, "-pix_fmt", "rgb24", "pipe:1"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
     count = 0
     try:

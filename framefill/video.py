@@ -48,6 +48,7 @@ from framefill.ffmpeg import (
     EncodeOptions,
     Encoder,
     decode,
+    is_interlaced,
     parse_rate,
     pick_rate,
     scan,
@@ -101,6 +102,7 @@ class VideoInfo:
     # seconds after the first (from the packets' timestamps); None when not read
     colour: Colour = BT709  # the colour description FrameSink gives the output (the input's tags; BT.709 where
     # it has none)
+    interlaced: bool = False  # the stream says its frames are interlaced (DVD, broadcast): decoding deinterlaces
 
 
 def probe(path: Path, *, count_frames: bool = True) -> VideoInfo:
@@ -136,7 +138,8 @@ def probe(path: Path, *, count_frames: bool = True) -> VideoInfo:
     fps = pick_rate(video.text)
     drift = timing_drift(times, fps) if times else None
     return VideoInfo(width, height, fps, n_frames, duration, has_audio, has_subtitles, video.codec, sar,
-                     untagged_matrix(video.text), drift, tuple(times) if times else None, stream_colour(video.text))
+                     untagged_matrix(video.text), drift, tuple(times) if times else None, stream_colour(video.text),
+                     is_interlaced(video.text))
 
 
 def as_rate(value: Fraction | int | float | str) -> Fraction:
@@ -202,7 +205,8 @@ class FrameSource:
     def _video_frames(self) -> Iterator[np.ndarray]:
         self.warnings.clear()
         count = 0
-        with closing(decode(self.path, self.info.width, self.info.height, self.warnings, self.info.matrix)) as frames:
+        with closing(decode(self.path, self.info.width, self.info.height, self.warnings, self.info.matrix,
+                            self.info.interlaced)) as frames:
             for frame in frames:
                 count += 1
                 yield frame

@@ -27,7 +27,7 @@ from conftest import (
     write_clip,
 )
 
-from framefill.ffmpeg import Colour, packet_times, scan, stream_colour, timing_drift, untagged_matrix
+from framefill.ffmpeg import Colour, decode, packet_times, scan, stream_colour, timing_drift, untagged_matrix
 from framefill.video import (
     EncodeOptions,
     FrameSink,
@@ -213,6 +213,23 @@ def test_hdr_tags_are_written(tmp_path: Path, clip: Path) -> None:
     video = next(s for s in scan(out, False)[0] if s.kind == "Video")
     assert "yuv420p(tv, bt2020nc/bt2020/arib-std-b67, progressive)" in video.text
     assert probe(out).colour == hlg
+
+
+def test_interlaced_video_is_deinterlaced(tmp_path: Path) -> None:
+    src = tmp_path / "interlaced.mp4"  # 50 progressive frames a second woven into 25 interlaced ones
+    run_ffmpeg("-f", "lavfi", "-i", "testsrc2=size=160x120:rate=50", "-t", "0.4", "-vf", "interlace=scan=tff",
+               "-c:v", "libx264", "-flags", "+ilme+ildct", "-x264opts", "tff=1", "-pix_fmt", "yuv420p", str(src))
+    source = FrameSource(src)
+    assert source.info.interlaced and not probe(make_clip(tmp_path / "p.mp4")).interlaced
+
+    def comb(frame: np.ndarray) -> float:  # how far each row is from the mean of its neighbours
+        g = frame.astype(float).mean(axis=2)
+        return float(np.abs(g[1:-1] - (g[:-2] + g[2:]) / 2).mean())
+
+    woven = list(decode(src, 160, 120, [], deinterlace=False))
+    frames = list(source)
+    assert len(frames) == len(woven) == 10
+    assert np.mean([comb(f) for f in frames]) < 0.8 * np.mean([comb(f) for f in woven])  # 0.71 measured
 
 
 def test_full_range_video_decodes_to_its_levels_without_warnings(tmp_path: Path) -> None:
