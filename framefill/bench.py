@@ -57,13 +57,7 @@ from framefill.allocator import keep_freed_memory
 from framefill.checkpoint import WeightsError, read_metadata
 from framefill.interpolate import ScheduleConfig
 from framefill.models import REGISTRY, build_model, default_weights, load_model
-from framefill.pipeline import (
-    PRECISIONS,
-    StageTimes,
-    cpu_has_native_bf16,
-    interpolate_video,
-    resolve_dtype,
-)
+from framefill.pipeline import PRECISIONS, StageTimes, cpu_has_native_bf16, interpolate_video, resolve_dtype
 from framefill.tiling import bytes_per_pixel
 from framefill.video import FrameSink
 from framefill.windows import is_windowed
