@@ -161,6 +161,9 @@ def interp(
                                                help="Multiply the frame rate by this (2, 3, 4, 8...).")] = None,
     fps: Annotated[str | None, typer.Option("--fps", help="Target frame rate instead of --factor "
                                                           "(60, 59.94, 60000/1001...).")] = None,
+    slowmo: Annotated[int | None, typer.Option("--slowmo", "-s", min=2, show_default=False,
+                                               help="Slow motion: play N times slower, at the input's frame rate (or "
+                                                    "at --factor/--fps), with N times the frames; no audio.")] = None,
     model: ModelOption = "film",
     weights: WeightsOption = None,
     device: DeviceOption = "auto",
@@ -195,6 +198,7 @@ def interp(
     \b
     framefill interp clip.mp4 smooth.mp4 --factor 4     30 -> 120 fps, audio kept
     framefill interp clip.mp4 smooth.mp4 --fps 60       24 -> 60, 23.976 -> 59.94 (give 60000/1001)
+    framefill interp clip.mp4 slow.mp4 --slowmo 4       4x slow motion at the clip's own frame rate
     framefill interp frames/ out_frames/ --factor 2     folders of PNG/JPEG frames
     framefill interp a.png b.png mid.png                one in-between frame of a pair
     """
@@ -206,13 +210,19 @@ def interp(
             raise UsageError(f"{p} does not exist; check the path")
     if factor is not None and fps is not None:
         raise UsageError("give --factor or --fps, not both")
-    if len(paths) == 3 and (factor is not None or fps is not None):
-        raise UsageError("A B MID makes the one frame halfway between A and B; --factor and --fps do not apply")
+    if len(paths) == 3 and (factor is not None or fps is not None or slowmo is not None):
+        raise UsageError("A B MID makes the one frame halfway between A and B; --factor, --fps and --slowmo do "
+                         "not apply")
     target = _parse_fps(fps) if fps else None
     in_rate = _parse_fps(in_fps, "--in-fps") if in_fps else None
     memory = parse_memory(max_memory) if max_memory is not None else None
-    if factor is None and target is None:
-        factor = 2
+    slow = slowmo or 1
+    if target is not None:
+        target *= slow  # interpolated frames per second of footage; played at --fps
+    elif factor is None:
+        factor = slow if slowmo else 2  # slow motion alone keeps the input's rate
+    else:
+        factor *= slow
 
     from framefill.interpolate import ScheduleConfig
     from framefill.pipeline import (
@@ -264,11 +274,14 @@ def interp(
 
     with progress:
         report = interpolate_video(src, dst, net, schedule, device=dev, dtype=dtype, encode=encode, in_fps=in_rate,
-                                   keep_audio=audio, overwrite=force, on_start=on_start, on_progress=on_progress)
+                                   keep_audio=audio, overwrite=force, on_start=on_start, on_progress=on_progress,
+                                   slowmo=slow)
     if not quiet:
         s = report.stats
         tiled = f"; {s.tiled_frames} model frames in {_tiles(s)}" if s.tiled_frames else ""
-        err.print(escape(f"wrote {dst}: {report.frames_in} -> {report.frames_out} frames at {report.fps_out} fps "
+        rate = (f"{report.fps_play} fps, {slow}x slow motion" if report.fps_play is not None else
+                f"{report.fps_out} fps")
+        err.print(escape(f"wrote {dst}: {report.frames_in} -> {report.frames_out} frames at {rate} "
                          f"({s.pairs_interpolated} pairs interpolated, {s.pairs_duplicate} duplicates, "
                          f"{s.scene_cuts} scene cuts{tiled}) in {time.perf_counter() - t0:.1f} s"),
                   highlight=False, soft_wrap=True)

@@ -105,9 +105,10 @@ class JobReport:
     frames_in: int
     frames_out: int
     fps_in: Fraction
-    fps_out: Fraction
+    fps_out: Fraction  # the interpolated rate: output frames per second of the input's time
     stats: InterpolationStats
     warnings: list[str]
+    fps_play: Fraction | None = None  # the rate the output plays at, when slower than fps_out (slow motion)
 
 
 @dataclass
@@ -186,8 +187,12 @@ def interpolate_video(src: Path, dst: Path, net: torch.nn.Module, schedule: Sche
                       keep_audio: bool = True, overwrite: bool = False,
                       on_start: Callable[[int | None, Fraction, Fraction], None] | None = None,
                       on_progress: Callable[[int], None] | None = None,
-                      timings: StageTimes | None = None) -> JobReport:
+                      timings: StageTimes | None = None, slowmo: int = 1) -> JobReport:
     """Interpolate a video file or frame folder into a video file or frame folder.
+
+    ``slowmo`` > 1 makes slow motion: the output plays at ``1 / slowmo`` of the interpolated rate (``schedule`` gives
+    that rate: ask for ``slowmo`` times the frames), so it lasts ``slowmo`` times longer; audio and subtitles,
+    which would not fit, are left out with a warning.
 
     ``on_start(total_out_frames or None, fps_in, fps_out)`` is called once the input is probed and the output
     accepted; ``on_progress(frames_out)`` as frames are written. Nothing appears at ``dst`` unless the whole job
@@ -211,9 +216,16 @@ def interpolate_video(src: Path, dst: Path, net: torch.nn.Module, schedule: Sche
     if info.n_frames:
         total = (Timeline(fps_out / info.fps, times, fps_out).count(info.n_frames) if times else
                  _output_count(info.n_frames, info.fps, factor=schedule.factor, fps=schedule.fps))
-    audio = src if keep_audio and src.is_file() and (info.has_audio or info.has_subtitles) else None
+    if slowmo < 1:
+        raise ValueError(f"slowmo must be a whole number >= 1, got {slowmo}")
+    fps_play = fps_out / slowmo
+    notes = _timing_warnings(src, info, net)
+    carries = keep_audio and src.is_file() and (info.has_audio or info.has_subtitles)
+    if carries and slowmo > 1:
+        notes.append(f"audio and subtitles left out: the {slowmo}x slow-motion video lasts {slowmo} times as long")
+    audio = src if carries and slowmo == 1 else None
     stats = InterpolationStats()
-    sink = FrameSink(dst, width=info.width, height=info.height, fps=fps_out, options=encode,
+    sink = FrameSink(dst, width=info.width, height=info.height, fps=fps_play, options=encode,
                      audio_from=audio, overwrite=overwrite, source=src, sar=info.sar,
                      colour=info.colour)
     written = 0
@@ -247,7 +259,7 @@ def interpolate_video(src: Path, dst: Path, net: torch.nn.Module, schedule: Sche
         timings.finish = _clock() - finishing
         timings.wall = _clock() - started
     return JobReport(stats.frames_in, written, info.fps, fps_out, stats,
-                     _timing_warnings(src, info, net) + list(source.warnings) + list(sink.warnings))
+                     notes + list(source.warnings) + list(sink.warnings), fps_play if slowmo > 1 else None)
 
 
 DRIFT_WARNING = 0.05  # seconds: frames further from their own time than this make motion and audio sync visibly off

@@ -204,6 +204,20 @@ def test_from_24_fps(work: Path, weights: Path, option: list[str], fps: Fraction
     assert (info.n_frames, info.fps, info.width, info.height) == (count, fps, 64, 48)
 
 
+@pytest.mark.parametrize(("src", "option", "count", "fps"), [
+    ("in24.mp4", [], output_count(12, 24, factor=4), Fraction(24)),  # the clip's own rate, 4x the frames
+    ("in24.mp4", ["--fps", "60"], output_count(12, 24, fps=Fraction(240)), Fraction(60)),
+    ("in.mp4", ["--factor", "2"], output_count(12, NTSC, factor=8), 2 * NTSC),
+], ids=["own rate", "at 60 fps", "at twice the rate"])
+def test_slow_motion(work: Path, weights: Path, src: str, option: list[str], count: int, fps: Fraction) -> None:
+    result = interp(src, "slow.mp4", "--slowmo", "4", *option, weights=weights)
+    assert result.exit_code == 0, result.output
+    assert f"frames at {fps} fps, 4x slow motion" in plain(result.stderr)
+    info = probe(work / "slow.mp4")
+    assert (info.n_frames, info.fps, info.has_audio) == (count, fps, False)
+    assert ("audio and subtitles left out: the 4x slow-motion video" in plain(result.stderr)) == (src == "in.mp4")
+
+
 def test_odd_size_is_kept(work: Path, weights: Path) -> None:
     result = interp("odd.mp4", "out.mkv", weights=weights)  # --factor 2 by default
     assert result.exit_code == 0, result.output
@@ -345,6 +359,8 @@ BAD_INPUT = [
     pytest.param(["in.mp4", "out.mp4", "--weights", "notes.txt"], "not a safetensors file", id="weights not weights"),
     pytest.param(["in.mp4", "out.mp4", "--bogus"], "No such option", id="unknown option"),
     pytest.param(["in.mp4", "out.gif"], "a GIF shows at most 50 frames per second", id="gif above 50 fps"),
+    pytest.param(["in.mp4", "out.mp4", "--slowmo", "1"], "'--slowmo'", id="slowmo 1"),
+    pytest.param(["a.png", "b.png", "mid.png", "--slowmo", "2"], "do not apply", id="pair with slowmo"),
     pytest.param(["in24.mp4", "out.gif", "--codec", "libx264"], "libx264 cannot be stored in .gif", id="gif codec"),
 ]
 
