@@ -56,7 +56,8 @@ GENERIC = re.compile(  # ffmpeg's closing lines that say that it failed, not why
     r"Error splitting the argument list)"
 )
 HARMLESS = re.compile(  # ffmpeg notes that are no problem: swscale on full-range (yuvj*) input, which it converts
-    r"deprecated pixel format used|Duped color"  # right anyway; palettegen finding a colour twice in a GIF frame
+    # right anyway; palettegen finding a colour twice in a GIF frame; swscale having no fast path to 16-bit RGB
+    r"deprecated pixel format used|Duped color|No accelerated colorspace conversion"
 )
 STREAM_LINE = re.compile(r"^\s*Stream #0:(\d+)\S*: (Video|Audio|Subtitle|Data|Attachment): ([\w-]+)")
 
@@ -389,32 +390,50 @@ def is_interlaced(stream_text: str) -> bool:
     return bool(fmt and re.search(r"\b(top|bottom) first\b", fmt[1]))
 
 
+def bit_depth(stream_text: str) -> int:
+    """Bits per component of a video stream's pixel format: 10 for yuv420p10le or p010le, 8 for yuv420p."""
+    fmt = re.search(r", ((?:yuv|nv|gray|gbr|rgb|bgr|p0|ya|x2)\w*?)(?:\(|,)", stream_text)
+    if fmt is None:
+        return 8
+    bits = re.search(r"(\d+)(?:le|be)$", fmt[1]) or re.match(r"p0(1\d)", fmt[1])
+    if re.match(r"(rgb|bgr)48|rgba64|bgra64", fmt[1]):
+        return 16
+    return int(bits[1]) if bits and 8 < int(bits[1]) <= 16 else 8
+
+
+DEEP_CODECS = frozenset({"libx264", "libx265", "libvpx-vp9"})  # encode 10-bit YUV from 16-bit RGB frames
+
+
 def decode(path: Path, width: int, height: int, warnings: list[str], matrix: str | None = None,
-           deinterlace: bool = False) -> Iterator[np.ndarray]:
+           deinterlace: bool = False, deep: bool = False) -> Iterator[np.ndarray]:
     """Decode every frame of the first video stream as ``(height, width, 3)`` uint8 RGB, as the file has them.
 
     ``-fps_mode passthrough`` keeps ffmpeg from dropping or repeating frames. ``matrix`` (``untagged_matrix``) is
     the YUV matrix for a stream that names none. ``deinterlace`` runs bwdif on the frames flagged interlaced, one
     frame out per frame in (the two fields of a frame were shot 1/50 or 1/60 s apart: left combed, every moving
-    edge would be interpolated as a comb). ffmpeg's complaints about a damaged file are appended to ``warnings``;
-    VideoError is raised only if no frame could be decoded.
+    edge would be interpolated as a comb). ``deep`` gives uint16 frames (all 16 bits used) for video of more
+    than 8 bits. ffmpeg's complaints about a damaged file are appended to ``warnings``; VideoError is raised only
+    if no frame could be decoded.
     """
     filters = [*(["bwdif=mode=send_frame:deint=interlaced"] if deinterlace else []),
                *([f"scale=in_color_matrix={matrix}"] if matrix else [])]
     args = ["-nostdin", "-i", file_arg(path), "-map", "0:V:0", "-fps_mode", "passthrough",
             *(["-vf", ",".join(filters)] if filters else []), "-f", "rawvideo"]
-    ff = Ffmpeg([*args, "-pix_fmt", "rgb24", "pipe:1"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
+    ff = Ffmpeg([*args, "-pix_fmt", "rgb48le" if deep else "rgb24", "pipe:1"], stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE)
+    item = np.dtype("<u2" if deep else np.uint8)
     count = 0
     try:
         while True:
-            buf = bytearray(width * height * 3)  # a fresh, writable buffer per frame: the caller may keep it
+            buf = bytearray(width * height * 3 * item.itemsize)  # a fresh, writable buffer per frame: kept by callers
             got = read_exactly(ff.proc.stdout, buf)
             if got < len(buf):
                 if got:
                     warnings.append(f"the last frame was incomplete ({got} of {len(buf)} bytes); dropped")
                 break
             count += 1
-            yield np.frombuffer(buf, dtype=np.uint8).reshape(height, width, 3)
+            yield np.frombuffer(buf, dtype=item).reshape(height, width, 3).astype(np.uint16, copy=False) if deep \
+                else np.frombuffer(buf, dtype=np.uint8).reshape(height, width, 3)
         rc = ff.wait()
         if count == 0:
             raise VideoError(f"{path} has no decodable frames; check the file", detail=relevant(ff.lines))
@@ -435,7 +454,7 @@ class Encoder:
 
     def __init__(self, path: Path, size: tuple[int, int], fps: Fraction, opts: EncodeOptions,
                  audio_from: Path | None, warnings: list[str], sar: Fraction = Fraction(1),
-                 colour: Colour = BT709) -> None:  # fmt: skip
+                 colour: Colour = BT709, deep: bool = False) -> None:  # fmt: skip
         ext = ALIAS.get(path.suffix.lower(), path.suffix.lower())
         if ext not in OUTPUT_EXTS:
             exts = ", ".join(sorted(OUTPUT_EXTS))
@@ -447,12 +466,17 @@ class Encoder:
         parent = check_parent(path)
         rate = f"{fps.numerator}/{fps.denominator}"
         width, height = size
+        if deep and opts.codec not in DEEP_CODECS:
+            raise VideoError(f"{opts.codec} takes no 16-bit frames; use {', '.join(sorted(DEEP_CODECS))}")
+        if deep and opts.pix_fmt == EncodeOptions.pix_fmt:
+            opts = dataclasses.replace(opts, pix_fmt="yuv420p10le")  # deep frames keep 10 bits
         video = video_args(opts, ext, width, height, colour)
         if sar != 1:  # as a display aspect ratio, which ffmpeg turns back into this pixel aspect ratio
             video += ["-aspect", f"{width * sar.numerator}:{height * sar.denominator}"]
         carried = scan(Path(audio_from), False)[0] if audio_from and not Path(audio_from).is_dir() else []
         carry = carry_args(ext, carried, warnings)
-        args = ["-y", "-f", "rawvideo", "-pix_fmt", "rgb24", "-video_size", f"{width}x{height}", "-framerate", rate,
+        args = ["-y", "-f", "rawvideo", "-pix_fmt", "rgb48le" if deep else "rgb24", "-video_size", f"{width}x{height}",
+                "-framerate", rate,
                 "-i", "pipe:0", *(["-i", file_arg(audio_from)] if carry else []), "-map", "0:v:0", *video, "-r", rate,
                 *carry, *(["-movflags", "+faststart"] if ext in (".mp4", ".mov") else []), *opts.extra]  # fmt: skip
         try:

@@ -63,11 +63,12 @@ def list_images(folder: Path) -> list[Path]:
     return sorted(files, key=lambda p: natural_key(p.name))
 
 
-def check_frame(frame: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Return ``frame`` as a C-contiguous ``(height, width, 3)`` uint8 array, or raise ValueError naming its shape."""
-    if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.shape != (height, width, 3):
+def check_frame(frame: np.ndarray, width: int, height: int, dtype: type = np.uint8) -> np.ndarray:
+    """Return ``frame`` as a C-contiguous ``(height, width, 3)`` array of ``dtype`` (uint8; uint16 for deep video),
+    or raise ValueError naming its shape."""
+    if not isinstance(frame, np.ndarray) or frame.dtype != dtype or frame.shape != (height, width, 3):
         got = f"{frame.shape} {frame.dtype}" if isinstance(frame, np.ndarray) else type(frame).__name__
-        raise ValueError(f"expected a ({height}, {width}, 3) uint8 RGB frame, got {got}")
+        raise ValueError(f"expected a ({height}, {width}, 3) {np.dtype(dtype).name} RGB frame, got {got}")
     return np.ascontiguousarray(frame)
 
 

@@ -271,6 +271,7 @@ class _Runner:
         self.arbitrary = bool(getattr(model, "arbitrary_time", False))
         self.direct = frozenset(Fraction(x) for x in getattr(model, "times", (0.5,)))
         self.takes_time = self.arbitrary or self.direct != {HALF}
+        self.frame_dtype = np.dtype(np.uint8)  # the frames' type (uint16 for deep video), set by to_tensor
         self.tiler = Tiler(model, self._forward, lambda x0, x1: self._call(x0, x1, [HALF]), self.device, dtype,
                            self.divisor, tiling or TileConfig(), on_tiles=self._count_tiles)
 
@@ -281,13 +282,16 @@ class _Runner:
     def to_tensor(self, frame: np.ndarray) -> torch.Tensor:
         if not frame.flags.writeable or not frame.flags.c_contiguous:  # from_numpy warns on read-only arrays
             frame = np.array(frame)  # (decoder buffers) and fails on negative strides (flipped views)
-        x = torch.from_numpy(frame).to(self.device).permute(2, 0, 1).unsqueeze(0)  # (1, 3, H, W) uint8
-        return pad_to_multiple(x.float().div_(255), self.divisor)[0]  # (1, 3, Hp, Wp) float32 in any precision
+        self.frame_dtype = frame.dtype  # outputs come back in the inputs' depth
+        if frame.dtype == np.uint16:
+            frame = frame.astype(np.int32)  # (torch reads no uint16 arrays)
+        x = torch.from_numpy(frame).to(self.device).permute(2, 0, 1).unsqueeze(0)  # (1, 3, H, W) integers
+        return pad_to_multiple(x.float().div_(_top(self.frame_dtype)), self.divisor)[0]  # (1, 3, Hp, Wp) float32
 
-    @staticmethod
-    def to_frame(x: torch.Tensor, hw: tuple[int, int]) -> np.ndarray:
-        x = crop(x, hw)[0].float().clamp(0, 1).mul(255).round().to(torch.uint8)  # (3, H, W)
-        return np.ascontiguousarray(x.permute(1, 2, 0).cpu().numpy())  # (H, W, 3)
+    def to_frame(self, x: torch.Tensor, hw: tuple[int, int]) -> np.ndarray:
+        x = crop(x, hw)[0].float().clamp(0, 1).mul(_top(self.frame_dtype)).round()  # (3, H, W)
+        x = x.to(torch.uint8 if self.frame_dtype == np.uint8 else torch.int32)  # small on the way off a GPU
+        return np.ascontiguousarray(x.permute(1, 2, 0).cpu().numpy().astype(self.frame_dtype))  # (H, W, 3)
 
     def __call__(self, x0: torch.Tensor, x1: torch.Tensor, t: list[Fraction]) -> torch.Tensor:
         """The frames at local times ``t`` of the pairs ``(x0[b], x1[b])``: whole, in smaller batches or tiled."""
@@ -391,7 +395,7 @@ def _thumbnail(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     h, w = image.shape[:2]
     tw = min(THUMB_WIDTH, w)
     th = max(1, round(h * tw / w))
-    grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32) / 255
+    grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32) / _top(image.dtype)
     thumb = cv2.resize(grey, (tw, th), interpolation=cv2.INTER_AREA)
     bins = np.minimum((thumb * HIST_BINS).astype(np.int64), HIST_BINS - 1)
     return thumb, np.bincount(bins.ravel(), minlength=HIST_BINS) / bins.size
@@ -412,13 +416,23 @@ def _pair_kind(a: _Frame, b: _Frame, config: ScheduleConfig) -> str:
     return "motion"
 
 
-def _check_frame(frame: object, index: int, first_shape: tuple[int, ...] | None) -> np.ndarray:
-    if not isinstance(frame, np.ndarray) or frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+def _top(dtype: np.dtype) -> int:
+    """The value of white in frames of ``dtype``: 255 for uint8, 65535 for uint16 (deep frames)."""
+    return 65535 if dtype == np.uint16 else 255
+
+
+def _check_frame(frame: object, index: int, first: np.ndarray | None, deep: bool = False) -> np.ndarray:
+    """``frame``, checked to be ``(H, W, 3)`` RGB of ``first``'s size and type: uint8, or with ``deep`` also uint16."""
+    kinds = (np.uint8, np.uint16) if deep else (np.uint8,)
+    if not isinstance(frame, np.ndarray) or frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype not in kinds:
         desc = f"{frame.dtype} array of shape {frame.shape}" if isinstance(frame, np.ndarray) else type(frame).__name__
-        raise ValueError(f"frame {index} must be an (H, W, 3) uint8 RGB array, got a {desc}")
-    if first_shape is not None and frame.shape != first_shape:
+        wanted = " or ".join(np.dtype(k).name for k in kinds)
+        raise ValueError(f"frame {index} must be an (H, W, 3) {wanted} RGB array, got a {desc}")
+    if first is not None and frame.shape != first.shape:
         raise ValueError(f"frame {index} is {frame.shape[1]}x{frame.shape[0]} but the first frame was "
-                         f"{first_shape[1]}x{first_shape[0]}; all frames must share one size")
+                         f"{first.shape[1]}x{first.shape[0]}; all frames must share one size")
+    if first is not None and frame.dtype != first.dtype:
+        raise ValueError(f"frame {index} is {frame.dtype} but the first frame was {first.dtype}")
     return frame
 
 
@@ -430,7 +444,8 @@ def interpolate_frames(frames: Iterable[np.ndarray], in_fps: Fraction | int, mod
     """Interpolate a stream of frames; a generator over the output frames, in order.
 
     Args:
-        frames: ``(H, W, 3)`` uint8 RGB arrays, one size; read lazily, a few batches ahead at most.
+        frames: ``(H, W, 3)`` uint8 RGB arrays, one size (or uint16 for deep video, two-frame models only: the
+            outputs come back uint16 too); read lazily, a few batches ahead at most.
         in_fps: the input frame rate (a ``Fraction``: 30000/1001, not 29.97); with ``times``, the average one.
         model: ``model(img0, img1)`` -> the frame at t = 0.5 (see the module docstring for other models).
         config: the output rate and the scheduling knobs.
@@ -499,7 +514,7 @@ def _generate(frames: Iterator[np.ndarray], timeline: Timeline, depth: int, runn
                 yield emit(window[j + side].image if t is None else made[(j, t)])
 
     for index, image in enumerate(frames):
-        image = _check_frame(image, index, window[0].image.shape if window else None)
+        image = _check_frame(image, index, window[0].image if window else None, deep=True)
         stats.frames_in += 1
         thumb, hist = _thumbnail(image) if detect else (None, None)
         frame = _Frame(index, image, thumb, hist)
@@ -527,8 +542,8 @@ def interpolate_pair(img0: np.ndarray, img1: np.ndarray, model: torch.nn.Module,
     No scene-cut or duplicate tests: the caller asked for this pair. ``t`` 0 or 1 returns a copy of an input.
     ``tiling`` sets the memory budget (as ``ScheduleConfig.tiling``); ``stats``, if given, counts the model calls.
     """
-    _check_frame(img0, 0, None)
-    _check_frame(img1, 1, img0.shape)
+    _check_frame(img0, 0, None, deep=True)
+    _check_frame(img1, 1, img0, deep=True)
     stats = InterpolationStats() if stats is None else stats
     t = Fraction(t)
     if not 0 <= t <= 1:

@@ -7,6 +7,7 @@ model is not starved while ffmpeg works. Library code: progress goes through cal
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ import torch
 
 from framefill.allocator import keep_freed_memory
 from framefill.checkpoint import WeightsError
+from framefill.ffmpeg import DEEP_CODECS, OUTPUT_EXTS
 from framefill.frames import VideoError, is_image_file, read_image, transparency_note, write_image
 from framefill.interpolate import (
     InterpolationStats,
@@ -224,10 +226,12 @@ def interpolate_video(src: Path, dst: Path, net: torch.nn.Module, schedule: Sche
     if carries and slowmo > 1:
         notes.append(f"audio and subtitles left out: the {slowmo}x slow-motion video lasts {slowmo} times as long")
     audio = src if carries and slowmo == 1 else None
+    deep = _keeps_depth(src, dst, info, net, encode or EncodeOptions.for_path(dst))
+    source.deep = deep
     stats = InterpolationStats()
     sink = FrameSink(dst, width=info.width, height=info.height, fps=fps_play, options=encode,
                      audio_from=audio, overwrite=overwrite, source=src, sar=info.sar,
-                     colour=info.colour)
+                     colour=info.colour, deep=deep)
     written = 0
     encoder = sink if timings is None else _TimedSink(sink, timings)
     try:
@@ -260,6 +264,18 @@ def interpolate_video(src: Path, dst: Path, net: torch.nn.Module, schedule: Sche
         timings.wall = _clock() - started
     return JobReport(stats.frames_in, written, info.fps, fps_out, stats,
                      notes + list(source.warnings) + list(sink.warnings), fps_play if slowmo > 1 else None)
+
+
+def _keeps_depth(src: Path, dst: Path, info: VideoInfo, net: torch.nn.Module, opts: EncodeOptions) -> bool:
+    """Whether a video of more than 8 bits (10-bit HDR from phones, pro cameras) goes through as uint16 frames and
+    comes out 10-bit instead of banding through 8 bits: for HEVC and VP9 by default (their 10-bit profiles play on
+    most devices, where H.264's High 10 mostly does not), for H.264 when ``--pix-fmt`` asks for a 10-bit format.
+    Two-frame models and video files only."""
+    if info.bits <= 8 or not src.is_file() or dst.suffix.lower() not in OUTPUT_EXTS or is_windowed(net):
+        return False
+    if opts.pix_fmt == EncodeOptions.pix_fmt:
+        return opts.codec in ("libx265", "libvpx-vp9")
+    return opts.codec in DEEP_CODECS and re.search(r"(10|12|16)(le|be)$", opts.pix_fmt) is not None
 
 
 DRIFT_WARNING = 0.05  # seconds: frames further from their own time than this make motion and audio sync visibly off

@@ -47,6 +47,7 @@ from framefill.ffmpeg import (
     Colour,
     EncodeOptions,
     Encoder,
+    bit_depth,
     decode,
     is_interlaced,
     parse_rate,
@@ -103,6 +104,7 @@ class VideoInfo:
     colour: Colour = BT709  # the colour description FrameSink gives the output (the input's tags; BT.709 where
     # it has none)
     interlaced: bool = False  # the stream says its frames are interlaced (DVD, broadcast): decoding deinterlaces
+    bits: int = 8  # bits per component of the stream's pixel format (10 for yuv420p10le)
 
 
 def probe(path: Path, *, count_frames: bool = True) -> VideoInfo:
@@ -139,7 +141,7 @@ def probe(path: Path, *, count_frames: bool = True) -> VideoInfo:
     drift = timing_drift(times, fps) if times else None
     return VideoInfo(width, height, fps, n_frames, duration, has_audio, has_subtitles, video.codec, sar,
                      untagged_matrix(video.text), drift, tuple(times) if times else None, stream_colour(video.text),
-                     is_interlaced(video.text))
+                     is_interlaced(video.text), bit_depth(video.text))
 
 
 def as_rate(value: Fraction | int | float | str) -> Fraction:
@@ -163,14 +165,16 @@ class FrameSource:
     Args:
         path: a video file or a folder of images.
         fps: the frame rate of a folder (default 30); for a video file it overrides the rate the file states.
+        deep: a video file's frames as uint16 arrays (16 bits, for video of 10 or 12), not uint8.
 
     Raises:
         VideoError: on a missing, unreadable or empty input (also while iterating: a folder image of another
             size, a video of which no frame decodes).
     """
 
-    def __init__(self, path: Path, fps: Fraction | None = None) -> None:
+    def __init__(self, path: Path, fps: Fraction | None = None, deep: bool = False) -> None:
         self.path = Path(path)
+        self.deep = deep and not self.path.is_dir()  # uint16 frames from video of more than 8 bits
         self.warnings: list[str] = []  # ffmpeg's complaints about a damaged file, from the last pass
         self._passes: weakref.WeakSet[Iterator[np.ndarray]] = weakref.WeakSet()
         fps = as_rate(fps) if fps is not None else None
@@ -206,7 +210,7 @@ class FrameSource:
         self.warnings.clear()
         count = 0
         with closing(decode(self.path, self.info.width, self.info.height, self.warnings, self.info.matrix,
-                            self.info.interlaced)) as frames:
+                            self.info.interlaced, self.deep)) as frames:
             for frame in frames:
                 count += 1
                 yield frame
@@ -279,6 +283,8 @@ class FrameSink(_CommitOnExit):
             as they stretch the input; ignored for folders.
         colour: the colour description to encode with and store (``VideoInfo.colour`` of the input); ignored for
             folders and RGB codecs.
+        deep: frames are uint16 arrays, encoded with 10 bits (yuv420p10le unless ``options`` name a format);
+            video files with libx264, libx265 or libvpx-vp9 only.
 
     Raises:
         VideoError: if the output exists (without ``overwrite``) or is the input, if its folder is missing or
@@ -298,8 +304,12 @@ class FrameSink(_CommitOnExit):
         source: Path | None = None,
         sar: Fraction = Fraction(1),
         colour: Colour = BT709,
+        deep: bool = False,
     ) -> None:
         folder = _is_folder_path(path)
+        if deep and folder:
+            raise ValueError("deep (16-bit) frames go to video files only")
+        self.dtype = np.uint16 if deep else np.uint8
         self.path = Path(path)
         if width < 1 or height < 1:
             raise ValueError(f"need a positive size, got {width}x{height}")
@@ -317,13 +327,13 @@ class FrameSink(_CommitOnExit):
                 raise VideoError(f"{self.path} exists; use --force to overwrite")
             opts = options or EncodeOptions.for_path(self.path)
             self._impl = Encoder(self.path, (width, height), self.fps, opts, audio_from, self.warnings, Fraction(sar),
-                                 colour)
+                                 colour, deep)
 
     def write(self, frame: np.ndarray) -> None:
         """Append a frame, an ``(H, W, 3)`` uint8 RGB array of the sink's size."""
         if self._closed:
             raise RuntimeError(f"FrameSink for {self.path} is closed")
-        self._impl.write(check_frame(frame, self.width, self.height))
+        self._impl.write(check_frame(frame, self.width, self.height, self.dtype))
         self.frames_written += 1
 
     def close(self) -> None:
@@ -388,7 +398,7 @@ class ThreadedSink(_CommitOnExit):
             raise RuntimeError(f"ThreadedSink for {self.sink.path} is closed")
         if self._error is not None:
             raise self._error
-        self._queue.put(check_frame(frame, self.sink.width, self.sink.height))
+        self._queue.put(check_frame(frame, self.sink.width, self.sink.height, self.sink.dtype))
 
     def _join(self) -> None:
         self._closed = True

@@ -142,7 +142,7 @@ def _labelled(frames: Iterator[np.ndarray], config: ScheduleConfig, stats: Inter
     prev: _Frame | None = None
     detect = config.detect_scenes or config.skip_duplicates
     for index, image in enumerate(frames):
-        image = _check_frame(image, index, prev.image.shape if prev else None)
+        image = _check_frame(image, index, prev.image if prev else None)
         stats.frames_in += 1
         thumb, hist = _thumbnail(image) if detect else (None, None)
         frame = _Frame(index, image, thumb, hist)

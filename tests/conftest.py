@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
 
+import cv2
 import imageio_ffmpeg
 import numpy as np
 import pytest
@@ -154,3 +155,13 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def ramp_clip(path: Path, codec: str = "libx264", pix_fmt: str = "yuv420p10le") -> Path:
+    """A 10-bit clip of a gentle grey ramp (0.3 to 0.5 over 640 px): about 200 levels in 10 bits, 51 in 8."""
+    ramp = np.linspace(0.3, 0.5, 640)[None, :, None] * np.ones((96, 1, 3))
+    for i in range(4):
+        cv2.imwrite(str(path.parent / f"ramp{i}.png"), ((ramp + 0.01 * i) * 65535).astype(np.uint16))
+    run_ffmpeg("-framerate", "24", "-i", str(path.parent / "ramp%d.png"), "-c:v", codec, "-pix_fmt", pix_fmt,
+               "-crf", "0", str(path))
+    return path

@@ -20,7 +20,17 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from conftest import NTSC, assert_one_error, child_processes, make_clip, moving_square, plain, psnr, run_ffmpeg
+from conftest import (
+    NTSC,
+    assert_one_error,
+    child_processes,
+    make_clip,
+    moving_square,
+    plain,
+    psnr,
+    ramp_clip,
+    run_ffmpeg,
+)
 from typer.testing import CliRunner, Result
 
 import framefill.pipeline
@@ -248,6 +258,18 @@ def test_hdr_input_keeps_its_colour_description(work: Path, weights: Path) -> No
     assert result.exit_code == 0, result.output
     assert probe(work / "out.mp4").colour == probe(work / "hlg.mp4").colour == Colour("bt2020nc", "bt2020",
                                                                                       "arib-std-b67")
+
+
+@pytest.mark.parametrize(("codec", "bits"), [([], 8), (["--codec", "libx265"], 10)], ids=["h264 8-bit", "hevc 10-bit"])
+def test_10_bit_video_stays_10_bit_where_the_output_plays_it(work: Path, weights: Path, codec: list[str],
+                                                             bits: int) -> None:
+    ramp_clip(work / "ramp10.mp4")
+    result = interp("ramp10.mp4", "out.mp4", *codec, weights=weights)
+    assert result.exit_code == 0, result.output
+    assert probe(work / "out.mp4").bits == bits
+    frames = list(FrameSource(work / "out.mp4", deep=True))
+    levels = len(np.unique(frames[1][48, :, 1]))  # an interpolated frame
+    assert levels > 120 if bits == 10 else levels <= 52  # a 10-bit ramp, or 8 bits' 51 steps
 
 
 def _vfr_clip() -> str:

@@ -19,6 +19,7 @@ from framefill.interpolate import (
     plan_output,
     snap_time,
 )
+from framefill.models import build_model
 
 STEP = 16  # frame i is filled with STEP * i: a linear blend at t = j/8 stays an integer
 
@@ -268,6 +269,19 @@ def test_arbitrary_time_gets_exact_t():
     assert model.seen == pytest.approx([1 / 3, 2 / 3] * 2)
     assert stats.max_timing_error == 0 and stats.model_calls == 1  # all four nodes in one batch
     assert np.allclose(values(out), [STEP * k / 3 for k in range(7)], atol=0.5)
+
+
+def test_deep_frames_come_back_deep():
+    frames = [np.full((6, 8, 3), v, np.uint16) for v in (1000, 1004, 60000)]  # a step of 4 16-bit levels: < 1 in 8
+    out = run(frames, Average(), factor=2, detect_scenes=False, skip_duplicates=False)  # (4 levels: a duplicate)
+    assert [f.dtype for f in out] == [np.uint16] * 5
+    assert values(out) == pytest.approx([1000, 1002, 1004, 30502, 60000], abs=1)
+    assert interpolate_pair(frames[0], frames[1], Average()).dtype == np.uint16
+    with pytest.raises(ValueError, match="frame 1 is uint8 but the first frame was uint16"):
+        run([frames[0], frames[1].astype(np.uint8)], Average(), factor=2)
+    with pytest.raises(ValueError, match="uint8 RGB array"):  # four-frame models take 8-bit frames only
+        list(interpolate_frames(frames, 24, build_model("convlstm", "convlstm-tiny").eval(),
+                                ScheduleConfig(factor=2)))
 
 
 VFR_TIMES = [Fraction(0), Fraction(1, 30), Fraction(2, 30), Fraction(5, 30), Fraction(8, 30)]  # 30 fps, then 10

@@ -23,11 +23,21 @@ from conftest import (
     make_frame_folder,
     moving_square,
     psnr,
+    ramp_clip,
     run_ffmpeg,
     write_clip,
 )
 
-from framefill.ffmpeg import Colour, decode, packet_times, scan, stream_colour, timing_drift, untagged_matrix
+from framefill.ffmpeg import (
+    Colour,
+    bit_depth,
+    decode,
+    packet_times,
+    scan,
+    stream_colour,
+    timing_drift,
+    untagged_matrix,
+)
 from framefill.video import (
     EncodeOptions,
     FrameSink,
@@ -230,6 +240,31 @@ def test_interlaced_video_is_deinterlaced(tmp_path: Path) -> None:
     frames = list(source)
     assert len(frames) == len(woven) == 10
     assert np.mean([comb(f) for f in frames]) < 0.8 * np.mean([comb(f) for f in woven])  # 0.71 measured
+
+
+@pytest.mark.parametrize(("stream", "bits"), [
+    ("Video: h264 (High), yuv420p(progressive), 1280x720", 8),
+    ("Video: hevc (Main 10), yuv420p10le(tv, bt2020nc/bt2020/arib-std-b67), 3840x2160", 10),
+    ("Video: prores (HQ), yuv422p10le(progressive), 1920x1080", 10),
+    ("Video: hevc, p010le(tv, bt2020nc/bt2020/smpte2084), 3840x2160", 10),
+    ("Video: ffv1, yuv444p12le, 640x480", 12),
+    ("Video: png, rgb48be(pc, gbr/unknown/unknown), 640x480", 16),
+    ("Video: gif, bgra, 200x150, 50 fps", 8),
+])
+def test_bit_depth_of_a_stream(stream: str, bits: int) -> None:
+    assert bit_depth(stream) == bits
+
+
+def test_deep_decoding_keeps_the_bits_of_10_bit_video(tmp_path: Path) -> None:
+    src = ramp_clip(tmp_path / "ramp10.mp4")
+    assert probe(src).bits == 10
+    deep, shallow = list(FrameSource(src, deep=True)), list(FrameSource(src))
+    assert deep[0].dtype == np.uint16 and shallow[0].dtype == np.uint8 and len(deep) == len(shallow) == 4
+    assert len(np.unique(deep[0][48, :, 1])) > 150 and len(np.unique(shallow[0][48, :, 1])) <= 52
+    truth = ((np.linspace(0.3, 0.5, 640)) * 65535)[None, :]  # the ramp written
+    assert np.abs(deep[0][..., 1].astype(float) - truth).max() < 65535 / 1023  # within a 10-bit step
+    assert np.abs(deep[0].astype(float) / 257 - shallow[0]).max() <= 3  # the same picture (swscale's 8-bit path
+    # reads this 1-2 levels darker)
 
 
 def test_full_range_video_decodes_to_its_levels_without_warnings(tmp_path: Path) -> None:
