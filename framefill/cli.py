@@ -475,7 +475,9 @@ def _describe_input(path: Path) -> None:
         else:
             lines.append("  timing: constant frame rate")
     if i.codec != "images":
-        lines.append(f"  scan: {'interlaced (deinterlaced as it is read)' if i.interlaced else 'progressive'}")
+        lines.append(f"  scan: {'interlaced (deinterlaced as it is read)' if i.interlaced else 'progressive'}; "
+                     f"{i.bits} bits" + (" (kept with --codec libx265, .webm, or a 10-bit --pix-fmt)" if i.bits > 8
+                                         else ""))
         read = f"; no matrix named, read as {i.matrix.upper().replace('BT', 'BT.')}" if i.matrix else ""
         lines.append(f"  colour: matrix {i.colour.matrix}, primaries {i.colour.primaries}, transfer "
                      f"{i.colour.transfer} (as the output is tagged){read}")

@@ -176,7 +176,7 @@ def test_info_describes_a_video_as_interp_reads_it(work: Path) -> None:
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert lines[:3] == ["in.mp4", "  picture: 64x48 (h264)", "  frames: 12 at 30000/1001 fps (29.970), 0.40 s"]
-    assert "  timing: constant frame rate" in lines and "  scan: progressive" in lines
+    assert "  timing: constant frame rate" in lines and "  scan: progressive; 8 bits" in lines
     assert "  audio: yes; subtitles: no" in lines
     result = runner.invoke(app, ["info", _vfr_clip()])
     assert "timing: variable frame rate: frames stray up to" in result.stdout
