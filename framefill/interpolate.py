@@ -192,11 +192,13 @@ class Timeline:
         return math.floor(self.pos(n_in - 1)) + 1
 
     def widest(self) -> Fraction:
-        """The most outputs one pair spans (what the bisection depth has to resolve)."""
+        """The most outputs one pair spans (what the bisection depth has to resolve). A gap in the frame times
+        counts for at most ``2 ** MAX_DEPTH_LIMIT`` (a screen recording may pause for minutes): outputs in a wider
+        one snap to that grid, and neighbours may share a frame there."""
         if self.times is None:
             return self.ratio
-        gaps = (b - a for a, b in itertools.pairwise(self.times))
-        return max(self.ratio, max(gaps, default=Fraction(0)) * self.out_fps)
+        gap = max((b - a for a, b in itertools.pairwise(self.times)), default=Fraction(0))
+        return max(self.ratio, min(gap * self.out_fps, Fraction(2**MAX_DEPTH_LIMIT)))
 
 
 def plan_output(n_in: int | None, in_fps: Fraction | int, *, factor: int | None = None,

@@ -310,6 +310,9 @@ def test_frame_times_deepen_bisection_for_wide_gaps_and_are_checked():
     assert stats.max_timing_error <= 1 / 64
     with pytest.raises(ValueError, match="increase"):
         Timeline(Fraction(2), [Fraction(0), Fraction(1, 30), Fraction(1, 30)], Fraction(30))
+    paused = [Fraction(0), Fraction(1, 30), Fraction(120)]  # a screen recording that stops for two minutes
+    out = list(interpolate_frames(frames, Fraction(15), Average(), config, times=paused))  # no error
+    assert len(out) == Timeline(2, paused, Fraction(30)).count(3) == 3601
 
 
 def test_listed_times_are_called_directly():
