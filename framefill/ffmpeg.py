@@ -266,6 +266,21 @@ MATRICES = frozenset({"bt709", "fcc", "bt470bg", "smpte170m", "smpte240m", "ycgc
                       "smpte2085", "chroma-derived-nc", "chroma-derived-c", "ictcp", "gbr"})  # as ffmpeg prints them
 
 
+PIX_FMT = re.compile(r", ((?:yuv|nv|p0|gray|gbr|rgb|bgr|ya|x2)\w*)(?:\(([^)]*)\))?(?=[,\s]|$)")
+
+
+def pixel_format(stream_text: str) -> tuple[str, list[str]] | None:
+    """The pixel format ffmpeg prints for a video stream and the notes in its brackets (range, colour tags, field
+    order): ``("yuv420p10le", ["tv", "bt2020nc/bt2020/arib-std-b67"])``; None when it prints none."""
+    m = PIX_FMT.search(stream_text)
+    return (m[1], m[2].split(", ") if m[2] else []) if m else None
+
+
+def _colour_tags(notes: list[str]) -> list[str] | None:
+    """The ``matrix[/primaries/transfer]`` note of a pixel format, split; None when it names no matrix."""
+    return next((note.split("/") for note in notes if note.split("/")[0] in MATRICES), None)
+
+
 def untagged_matrix(stream_text: str) -> str | None:
     """The YUV to RGB matrix to decode a video stream with when it names none, as players pick it: BT.709 for HD
     (1280 wide or more, or over 576 lines), BT.601 for SD. None when the stream names its matrix or is not YUV.
@@ -274,11 +289,9 @@ def untagged_matrix(stream_text: str) -> str | None:
     recorders, many web encodes) would come out with other colours than a player shows, and framefill's output,
     tagged BT.709, would keep the shift.
     """
-    fmt = re.search(r", ((?:yuv|nv)\w*)(?:\(([^)]*)\))?[,\s]", stream_text)
+    fmt = pixel_format(stream_text)
     size = re.search(r", (\d+)x(\d+)", stream_text)
-    if fmt is None or size is None:
-        return None
-    if any(item.split("/")[0] in MATRICES for item in (fmt[2] or "").split(", ")):
+    if fmt is None or size is None or not fmt[0].startswith(("yuv", "nv", "p0")) or _colour_tags(fmt[1]):
         return None
     w, h = sorted((int(size[1]), int(size[2])), reverse=True)  # (long side, short side): rotation does not matter
     return "bt709" if w >= 1280 or h > 576 else "bt601"
@@ -300,9 +313,8 @@ class Colour:
 def stream_colour(stream_text: str) -> Colour:
     """The colour description an output should carry to look like this input stream: the stream's own tags where
     it has them (BT.2020 HLG or PQ from phones, SMPTE 170M from SD), BT.709 for what it leaves unknown."""
-    fmt = re.search(r", (?:yuv|nv)\w*\(([^)]*)\)", stream_text)
-    tags = next((item.split("/") for item in (fmt[1].split(", ") if fmt else []) if item.split("/")[0] in MATRICES),
-                None)
+    fmt = pixel_format(stream_text)
+    tags = _colour_tags(fmt[1]) if fmt and fmt[0].startswith(("yuv", "nv", "p0")) else None
     if tags is None:
         return Colour()
     matrix, primaries, transfer = (tags * 3)[:3] if len(tags) == 1 else (tags + ["unknown"] * 3)[:3]
@@ -386,17 +398,18 @@ def read_exactly(stream: Any, buf: bytearray) -> int:
 
 def is_interlaced(stream_text: str) -> bool:
     """Whether a video stream says its frames are interlaced (field order "top first" or "bottom first")."""
-    fmt = re.search(r", (?:yuv|nv|gray)\w*\(([^)]*)\)", stream_text)
-    return bool(fmt and re.search(r"\b(top|bottom) first\b", fmt[1]))
+    fmt = pixel_format(stream_text)
+    return fmt is not None and any(note in ("top first", "bottom first") for note in fmt[1])
 
 
 def bit_depth(stream_text: str) -> int:
     """Bits per component of a video stream's pixel format: 10 for yuv420p10le or p010le, 8 for yuv420p."""
-    fmt = re.search(r", ((?:yuv|nv|gray|gbr|rgb|bgr|p0|ya|x2)\w*?)(?:\(|,)", stream_text)
+    fmt = pixel_format(stream_text)
     if fmt is None:
         return 8
-    bits = re.search(r"(\d+)(?:le|be)$", fmt[1]) or re.match(r"p0(1\d)", fmt[1])
-    if re.match(r"(rgb|bgr)48|rgba64|bgra64", fmt[1]):
+    name = fmt[0]
+    bits = re.search(r"(\d+)(?:le|be)$", name) or re.match(r"p0(1\d)", name)
+    if re.match(r"(rgb|bgr)48|rgba64|bgra64", name):
         return 16
     return int(bits[1]) if bits and 8 < int(bits[1]) <= 16 else 8
 
