@@ -458,7 +458,7 @@ def info(
 
 def _describe_input(path: Path) -> None:
     """``framefill info VIDEO``: what interp reads from a video file or frame folder."""
-    from framefill.pipeline import DRIFT_WARNING
+    from framefill.pipeline import uneven_timing
     from framefill.video import FrameSource
 
     with FrameSource(path) as source:
@@ -469,7 +469,7 @@ def _describe_input(path: Path) -> None:
     count = f"{i.n_frames} at " if i.n_frames is not None else ""
     lines.append(f"  frames: {count}{i.fps} fps ({float(i.fps):.3f}){length}")
     if i.drift is not None:
-        if i.drift > DRIFT_WARNING:
+        if uneven_timing(i):
             lines.append(f"  timing: variable frame rate: frames stray up to {i.drift:.2f} s from an even "
                          f"{float(i.fps):.3f} fps; interp places its outputs by their timestamps")
         else:

@@ -143,15 +143,6 @@ def out_fps_for(in_fps: Fraction | int, config: ScheduleConfig) -> Fraction:
     return Fraction(in_fps) * _ratio(in_fps, config.factor, config.fps)
 
 
-def _pair_times(i: int, ratio: Fraction) -> list[Fraction]:
-    """Exact times ``t`` in [0, 1) of the outputs falling in the pair ``(i, i + 1)``."""
-    return [k / ratio - i for k in range(math.ceil(i * ratio), math.ceil((i + 1) * ratio))]
-
-
-def _ends_on_last(n_in: int, ratio: Fraction) -> bool:
-    return ((n_in - 1) * ratio).denominator == 1
-
-
 class Timeline:
     """Where the input frames sit among the outputs: frame ``i`` at ``pos(i)`` in output-frame units (output ``k``
     sits at ``k``), so the outputs in the pair ``(i, i + 1)`` are the integers in ``[pos(i), pos(i + 1))``.
@@ -212,11 +203,13 @@ def plan_output(n_in: int | None, in_fps: Fraction | int, *, factor: int | None 
     if n_in is not None and n_in < 2:
         raise ValueError(f"need at least 2 frames to interpolate, got {n_in}")
 
+    timeline = Timeline(ratio)
+
     def gen() -> Iterator[tuple[int, Fraction]]:
         for i in itertools.count() if n_in is None else range(n_in - 1):
-            for t in _pair_times(i, ratio):
+            for t in timeline.pair_times(i):
                 yield i, t
-        if n_in is not None and _ends_on_last(n_in, ratio):
+        if n_in is not None and timeline.ends_on_last(n_in):
             yield n_in - 1, Fraction(0)
 
     return Fraction(in_fps) * ratio, gen()
@@ -228,7 +221,7 @@ def output_count(n_in: int, in_fps: Fraction | int, *, factor: int | None = None
     ratio = _ratio(in_fps, factor, fps)
     if n_in < 2:
         raise ValueError(f"need at least 2 frames to interpolate, got {n_in}")
-    return math.floor((n_in - 1) * ratio) + 1
+    return Timeline(ratio).count(n_in)
 
 
 def snap_time(t: Fraction | float, max_depth: int) -> tuple[Fraction, Fraction]:

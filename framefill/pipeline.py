@@ -29,7 +29,6 @@ from framefill.interpolate import (
     interpolate_pair,
     out_fps_for,
 )
-from framefill.interpolate import output_count as _output_count
 from framefill.models import default_weights, load_model
 from framefill.tiling import TileConfig
 from framefill.video import EncodeOptions, FrameSink, FrameSource, ThreadedSink, VideoInfo, prefetch
@@ -213,11 +212,8 @@ def interpolate_video(src: Path, dst: Path, net: torch.nn.Module, schedule: Sche
     fps_out = out_fps_for(info.fps, schedule)
     # A variable frame rate is followed through the frames' own timestamps (two-frame models; a constant-rate
     # video keeps the exact constant-rate plan, which its rounded timestamps would only blur).
-    times = info.frame_times if _uneven(info) and not is_windowed(net) else None
-    total = None
-    if info.n_frames:
-        total = (Timeline(fps_out / info.fps, times, fps_out).count(info.n_frames) if times else
-                 _output_count(info.n_frames, info.fps, factor=schedule.factor, fps=schedule.fps))
+    times = info.frame_times if uneven_timing(info) and not is_windowed(net) else None
+    total = Timeline(fps_out / info.fps, times, fps_out).count(info.n_frames) if info.n_frames else None
     if slowmo < 1:
         raise ValueError(f"slowmo must be a whole number >= 1, got {slowmo}")
     fps_play = fps_out / slowmo
@@ -281,14 +277,14 @@ def _keeps_depth(src: Path, dst: Path, info: VideoInfo, net: torch.nn.Module, op
 DRIFT_WARNING = 0.05  # seconds: frames further from their own time than this make motion and audio sync visibly off
 
 
-def _uneven(info: VideoInfo) -> bool:
+def uneven_timing(info: VideoInfo) -> bool:
     """Whether the input's frame times stray from its constant rate enough to matter (variable frame rate)."""
     return info.drift is not None and info.drift > DRIFT_WARNING and info.frame_times is not None
 
 
 def _timing_warnings(src: Path, info: VideoInfo, net: torch.nn.Module) -> list[str]:
     """A warning when the input has a variable frame rate that the model's scheduler cannot follow."""
-    if not _uneven(info) or not is_windowed(net):
+    if not uneven_timing(info) or not is_windowed(net):
         return []
     return [f"{src.name} has a variable frame rate; four-frame models treat it as a constant {float(info.fps):.4g} "
             f"fps, which moves some frames up to {info.drift:.2f} s from their own time (uneven motion, audio out of "

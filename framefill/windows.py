@@ -36,10 +36,10 @@ import torch
 from framefill.interpolate import (
     InterpolationStats,
     ScheduleConfig,
+    Timeline,
     _check_frame,
     _Frame,
     _pair_kind,
-    _pair_times,
     _thumbnail,
     check_dtype,
     depth_for,
@@ -202,8 +202,9 @@ def _select(grid: Iterator[np.ndarray], ratio: Fraction, depth: int, stats: Inte
     frames = enumerate(grid)
     g, image = next(frames, (-1, None))
     following = next(frames, None)  # one frame of look-ahead: is ``g`` the last grid frame?
+    timeline = Timeline(ratio)
     for i in itertools.count():
-        for t in _pair_times(i, ratio):
+        for t in timeline.pair_times(i):
             snapped, err = snap_time(t, depth)
             target = i * scale + int(snapped * scale)
             while g < target and following is not None:
