@@ -10,8 +10,10 @@ with the frame size (``python tools/profile_model.py`` prints page faults and ke
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import platform
+from collections.abc import Callable
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameter numbers (glibc's malloc.h)
 _KEEP_BYTES = 1 << 30
@@ -23,6 +25,7 @@ class _Mallinfo2(ctypes.Structure):
                                                       "fsmblks", "uordblks", "fordblks", "keepcost")]
 
 
+@functools.cache  # held_free_bytes runs before every model call (the tiler's headroom)
 def _libc() -> ctypes.CDLL | None:
     if platform.libc_ver()[0] != "glibc":
         return None
@@ -55,12 +58,14 @@ def keep_freed_memory() -> bool:
 def held_free_bytes() -> int:
     """Bytes malloc holds free in this process's heap (glibc's ``mallinfo2().fordblks``): memory the next
     allocations reuse without asking the system, which ``MemAvailable`` does not count. 0 without glibc."""
+    mallinfo2 = _mallinfo2() if _kept else None
+    return int(mallinfo2().fordblks) if mallinfo2 is not None else 0
+
+
+@functools.cache
+def _mallinfo2() -> Callable[[], _Mallinfo2] | None:
     libc = _libc()
-    if libc is None or not _kept:
-        return 0
-    try:
-        mallinfo2 = libc.mallinfo2
-    except AttributeError:  # glibc before 2.33
-        return 0
-    mallinfo2.restype = _Mallinfo2
-    return int(mallinfo2().fordblks)
+    mallinfo2 = getattr(libc, "mallinfo2", None) if libc is not None else None  # (None before glibc 2.33)
+    if mallinfo2 is not None:
+        mallinfo2.restype = _Mallinfo2
+    return mallinfo2
