@@ -434,7 +434,7 @@ def decode(path: Path, width: int, height: int, warnings: list[str], matrix: str
             *(["-vf", ",".join(filters)] if filters else []), "-f", "rawvideo"]
     ff = Ffmpeg([*args, "-pix_fmt", "rgb48le" if deep else "rgb24", "pipe:1"], stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE)
-    item = np.dtype("<u2" if deep else np.uint8)
+    item = np.dtype(np.uint16 if deep else np.uint8)  # rgb48le: native order on the little-endian CPUs we run on
     count = 0
     try:
         while True:
@@ -445,8 +445,7 @@ def decode(path: Path, width: int, height: int, warnings: list[str], matrix: str
                     warnings.append(f"the last frame was incomplete ({got} of {len(buf)} bytes); dropped")
                 break
             count += 1
-            yield np.frombuffer(buf, dtype=item).reshape(height, width, 3).astype(np.uint16, copy=False) if deep \
-                else np.frombuffer(buf, dtype=np.uint8).reshape(height, width, 3)
+            yield np.frombuffer(buf, dtype=item).reshape(height, width, 3)
         rc = ff.wait()
         if count == 0:
             raise VideoError(f"{path} has no decodable frames; check the file", detail=relevant(ff.lines))
