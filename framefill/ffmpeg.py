@@ -17,7 +17,7 @@ import tempfile
 import threading
 import weakref
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from fractions import Fraction
@@ -235,7 +235,7 @@ def packet_times(framecrc: str) -> tuple[int, list[Fraction] | None]:
     return len(lines), [(p - pts[0]) * unit for p in pts]
 
 
-def timing_drift(times: list[Fraction], fps: Fraction) -> float:
+def timing_drift(times: Sequence[Fraction], fps: Fraction) -> float:
     """The largest distance (seconds) between a frame's own time (``times``: seconds after the first frame) and
     where a constant ``fps`` puts it (frame i at i / fps): how far a video of variable frame rate strays when
     treated as constant."""

@@ -279,7 +279,7 @@ DRIFT_WARNING = 0.05  # seconds: frames further from their own time than this ma
 
 def uneven_timing(info: VideoInfo) -> bool:
     """Whether the input's frame times stray from its constant rate enough to matter (variable frame rate)."""
-    return info.drift is not None and info.drift > DRIFT_WARNING and info.frame_times is not None
+    return info.drift is not None and info.drift > DRIFT_WARNING
 
 
 def _timing_warnings(src: Path, info: VideoInfo, net: torch.nn.Module) -> list[str]:

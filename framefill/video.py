@@ -27,6 +27,7 @@ Conventions:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
 import queue
@@ -97,14 +98,18 @@ class VideoInfo:
     # video (DVD, HDV), whose players stretch the picture; FrameSink stores it so the output displays the same
     matrix: str | None = None  # YUV matrix decoding assumes for a stream that names none (as players do: BT.709 for
     # HD, BT.601 for SD); None when the file names its own, or for images
-    drift: float | None = None  # seconds: how far frame timestamps stray from a constant ``fps`` (variable frame
-    # rate video: phones, screen recordings); None when not measured
     frame_times: tuple[Fraction, ...] | None = field(default=None, repr=False, compare=False)  # each frame's time,
     # seconds after the first (from the packets' timestamps); None when not read
     colour: Colour = BT709  # the colour description FrameSink gives the output (the input's tags; BT.709 where
     # it has none)
     interlaced: bool = False  # the stream says its frames are interlaced (DVD, broadcast): decoding deinterlaces
     bits: int = 8  # bits per component of the stream's pixel format (10 for yuv420p10le)
+
+    @functools.cached_property
+    def drift(self) -> float | None:
+        """Seconds: how far the frame times stray from a constant ``fps`` (variable frame rate video: phones,
+        screen recordings); None when the times were not read."""
+        return timing_drift(self.frame_times, self.fps) if self.frame_times else None
 
 
 def probe(path: Path, *, count_frames: bool = True) -> VideoInfo:
@@ -138,9 +143,8 @@ def probe(path: Path, *, count_frames: bool = True) -> VideoInfo:
     has_audio = any(s.kind == "Audio" for s in streams)
     has_subtitles = any(s.kind == "Subtitle" for s in streams)
     fps = pick_rate(video.text)
-    drift = timing_drift(times, fps) if times else None
     return VideoInfo(width, height, fps, n_frames, duration, has_audio, has_subtitles, video.codec, sar,
-                     untagged_matrix(video.text), drift, tuple(times) if times else None, stream_colour(video.text),
+                     untagged_matrix(video.text), tuple(times) if times else None, stream_colour(video.text),
                      is_interlaced(video.text), bit_depth(video.text))
 
 
@@ -190,7 +194,7 @@ class FrameSource:
             self._files = None
             self.info = probe(self.path)
             if fps is not None:  # retimed on purpose: the file's own timing no longer applies
-                self.info = dataclasses.replace(self.info, fps=fps, drift=None, frame_times=None)
+                self.info = dataclasses.replace(self.info, fps=fps, frame_times=None)
 
     def __iter__(self) -> Iterator[np.ndarray]:
         frames = self._folder_frames(self._files) if self._files is not None else self._video_frames()
