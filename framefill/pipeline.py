@@ -201,6 +201,8 @@ def interpolate_video(src: Path, dst: Path, net: torch.nn.Module, schedule: Sche
     is filled in with the busy time of each stage (for ``framefill bench``); the job itself is the same.
     """
     started = _clock()
+    if slowmo < 1:
+        raise ValueError(f"slowmo must be a whole number >= 1, got {slowmo}")
     src, dst = Path(src), Path(dst)
     if is_image_file(src):
         raise VideoError(f"{src} is a single image; give a video, a folder of frames, or two images and an output")
@@ -214,8 +216,6 @@ def interpolate_video(src: Path, dst: Path, net: torch.nn.Module, schedule: Sche
     # video keeps the exact constant-rate plan, which its rounded timestamps would only blur).
     times = info.frame_times if uneven_timing(info) and not is_windowed(net) else None
     total = Timeline(fps_out / info.fps, times, fps_out).count(info.n_frames) if info.n_frames else None
-    if slowmo < 1:
-        raise ValueError(f"slowmo must be a whole number >= 1, got {slowmo}")
     fps_play = fps_out / slowmo
     notes = _timing_warnings(src, info, net)
     carries = keep_audio and src.is_file() and (info.has_audio or info.has_subtitles)
