@@ -165,3 +165,23 @@ def ramp_clip(path: Path, codec: str = "libx264", pix_fmt: str = "yuv420p10le") 
     run_ffmpeg("-framerate", "24", "-i", str(path.parent / "ramp%d.png"), "-c:v", codec, "-pix_fmt", pix_fmt,
                "-crf", "0", str(path))
     return path
+
+
+def retime_unevenly(src: Path, dst: Path, *options: str) -> Path:
+    """Copy ``src`` to ``dst`` with a variable frame rate: frames 0-5 a 30th of a second apart, then a 10th."""
+    run_ffmpeg("-i", str(src), "-vf", "setpts='(N+if(gte(N,6),2*(N-5),0))/(30*TB)'", "-fps_mode", "passthrough",
+               *options, str(dst))
+    return Path(dst)
+
+
+GREEN = (32, 192, 64)  # the RGB colour of untagged_hd_clip
+
+
+def untagged_hd_clip(path: Path) -> Path:
+    """Three 1280x720 frames of ``GREEN`` in BT.709 YUV without colour tags, as HD cameras often write them."""
+    png = path.parent / f"{path.stem}.png"
+    write_image(png, np.full((720, 1280, 3), GREEN, np.uint8))
+    run_ffmpeg("-loop", "1", "-i", str(png), "-frames:v", "3", "-vf", "scale=out_color_matrix=bt709:out_range=tv,"
+               "format=yuv420p,setparams=colorspace=unknown:color_primaries=unknown:color_trc=unknown",
+               "-c:v", "libx264", "-crf", "0", str(path))
+    return path

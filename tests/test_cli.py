@@ -29,6 +29,7 @@ from conftest import (
     plain,
     psnr,
     ramp_clip,
+    retime_unevenly,
     run_ffmpeg,
 )
 from typer.testing import CliRunner, Result
@@ -273,8 +274,7 @@ def test_10_bit_video_stays_10_bit_where_the_output_plays_it(work: Path, weights
 
 
 def _vfr_clip() -> str:
-    run_ffmpeg("-i", "in.mp4", "-vf", "setpts='(N+if(gte(N,6),2*(N-5),0))/(30*TB)'", "-fps_mode", "passthrough",
-               "vfr.mp4")  # frames 0-5 a 30th of a second apart, then a 10th
+    retime_unevenly(Path("in.mp4"), Path("vfr.mp4"))
     return "vfr.mp4"
 
 

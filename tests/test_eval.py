@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from conftest import LOSSLESS, assert_one_error, moving_square, plain, run_ffmpeg, write_clip
+from conftest import LOSSLESS, assert_one_error, moving_square, plain, retime_unevenly, write_clip
 from typer.testing import CliRunner
 
 from framefill.checkpoint import save_model
@@ -254,8 +254,7 @@ def test_eval_command_writes_complete_json(data: Path, weights: Path, tmp_path: 
 def test_eval_skips_triplets_whose_middle_frame_is_not_halfway_in_time(tmp_path: Path, weights: Path) -> None:
     even = write_clip(tmp_path / "even.mkv", list(moving_square(n=9)), options=LOSSLESS)
     (tmp_path / "data").mkdir()
-    run_ffmpeg("-i", str(even), "-vf", "setpts='(N+if(gte(N,6),2*(N-5),0))/(30*TB)'", "-fps_mode", "passthrough",
-               "-c:v", "ffv1", str(tmp_path / "data" / "vfr.mkv"))  # frames 0-5 a 30th of a second apart, then a 10th
+    retime_unevenly(even, tmp_path / "data" / "vfr.mkv", "-c:v", "ffv1")
     out = tmp_path / "scores.json"
     result = runner.invoke(app, ["eval", "--data", str(tmp_path / "data"), "--weights", str(weights), "--stride",
                                  "1", "--baselines", "blend", "-q", "--json", str(out)])

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import moving_square, run_ffmpeg, write_clip
+from conftest import moving_square, untagged_hd_clip, write_clip
 from typer.testing import CliRunner
 
 from framefill.checkpoint import WeightsError, load_safetensors, read_metadata, save_safetensors
@@ -82,11 +82,7 @@ def test_load_clip_reads_frames_in_natural_order_and_caches(tmp_path: Path):
 
 
 def test_load_clip_decodes_video_as_interp_does(tmp_path: Path):
-    png, src = tmp_path / "green.png", tmp_path / "untagged_hd.mp4"
-    write_image(png, np.full((720, 1280, 3), (32, 192, 64), np.uint8))
-    run_ffmpeg("-loop", "1", "-i", str(png), "-frames:v", "3", "-vf", "scale=out_color_matrix=bt709:out_range=tv,"
-               "format=yuv420p,setparams=colorspace=unknown:color_primaries=unknown:color_trc=unknown",
-               "-c:v", "libx264", "-crf", "0", str(src))  # BT.709 YUV without tags, as HD cameras often write
+    src = untagged_hd_clip(tmp_path / "untagged_hd.mp4")  # RGB (32, 192, 64), BT.709 YUV without tags
     frames = load_clip(src, DataConfig(max_frames=2, max_side=1280), None)
     assert frames.shape == (2, 720, 1280, 3)
     assert np.abs(frames.astype(int) - (32, 192, 64)).max() <= 2  # the colours interp sees (BT.601: 45, 216, 68)

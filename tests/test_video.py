@@ -24,7 +24,9 @@ from conftest import (
     moving_square,
     psnr,
     ramp_clip,
+    retime_unevenly,
     run_ffmpeg,
+    untagged_hd_clip,
     write_clip,
 )
 
@@ -167,11 +169,7 @@ def test_untagged_yuv_gets_the_matrix_players_assume(stream: str, matrix: str | 
 
 
 def test_untagged_hd_video_decodes_with_bt709(tmp_path: Path) -> None:
-    png, src = tmp_path / "green.png", tmp_path / "untagged.mp4"
-    cv2.imwrite(str(png), np.full((720, 1280, 3), (64, 192, 32), np.uint8))  # BGR: RGB (32, 192, 64)
-    run_ffmpeg("-loop", "1", "-i", str(png), "-frames:v", "2", "-vf", "scale=out_color_matrix=bt709:out_range=tv,"
-               "format=yuv420p,setparams=colorspace=unknown:color_primaries=unknown:color_trc=unknown",
-               "-c:v", "libx264", "-crf", "0", str(src))  # BT.709 YUV, as an HD camera writes it, without tags
+    src = untagged_hd_clip(tmp_path / "untagged.mp4")  # RGB (32, 192, 64)
     assert probe(src).matrix == "bt709"
     frame = next(iter(FrameSource(src)))
     assert np.abs(frame.astype(int) - (32, 192, 64)).max() <= 2
@@ -196,9 +194,7 @@ def test_timing_drift_is_the_largest_distance_from_a_constant_rate() -> None:
 
 
 def test_variable_frame_rate_is_measured(tmp_path: Path, clip: Path) -> None:
-    vfr = tmp_path / "vfr.mp4"  # frames 0-5 a 30th of a second apart, then a 10th
-    run_ffmpeg("-i", str(clip), "-vf", "setpts='(N+if(gte(N,6),2*(N-5),0))/(30*TB)'", "-fps_mode", "passthrough",
-               "-an", str(vfr))
+    vfr = retime_unevenly(clip, tmp_path / "vfr.mp4", "-an")
     assert probe(vfr).drift > 0.1
     assert probe(clip).drift == pytest.approx(0, abs=1e-3)
     assert probe(vfr, count_frames=False).drift is None
