@@ -201,9 +201,13 @@ class FrameFolderWriter:
 
     def write(self, frame: np.ndarray) -> None:
         """Write the next frame, an ``(H, W, 3)`` uint8 RGB array, as PNG."""
+        self.write_named(FRAME_PATTERN.format(self.frames_written + 1), frame)
+
+    def write_named(self, name: str, frame: np.ndarray) -> None:
+        """Write an ``(H, W, 3)`` uint8 RGB array as ``name`` (a PNG file name: the pictures of ``interp --debug``)
+        instead of the next ``frame_NNNNNN.png``."""
         if self._tmp is None:
             raise VideoError(f"{self.path} is already closed")
-        name = FRAME_PATTERN.format(self.frames_written + 1)
         try:
             (self._tmp / name).write_bytes(_encode(Path(name), frame))
         except OSError as e:
