@@ -325,20 +325,24 @@ def run_tiles(forward: Forward, x0: torch.Tensor, x1: torch.Tensor, times: list,
     """``forward`` on every tile of every pair, ``per_call`` tiles a call, blended into whole frames.
 
     Shape:
-        x0, x1: ``(B, 3, H, W)`` with ``(H, W) == (grid.height, grid.width)``; output: the same, in x0's dtype.
+        x0, x1: ``(B, 3, H, W)`` with ``(H, W) == (grid.height, grid.width)``; output: ``(B, C, H, W)`` in x0's
+        dtype, with ``C`` the channels ``forward`` returns (3, or more with the ``--debug`` maps after them).
     """
     rows, cols = grid.weights(x0.device)
-    out = torch.zeros(x0.shape, device=x0.device, dtype=torch.float32)  # (B, 3, H, W)
+    out: torch.Tensor | None = None  # (B, C, H, W): C from the model's output (more than 3 with --debug maps)
     th, tw = grid.tile_h, grid.tile_w
     work = [(b, *box) for b in range(x0.shape[0]) for box in grid.boxes()]
     for start in range(0, len(work), per_call):
         chunk = work[start:start + per_call]
         a = torch.cat([x0[b:b + 1, :, y:y + th, x:x + tw] for b, _, _, y, x in chunk])  # (k, 3, th, tw)
         c = torch.cat([x1[b:b + 1, :, y:y + th, x:x + tw] for b, _, _, y, x in chunk])
-        made = forward(a, c, [times[b] for b, *_ in chunk])  # (k, 3, th, tw)
+        made = forward(a, c, [times[b] for b, *_ in chunk])  # (k, C, th, tw)
+        if out is None:
+            out = torch.zeros((x0.shape[0], made.shape[1], *x0.shape[2:]), device=x0.device, dtype=torch.float32)
         for k, (b, i, j, y, x) in enumerate(chunk):
             out[b, :, y:y + th, x:x + tw] += made[k].float() * (rows[i][:, None] * cols[j][None, :])
         del a, c, made  # before the next chunk's crops: the estimate counts one chunk at a time
+    assert out is not None  # a grid has at least one tile
     return out.to(x0.dtype)
 
 
