@@ -50,6 +50,7 @@ overlapping tiles blended without seams (``framefill.tiling``).
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import logging
 import math
@@ -61,6 +62,7 @@ import cv2
 import numpy as np
 import torch
 
+from framefill.debug import ModelFrame, pack_aux
 from framefill.models.layers import crop, pad_to_multiple
 from framefill.tiling import TileConfig, Tiler
 
@@ -256,12 +258,19 @@ def check_dtype(dtype: torch.dtype) -> None:
 
 
 class _Runner:
-    """Moves frames to the model's device/dtype and back, and calls the model on stacked batches."""
+    """Moves frames to the model's device/dtype and back, and calls the model on stacked batches.
+
+    With ``aux`` (for ``--debug``) every call also asks the model for its maps (``return_aux=True``) and returns
+    them after the frames' 3 channels (``debug.pack_aux``: ``AUX_CHANNELS`` more, NaN when the model has none), so
+    that they go through batching and tiling with the frames.
+    """
 
     def __init__(self, model: torch.nn.Module, device: torch.device, dtype: torch.dtype,
-                 stats: InterpolationStats, tiling: TileConfig | None = None) -> None:
+                 stats: InterpolationStats, tiling: TileConfig | None = None, aux: bool = False) -> None:
         check_dtype(dtype)
         self.model, self.device, self.dtype, self.stats = model, torch.device(device), dtype, stats
+        self.aux = aux
+        self.gives_aux = aux and "return_aux" in inspect.signature(model.forward).parameters
         self.divisor = int(getattr(model, "divisor", 1))
         self.arbitrary = bool(getattr(model, "arbitrary_time", False))
         self.direct = frozenset(Fraction(x) for x in getattr(model, "times", (0.5,)))
@@ -289,7 +298,8 @@ class _Runner:
         return np.ascontiguousarray(x.permute(1, 2, 0).cpu().numpy().astype(self.frame_dtype))  # (H, W, 3)
 
     def __call__(self, x0: torch.Tensor, x1: torch.Tensor, t: list[Fraction]) -> torch.Tensor:
-        """The frames at local times ``t`` of the pairs ``(x0[b], x1[b])``: whole, in smaller batches or tiled."""
+        """The frames at local times ``t`` of the pairs ``(x0[b], x1[b])``: whole, in smaller batches or tiled
+        (with ``aux``, their maps after their 3 channels)."""
         out = self.tiler(x0, x1, t)
         self.stats.model_frames += len(t)
         return out
@@ -303,12 +313,19 @@ class _Runner:
         if self.device.type == "cpu":
             x0 = x0.contiguous(memory_format=torch.channels_last)
             x1 = x1.contiguous(memory_format=torch.channels_last)
+        kwargs = {"return_aux": True} if self.gives_aux else {}
         if self.takes_time:
-            out = self.model(x0, x1, torch.tensor([float(v) for v in t], device=self.device))
+            out = self.model(x0, x1, torch.tensor([float(v) for v in t], device=self.device), **kwargs)
         else:
-            out = self.model(x0, x1)
+            out = self.model(x0, x1, **kwargs)
+        aux = None
+        if self.gives_aux and isinstance(out, tuple):
+            out, aux = out
         if out.shape != x0.shape:
             raise ValueError(f"the model returned shape {tuple(out.shape)} for inputs {tuple(x0.shape)}")
+        if self.aux:  # (N, 3 + AUX_CHANNELS, H, W)
+            out = torch.cat([out, pack_aux(aux if isinstance(aux, dict) else None, out.shape[0],
+                                           out.shape[-2:]).to(out.dtype)], dim=1)
         return out
 
     def _count_tiles(self, frames: int, tiles: int) -> None:
@@ -316,12 +333,15 @@ class _Runner:
         self.stats.tiles += tiles
 
 
-def _solve(runner: _Runner, images: list[np.ndarray], wanted: dict[int, set[Fraction]],
-           batch_size: int) -> dict[tuple[int, Fraction], np.ndarray]:
+def _solve(runner: _Runner, images: list[np.ndarray], wanted: dict[int, set[Fraction]], batch_size: int,
+           on_aux: Callable[[tuple[int, Fraction], torch.Tensor], None] | None = None
+           ) -> dict[tuple[int, Fraction], np.ndarray]:
     """The frames at times ``wanted[j]`` (in (0, 1)) of the pairs ``(images[j], images[j + 1])``.
 
     Every needed node (a wanted time or a bisection ancestor) is computed once, depth by depth,
     across all pairs, ``batch_size`` per model call. Call it under ``torch.inference_mode()``.
+    ``on_aux((j, t), maps)``, with a runner made with ``aux``, gets every node's ``(AUX_CHANNELS, H, W)`` maps,
+    cropped, on the CPU.
     """
     recipe: dict[tuple[int, Fraction], tuple[Fraction, Fraction, Fraction]] = {}  # node -> (left, right, local t)
     level: dict[tuple[int, Fraction], int] = {}
@@ -367,7 +387,13 @@ def _solve(runner: _Runner, images: list[np.ndarray], wanted: dict[int, set[Frac
             chunk = nodes[start:start + batch_size]
             x0 = torch.cat([get(j, recipe[(j, t)][0]) for j, t in chunk])  # (B, 3, Hp, Wp)
             x1 = torch.cat([get(j, recipe[(j, t)][1]) for j, t in chunk])
-            y = runner(x0, x1, [recipe[node][2] for node in chunk])  # (B, 3, Hp, Wp)
+            y = runner(x0, x1, [recipe[node][2] for node in chunk])  # (B, 3, Hp, Wp); (B, 3 + AUX_CHANNELS, ...)
+            if runner.aux:
+                maps = crop(y[:, 3:], hw).float().cpu()  # (B, AUX_CHANNELS, H, W)
+                y = y[:, :3].clone()  # (not a view holding the maps' memory while memoised)
+                if on_aux is not None:
+                    for b, node in enumerate(chunk):
+                        on_aux(node, maps[b])
             for b, node in enumerate(chunk):
                 memo[node] = y[b:b + 1]
         for j, t in nodes:
@@ -435,7 +461,8 @@ def interpolate_frames(frames: Iterable[np.ndarray], in_fps: Fraction | int, mod
                        config: ScheduleConfig, *, device: torch.device | str = CPU,
                        dtype: torch.dtype = torch.float32, on_progress: Callable[[int], None] | None = None,
                        stats: InterpolationStats | None = None,
-                       times: Sequence[Fraction] | None = None) -> Iterator[np.ndarray]:
+                       times: Sequence[Fraction] | None = None,
+                       on_debug: Callable[[ModelFrame], None] | None = None) -> Iterator[np.ndarray]:
     """Interpolate a stream of frames; a generator over the output frames, in order.
 
     Args:
@@ -450,6 +477,8 @@ def interpolate_frames(frames: Iterable[np.ndarray], in_fps: Fraction | int, mod
         times: each frame's own time, seconds after the first (a variable frame rate video): outputs are placed
             at ``k / out_fps`` among them (``Timeline``) instead of assuming the frames evenly spaced. Two-frame
             models only.
+        on_debug: called with every frame the model makes and its maps (flows, blend mask, fallback: see
+            ``framefill.debug``), before the outputs it is are yielded. Two-frame models only.
 
     Configuration errors raise here; fewer than 2 frames, bad frames and size changes raise
     ``ValueError`` from the generator when they are read.
@@ -461,16 +490,19 @@ def interpolate_frames(frames: Iterable[np.ndarray], in_fps: Fraction | int, mod
     if windows.is_windowed(model):  # four-frame models (convlstm): whole passes over the stream
         if times is not None:
             raise ValueError("four-frame models take evenly spaced frames; frame times are for two-frame models")
+        if on_debug is not None:
+            raise ValueError("four-frame models give no flow, mask or fallback maps; on_debug is for two-frame models")
         return windows.interpolate_windows(iter(frames), ratio, model, config, device=device, dtype=dtype,
                                            on_progress=on_progress, stats=stats)
     timeline = Timeline(ratio, times, Fraction(in_fps) * ratio if times is not None else None)
-    runner = _Runner(model, device, dtype, stats, config.tiling)
+    runner = _Runner(model, device, dtype, stats, config.tiling, aux=on_debug is not None)
     depth = 0 if runner.arbitrary else depth_for(timeline.widest(), config.max_depth)
-    return _generate(iter(frames), timeline, depth, runner, config, stats, on_progress)
+    return _generate(iter(frames), timeline, depth, runner, config, stats, on_progress, on_debug)
 
 
 def _generate(frames: Iterator[np.ndarray], timeline: Timeline, depth: int, runner: _Runner, config: ScheduleConfig,
-              stats: InterpolationStats, on_progress: Callable[[int], None] | None) -> Iterator[np.ndarray]:
+              stats: InterpolationStats, on_progress: Callable[[int], None] | None,
+              on_debug: Callable[[ModelFrame], None] | None = None) -> Iterator[np.ndarray]:
     window: list[_Frame] = []
     plans: list[list[tuple[int, Fraction | None]]] = []  # per pair: (0 | 1, None) = copy that frame, (0, t) = model
     busy = 0  # pairs in the window that need the model
@@ -498,12 +530,26 @@ def _generate(frames: Iterator[np.ndarray], timeline: Timeline, depth: int, runn
             plan.append((int(snapped), None) if snapped in (0, 1) else (0, snapped))
         return plan
 
+    def debug_hook() -> Callable[[tuple[int, Fraction], torch.Tensor], None] | None:
+        """``on_debug`` for the nodes of this window: the output frames each is, counted from the next one out."""
+        if on_debug is None:
+            return None
+        outputs: dict[tuple[int, Fraction], list[int]] = {}
+        k = stats.frames_out
+        for j, plan in enumerate(plans):
+            for _, t in plan:
+                if t is not None:
+                    outputs.setdefault((j, t), []).append(k)
+                k += 1
+        first = window[0].index
+        return lambda node, maps: on_debug(ModelFrame(first + node[0], node[1], tuple(outputs.get(node, ())), maps))
+
     def flush() -> Iterator[np.ndarray]:
         wanted = {j: {t for _, t in plan if t is not None} for j, plan in enumerate(plans)}
         wanted = {j: times for j, times in wanted.items() if times}
         stats.pairs_interpolated += len(wanted)
         with torch.inference_mode():  # never across a yield: the mode would leak into the caller
-            made = _solve(runner, [f.image for f in window], wanted, config.batch_size)
+            made = _solve(runner, [f.image for f in window], wanted, config.batch_size, debug_hook())
         for j, plan in enumerate(plans):
             for side, t in plan:
                 yield emit(window[j + side].image if t is None else made[(j, t)])
@@ -531,11 +577,14 @@ def _generate(frames: Iterator[np.ndarray], timeline: Timeline, depth: int, runn
 
 def interpolate_pair(img0: np.ndarray, img1: np.ndarray, model: torch.nn.Module, t: Fraction | float = 0.5, *,
                      max_depth: int = 3, device: torch.device | str = CPU, dtype: torch.dtype = torch.float32,
-                     tiling: TileConfig | None = None, stats: InterpolationStats | None = None) -> np.ndarray:
+                     tiling: TileConfig | None = None, stats: InterpolationStats | None = None,
+                     on_debug: Callable[[ModelFrame], None] | None = None) -> np.ndarray:
     """One in-between frame of two ``(H, W, 3)`` uint8 images at time ``t`` (snapped as in the module docstring).
 
     No scene-cut or duplicate tests: the caller asked for this pair. ``t`` 0 or 1 returns a copy of an input.
     ``tiling`` sets the memory budget (as ``ScheduleConfig.tiling``); ``stats``, if given, counts the model calls.
+    ``on_debug`` gets every frame the model makes with its maps (as for ``interpolate_frames``; the result is
+    output 0). Two-frame models only.
     """
     _check_frame(img0, 0, None, deep=True)
     _check_frame(img1, 1, img0, deep=True)
@@ -546,12 +595,19 @@ def interpolate_pair(img0: np.ndarray, img1: np.ndarray, model: torch.nn.Module,
     from framefill import windows  # imports this module
 
     if windows.is_windowed(model):  # a four-frame model: the pair's outer frames are copies of the pair
+        if on_debug is not None:
+            raise ValueError("four-frame models give no flow, mask or fallback maps; on_debug is for two-frame models")
         windows.check_tiling(tiling)
         return windows.interpolate_pair_windows(img0, img1, model, t, max_depth=max_depth, device=device,
                                                 dtype=dtype, stats=stats)
-    runner = _Runner(model, device, dtype, stats, tiling)
+    runner = _Runner(model, device, dtype, stats, tiling, aux=on_debug is not None)
     snapped = t if runner.arbitrary else snap_time(t, max_depth)[0]
     if snapped in (0, 1):
         return (img0 if snapped == 0 else img1).copy()
+
+    def hook(node: tuple[int, Fraction], maps: torch.Tensor) -> None:
+        if on_debug is not None:
+            on_debug(ModelFrame(0, node[1], (0,) if node[1] == snapped else (), maps))
+
     with torch.inference_mode():
-        return _solve(runner, [img0, img1], {0: {snapped}}, batch_size=1)[(0, snapped)]
+        return _solve(runner, [img0, img1], {0: {snapped}}, batch_size=1, on_aux=hook)[(0, snapped)]
