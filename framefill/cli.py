@@ -190,6 +190,16 @@ def interp(
     tile: Annotated[int | None, typer.Option("--tile", metavar="SIZE", min=1, show_default=False,
                                              help="Always run in overlapping SIZE x SIZE tiles (rounded to the model's "
                                                   "multiple), whatever the memory.")] = None,
+    debug: Annotated[Path | None, typer.Option("--debug", metavar="DIR", show_default=False,
+                                               help="Also write pictures of how each in-between frame was made into "
+                                                    "DIR: the flow both ways (colour wheel), the blend mask and the "
+                                                    "fallback weight, named by output frame and time (README: "
+                                                    "Debugging).")] = None,
+    montage: Annotated[Path | None, typer.Option("--montage", metavar="PATH", show_default=False,
+                                                 help="Also write a side-by-side video to PATH: the input left (held "
+                                                      "until its next frame), the output right, same frames, rate and "
+                                                      "audio. The normal output is written too. For A B MID: an "
+                                                      "image, A beside MID.")] = None,
     force: Annotated[bool, _flag("--force", "-y", help="Overwrite an existing output.")] = False,
     quiet: Annotated[bool, _flag("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
@@ -201,6 +211,7 @@ def interp(
     framefill interp clip.mp4 slow.mp4 --slowmo 4       4x slow motion at the clip's own frame rate
     framefill interp frames/ out_frames/ --factor 2     folders of PNG/JPEG frames
     framefill interp a.png b.png mid.png                one in-between frame of a pair
+    framefill interp clip.mp4 out.mp4 --montage side.mp4 --debug dbg/   see how it was made
     """
     # Checks that need neither torch nor the input's contents first: a typo fails at once.
     if len(paths) not in (2, 3):
@@ -241,10 +252,11 @@ def interp(
     tiling = TileConfig(max_memory=memory, tile=tile)
     if len(paths) == 3:
         s = interpolate_images(paths[0], paths[1], paths[2], net, device=dev, dtype=dtype, overwrite=force,
-                               tiling=tiling)
+                               tiling=tiling, debug=debug, montage=montage)
         if not quiet:
             note = f" (in {_tiles(s)})" if s.tiled_frames else ""
-            err.print(escape(f"wrote {paths[2]}{note}"), highlight=False, soft_wrap=True)
+            extra = f" and {montage}" if montage is not None else ""
+            err.print(escape(f"wrote {paths[2]}{extra}{note}"), highlight=False, soft_wrap=True)
         return
     src, dst = paths
     schedule = ScheduleConfig(factor=factor, fps=target, max_depth=max_depth, batch_size=batch_size,
@@ -275,13 +287,14 @@ def interp(
     with progress:
         report = interpolate_video(src, dst, net, schedule, device=dev, dtype=dtype, encode=encode, in_fps=in_rate,
                                    keep_audio=audio, overwrite=force, on_start=on_start, on_progress=on_progress,
-                                   slowmo=slow)
+                                   slowmo=slow, debug=debug, montage=montage)
     if not quiet:
         s = report.stats
         tiled = f"; {s.tiled_frames} model frames in {_tiles(s)}" if s.tiled_frames else ""
         rate = (f"{report.fps_play} fps, {slow}x slow motion" if report.fps_play is not None else
                 f"{report.fps_out} fps")
-        err.print(escape(f"wrote {dst}: {report.frames_in} -> {report.frames_out} frames at {rate} "
+        also = f" (and the montage {montage})" if montage is not None else ""
+        err.print(escape(f"wrote {dst}{also}: {report.frames_in} -> {report.frames_out} frames at {rate} "
                          f"({s.pairs_interpolated} pairs interpolated, {s.pairs_duplicate} duplicates, "
                          f"{s.scene_cuts} scene cuts{tiled}) in {time.perf_counter() - t0:.1f} s"),
                   highlight=False, soft_wrap=True)

@@ -10,6 +10,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -19,6 +20,7 @@ import torch
 
 from framefill.allocator import keep_freed_memory
 from framefill.checkpoint import WeightsError
+from framefill.debug import DebugWriter
 from framefill.ffmpeg import DEEP_CODECS, OUTPUT_EXTS
 from framefill.frames import VideoError, is_image_file, read_image, transparency_note, write_image
 from framefill.interpolate import (
@@ -30,6 +32,7 @@ from framefill.interpolate import (
     out_fps_for,
 )
 from framefill.models import default_weights, load_model
+from framefill.montage import HeldInputs, side_by_side
 from framefill.tiling import TileConfig
 from framefill.video import EncodeOptions, FrameSink, FrameSource, ThreadedSink, VideoInfo, prefetch
 from framefill.windows import is_windowed
@@ -164,14 +167,22 @@ class _TimedSink:
 
 
 def interpolate_images(a: Path, b: Path, out: Path, net: torch.nn.Module, *, t: float = 0.5, device: torch.device,
-                       dtype: torch.dtype, overwrite: bool = False, tiling: TileConfig | None = None
-                       ) -> InterpolationStats:
-    """One in-between frame of an image pair, written atomically to ``out``; the model's statistics."""
+                       dtype: torch.dtype, overwrite: bool = False, tiling: TileConfig | None = None,
+                       debug: Path | None = None, montage: Path | None = None) -> InterpolationStats:
+    """One in-between frame of an image pair, written atomically to ``out``; the model's statistics.
+
+    ``debug``: a folder for the pictures of every frame the model made (``framefill.debug``). ``montage``: an image
+    of ``a`` beside the in-between (``framefill.montage``), written atomically too.
+    """
+    _check_extra_outputs([a, b], out, debug, montage)
     for p in (a, b):  # before the existence test: --force must not make an input the output
         if Path(out).resolve() == Path(p).resolve():
             raise VideoError(f"the output {out} is an input; choose another output path")
-    if Path(out).exists() and not overwrite:
-        raise VideoError(f"{out} exists; use --force to overwrite")
+    for path in (out, montage):
+        if path is not None and Path(path).exists() and not overwrite:
+            raise VideoError(f"{path} exists; use --force to overwrite")
+    if montage is not None and not is_image_file(Path(montage)):
+        raise VideoError(f"the montage of a pair is an image; give --montage a .png or .jpg name, not {montage}")
     img0, img1 = read_image(Path(a)), read_image(Path(b))
     if note := transparency_note(Path(a)) or transparency_note(Path(b)):
         log.warning("%s", note)
@@ -179,8 +190,32 @@ def interpolate_images(a: Path, b: Path, out: Path, net: torch.nn.Module, *, t: 
         raise VideoError(f"{a} is {img0.shape[1]}x{img0.shape[0]} but {b} is {img1.shape[1]}x{img1.shape[0]}; "
                          "give two images of one size")
     stats = InterpolationStats()
-    write_image(Path(out), interpolate_pair(img0, img1, net, t, device=device, dtype=dtype, tiling=tiling, stats=stats))
+    if debug is not None and is_windowed(net):
+        log.warning("%s", _NO_MAPS.format(debug))
+        debug = None
+    with DebugWriter(debug, overwrite=overwrite) if debug is not None else nullcontext() as pictures:
+        mid = interpolate_pair(img0, img1, net, t, device=device, dtype=dtype, tiling=tiling, stats=stats,
+                               on_debug=pictures)
+        write_image(Path(out), mid)
+        if montage is not None:
+            write_image(Path(montage), side_by_side(img0, mid))
     return stats
+
+
+_NO_MAPS = ("--debug: four-frame models (convlstm) have no flow, blend mask or fallback weight to show; nothing is "
+            "written to {}")
+
+
+def _check_extra_outputs(inputs: list[Path], out: Path, debug: Path | None, montage: Path | None) -> None:
+    """Refuse a ``debug`` folder or ``montage`` that is an input, the output or each other."""
+    named = [("the output", Path(out))] + [("an input", Path(p)) for p in inputs]
+    for option, path in (("--montage", montage), ("--debug", debug)):
+        if path is None:
+            continue
+        for what, other in named:
+            if Path(path).resolve() == other.resolve():
+                raise VideoError(f"{option} {path} is {what}; choose another path")
+        named.append((f"the {option} path", Path(path)))
 
 
 def interpolate_video(src: Path, dst: Path, net: torch.nn.Module, schedule: ScheduleConfig, *, device: torch.device,
@@ -188,7 +223,8 @@ def interpolate_video(src: Path, dst: Path, net: torch.nn.Module, schedule: Sche
                       keep_audio: bool = True, overwrite: bool = False,
                       on_start: Callable[[int | None, Fraction, Fraction], None] | None = None,
                       on_progress: Callable[[int], None] | None = None,
-                      timings: StageTimes | None = None, slowmo: int = 1) -> JobReport:
+                      timings: StageTimes | None = None, slowmo: int = 1, debug: Path | None = None,
+                      montage: Path | None = None) -> JobReport:
     """Interpolate a video file or frame folder into a video file or frame folder.
 
     ``slowmo`` > 1 makes slow motion: the output plays at ``1 / slowmo`` of the interpolated rate (``schedule`` gives
@@ -199,6 +235,11 @@ def interpolate_video(src: Path, dst: Path, net: torch.nn.Module, schedule: Sche
     accepted; ``on_progress(frames_out)`` as frames are written. Nothing appears at ``dst`` unless the whole job
     succeeds: on any failure or a Ctrl-C the partial output is deleted and ffmpeg stopped. ``timings``, if given,
     is filled in with the busy time of each stage (for ``framefill bench``); the job itself is the same.
+
+    ``debug``: a folder for the pictures of every frame the model made (``framefill.debug``; two-frame models only,
+    a warning otherwise). ``montage``: a second output, each output frame beside the input held at its time
+    (``framefill.montage``), at the output's rate and encoding, with its audio. Both are written atomically, like
+    ``dst``, and only when the whole job succeeds.
     """
     started = _clock()
     if slowmo < 1:
@@ -206,6 +247,7 @@ def interpolate_video(src: Path, dst: Path, net: torch.nn.Module, schedule: Sche
     src, dst = Path(src), Path(dst)
     if is_image_file(src):
         raise VideoError(f"{src} is a single image; give a video, a folder of frames, or two images and an output")
+    _check_extra_outputs([src], dst, debug, montage)
     source = FrameSource(src, fps=in_fps)
     info = source.info
     if info.n_frames is not None and info.n_frames < 2:
@@ -215,7 +257,8 @@ def interpolate_video(src: Path, dst: Path, net: torch.nn.Module, schedule: Sche
     # A variable frame rate is followed through the frames' own timestamps (two-frame models; a constant-rate
     # video keeps the exact constant-rate plan, which its rounded timestamps would only blur).
     times = info.frame_times if uneven_timing(info) and not is_windowed(net) else None
-    total = Timeline(fps_out / info.fps, times, fps_out).count(info.n_frames) if info.n_frames else None
+    timeline = Timeline(fps_out / info.fps, times, fps_out)
+    total = timeline.count(info.n_frames) if info.n_frames else None
     fps_play = fps_out / slowmo
     notes = _timing_warnings(src, info, net)
     carries = keep_audio and src.is_file() and (info.has_audio or info.has_subtitles)
@@ -225,23 +268,45 @@ def interpolate_video(src: Path, dst: Path, net: torch.nn.Module, schedule: Sche
     deep = _keeps_depth(src, dst, info, net, encode or EncodeOptions.for_path(dst))
     source.deep = deep
     stats = InterpolationStats()
+    if debug is not None and is_windowed(net):
+        notes.append(_NO_MAPS.format(debug))
+        debug = None
     sink = FrameSink(dst, width=info.width, height=info.height, fps=fps_play, options=encode,
                      audio_from=audio, overwrite=overwrite, source=src, sar=info.sar,
                      colour=info.colour, deep=deep)
+    side, pictures = None, None
+    try:
+        if montage is not None:
+            side = FrameSink(montage, width=2 * info.width, height=info.height, fps=fps_play, options=encode,
+                             audio_from=audio, overwrite=overwrite, source=src, sar=info.sar, colour=info.colour,
+                             deep=deep)
+        if debug is not None:
+            pictures = DebugWriter(debug, overwrite=overwrite)
+    except BaseException:
+        for opened in (sink, side):
+            if opened is not None:
+                opened.abort()
+        source.close()
+        raise
+    held = HeldInputs(timeline) if side is not None else None
     written = 0
     encoder = sink if timings is None else _TimedSink(sink, timings)
     try:
-        with source, ThreadedSink(encoder) as out:  # type: ignore[arg-type]  # _TimedSink stands in for the sink
+        with (source, pictures or nullcontext(),
+              ThreadedSink(encoder) as out,  # type: ignore[arg-type]  # _TimedSink stands in for the sink
+              ThreadedSink(side) if side is not None else nullcontext() as side_out):
             if on_start:
                 on_start(total, info.fps, fps_out)
             frames = prefetch(iter(source) if timings is None else _timed(iter(source), timings, "decode"), depth=8)
             try:
                 feed = frames if timings is None else _timed(frames, timings, "wait_decode")
-                made = interpolate_frames(feed, info.fps, net, schedule, device=device, dtype=dtype, stats=stats,
-                                          times=times)
+                made = interpolate_frames(feed if held is None else held.watch(feed), info.fps, net, schedule,
+                                          device=device, dtype=dtype, stats=stats, times=times, on_debug=pictures)
                 for frame in made if timings is None else _timed(made, timings, "model"):
                     start = _clock()
                     out.write(frame)
+                    if side_out is not None:
+                        side_out.write(held.montage(written, frame))  # type: ignore[union-attr]
                     if timings is not None:
                         timings.wait_encode += _clock() - start
                     written += 1
