@@ -194,7 +194,7 @@ def interp(
                                                help="Also write pictures of how each in-between frame was made into "
                                                     "DIR: the flow both ways (colour wheel), the blend mask and the "
                                                     "fallback weight, named by output frame and time (README: "
-                                                    "Debugging).")] = None,
+                                                    "Seeing why a frame came out wrong).")] = None,
     montage: Annotated[Path | None, typer.Option("--montage", metavar="PATH", show_default=False,
                                                  help="Also write a side-by-side video to PATH: the input left (held "
                                                       "until its next frame), the output right, same frames, rate and "

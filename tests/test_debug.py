@@ -155,6 +155,10 @@ def test_held_inputs_follow_the_timeline() -> None:
     assert [int(held.at(k)[0, 0, 0]) for k in range(8)] == [0, 0, 0, 1, 1, 2, 2, 2]
     assert held.montage(7, frames[3]).shape == (2, 4, 3) and len(seen) == 4
     assert len(held._frames) == 2  # the frames before the one shown are let go
+    third = Fraction(1, 30)
+    uneven = HeldInputs(Timeline(Fraction(2), [0 * third, third, 2 * third, 5 * third], Fraction(60)))
+    list(uneven.watch(frames))  # a variable frame rate: inputs at outputs 0, 2, 4 and 10
+    assert [int(uneven.at(k)[0, 0, 0]) for k in range(11)] == [0, 0, 1, 1, 2, 2, 2, 2, 2, 2, 3]
 
 
 # --- end to end --------------------------------------------------------------------------------------------------
