@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import fields
+from importlib import resources
 from pathlib import Path
 
 import torch
@@ -25,8 +26,27 @@ REGISTRY: dict[str, tuple[type, type, dict]] = {
 }
 DEFAULT_PRESET = {"film": "film-s", "convlstm": "convlstm-s"}
 
-# Shipped weights live in the repository's top-level weights/ folder; FRAMEFILL_WEIGHTS overrides it.
-WEIGHTS_DIR = Path(os.environ.get("FRAMEFILL_WEIGHTS", Path(__file__).resolve().parents[2] / "weights"))
+
+def shipped_weights_dir() -> Path:
+    """The folder of the shipped weights: ``FRAMEFILL_WEIGHTS`` when set, else the package data ``framefill.weights``.
+
+    In a source checkout (an editable install, or the checkout on ``PYTHONPATH``) that is the checkout's own
+    ``weights/`` folder, taken directly: importlib could resolve ``framefill.weights`` through another checkout's
+    editable install when this one is only on ``PYTHONPATH``. Installed from a wheel or an sdist, it is the folder
+    importlib.resources finds (pip installs packages unzipped, so it is a real folder).
+    """
+    if env := os.environ.get("FRAMEFILL_WEIGHTS"):
+        return Path(env)
+    checkout = Path(__file__).resolve().parents[2]
+    if (checkout / "pyproject.toml").is_file() and (checkout / "weights" / "__init__.py").is_file():
+        return checkout / "weights"
+    try:
+        return Path(str(resources.files("framefill.weights")))
+    except ModuleNotFoundError:  # an install without its package data: interp says the weights are not found
+        return checkout / "weights"
+
+
+WEIGHTS_DIR = shipped_weights_dir()
 
 
 def architectures() -> list[str]:
