@@ -435,7 +435,8 @@ def interpolate_frames(frames: Iterable[np.ndarray], in_fps: Fraction | int, mod
                        config: ScheduleConfig, *, device: torch.device | str = CPU,
                        dtype: torch.dtype = torch.float32, on_progress: Callable[[int], None] | None = None,
                        stats: InterpolationStats | None = None,
-                       times: Sequence[Fraction] | None = None) -> Iterator[np.ndarray]:
+                       times: Sequence[Fraction] | None = None,
+                       timeline: Timeline | None = None) -> Iterator[np.ndarray]:
     """Interpolate a stream of frames; a generator over the output frames, in order.
 
     Args:
@@ -450,6 +451,8 @@ def interpolate_frames(frames: Iterable[np.ndarray], in_fps: Fraction | int, mod
         times: each frame's own time, seconds after the first (a variable frame rate video): outputs are placed
             at ``k / out_fps`` among them (``Timeline``) instead of assuming the frames evenly spaced. Two-frame
             models only.
+        timeline: where the outputs sit among these frames, instead of the one ``in_fps``, ``config`` and ``times``
+            make: a segment of a longer video (``framefill.segments``), whose frames start mid-video.
 
     Configuration errors raise here; fewer than 2 frames, bad frames and size changes raise
     ``ValueError`` from the generator when they are read.
@@ -462,8 +465,9 @@ def interpolate_frames(frames: Iterable[np.ndarray], in_fps: Fraction | int, mod
         if times is not None:
             raise ValueError("four-frame models take evenly spaced frames; frame times are for two-frame models")
         return windows.interpolate_windows(iter(frames), ratio, model, config, device=device, dtype=dtype,
-                                           on_progress=on_progress, stats=stats)
-    timeline = Timeline(ratio, times, Fraction(in_fps) * ratio if times is not None else None)
+                                           on_progress=on_progress, stats=stats, timeline=timeline)
+    if timeline is None:
+        timeline = Timeline(ratio, times, Fraction(in_fps) * ratio if times is not None else None)
     runner = _Runner(model, device, dtype, stats, config.tiling)
     depth = 0 if runner.arbitrary else depth_for(timeline.widest(), config.max_depth)
     return _generate(iter(frames), timeline, depth, runner, config, stats, on_progress)
