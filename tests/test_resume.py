@@ -290,3 +290,12 @@ def test_fan_out_refusals_and_missing_segments(work: Path, weights: Path) -> Non
     result = runner.invoke(app, ["join", "parts", "out.mp4", "--input", "elsewhere/in.mp4"])
     assert result.exit_code == 0, result.output
     assert probe(work / "out.mp4").n_frames == 47 and probe(work / "out.mp4").has_audio
+
+
+def test_help_shows_resume_fan_out_and_join() -> None:
+    text = plain(runner.invoke(app, ["interp", "-h"], env={"COLUMNS": "120"}).stdout)
+    for words in ("--resume", "--no-resume", "--segment-length", "--segments", "--segment", "--work"):
+        assert words in text
+    result = runner.invoke(app, ["join", "-h"], env={"COLUMNS": "120"})
+    assert result.exit_code == 0 and "join [OPTIONS] DIR OUTPUT" in plain(result.stdout)
+    assert "join" in plain(runner.invoke(app, ["-h"]).stdout)
