@@ -202,6 +202,21 @@ def interp(
                                                       "image, A beside MID.")] = None,
     force: Annotated[bool, _flag("--force", "-y", help="Overwrite an existing output.")] = False,
     quiet: Annotated[bool, _flag("--quiet", "-q", help="No progress bar.")] = False,
+    resume: Annotated[bool | None, _flag("--resume/--no-resume", show_default=False,
+                                         help="Keep finished work as segments in OUTPUT.framefill-work, so that an "
+                                              "interrupted run goes on where it stopped (the default when that folder "
+                                              "exists); --no-resume discards it.")] = None,
+    segment_length: Annotated[int | None, typer.Option("--segment-length", metavar="FRAMES", min=1,
+                                                       show_default=False,
+                                                       help="Output frames per resumable segment (default: 4 s of "
+                                                            "output).")] = None,
+    segments: Annotated[int | None, typer.Option("--segments", metavar="N", min=1, show_default=False,
+                                                 help="Fan-out: cut the job into N time ranges (with --segment, "
+                                                      "--work; then framefill join).")] = None,
+    segment: Annotated[int | None, typer.Option("--segment", metavar="K", min=1, show_default=False,
+                                                help="Fan-out: make range K (1 to N) of --segments N.")] = None,
+    work: Annotated[Path | None, typer.Option("--work", metavar="DIR", show_default=False,
+                                              help="Fan-out: the folder every segment goes to.")] = None,
 ) -> None:
     """Interpolate a video, a folder of frames, or one pair of images.
 
@@ -212,8 +227,12 @@ def interp(
     framefill interp frames/ out_frames/ --factor 2     folders of PNG/JPEG frames
     framefill interp a.png b.png mid.png                one in-between frame of a pair
     framefill interp clip.mp4 out.mp4 --montage side.mp4 --debug dbg/   see how it was made
+    framefill interp clip.mp4 --segments 8 --segment 3 --work parts/   one of 8 ranges; then framefill join
     """
     # Checks that need neither torch nor the input's contents first: a typo fails at once.
+    fan_out = _check_segment_options(paths, segments, segment, work, resume, segment_length)
+    if fan_out:
+        paths = [*paths, work]  # type: ignore[list-item]  # for the checks below; the segments go to --work
     if len(paths) not in (2, 3):
         raise UsageError(f"interp takes INPUT OUTPUT or A B MID (got {len(paths)} paths); see framefill interp -h")
     for p in paths[:-1]:
@@ -284,6 +303,22 @@ def interp(
             elapsed = time.perf_counter() - t0
             progress.update(task, completed=n, rate=f"{n / elapsed:6.1f} fps" if elapsed > 0 else "")
 
+    segmented = fan_out or resume or (resume is None and _has_work(dst))
+    if segmented and (debug is not None or montage is not None):
+        raise UsageError("--debug and --montage are for a single run; they do not combine with --resume, "
+                         "--segments or a resumable work folder (give --no-resume)")
+    if segmented:
+        from framefill.resume import JobSpec
+
+        spec = JobSpec(model, Path(weights) if weights else _default_weights(model), dtype, schedule,
+                       encode or EncodeOptions.for_path(dst if not fan_out else Path("out.mp4")), in_rate, audio, slow)
+        with progress:
+            _interp_segments(src, dst, net, spec, dev, fan_out=fan_out, segments=segments, segment=segment,
+                             fresh=resume is False, length=segment_length, force=force, quiet=quiet,
+                             on_start=on_start, on_progress=on_progress)
+        return
+    if resume is False:
+        _discard_work(dst)
     with progress:
         report = interpolate_video(src, dst, net, schedule, device=dev, dtype=dtype, encode=encode, in_fps=in_rate,
                                    keep_audio=audio, overwrite=force, on_start=on_start, on_progress=on_progress,
@@ -299,6 +334,107 @@ def interp(
                          f"{s.scene_cuts} scene cuts{tiled}) in {time.perf_counter() - t0:.1f} s"),
                   highlight=False, soft_wrap=True)
         for w in report.warnings:
+            err.print(f"warning: {escape(w)}", highlight=False, soft_wrap=True)
+
+
+def _check_segment_options(paths: list[Path], segments: int | None, segment: int | None, work: Path | None,
+                           resume: bool | None, length: int | None) -> bool:
+    """Whether interp makes one segment of a fan-out (``--segments N --segment K --work DIR``); refuses mixtures."""
+    given = [name for name, value in (("--segments", segments), ("--segment", segment), ("--work", work))
+             if value is not None]
+    if not given:
+        return False
+    if len(given) < 3:
+        missing = ", ".join(n for n in ("--segments", "--segment", "--work") if n not in given)
+        raise UsageError(f"a fan-out segment needs --segments N, --segment K and --work DIR; add {missing}")
+    assert segments is not None and segment is not None and work is not None
+    if segment > segments:
+        raise UsageError(f"--segment {segment} is not one of the {segments} segments; give 1 to {segments}")
+    if len(paths) != 1:
+        raise UsageError("with --segments, give the INPUT only: the segment goes to --work DIR (framefill join DIR "
+                         "OUTPUT then makes the video)")
+    if resume is not None or length is not None:
+        raise UsageError("--resume and --segment-length are for one-machine jobs; a fan-out segment is kept in --work "
+                         "anyway")
+    if work.exists() and not work.is_dir():
+        raise UsageError(f"--work {work} is a file; give a folder")
+    return True
+
+
+def _has_work(dst: Path) -> bool:
+    from framefill.resume import has_work
+
+    return has_work(dst)
+
+
+def _discard_work(dst: Path) -> None:
+    from framefill.resume import discard_work
+
+    discard_work(dst)
+
+
+def _default_weights(model: str) -> Path:
+    from framefill.models import default_weights
+
+    return default_weights(model)
+
+
+def _interp_segments(src: Path, dst: Path, net: Any, spec: Any, dev: Any, *, fan_out: bool, segments: int | None,
+                     segment: int | None, fresh: bool, length: int | None, force: bool, quiet: bool,
+                     on_start: Any, on_progress: Any) -> None:
+    """interp through segments: one range of a fan-out into --work, or a resumable job."""
+    from framefill.resume import interpolate_resumable, render_part
+
+    t0 = time.perf_counter()
+    if fan_out:
+        assert segments is not None and segment is not None
+        report, seg, made = render_part(src, dst, segments, segment, net, spec, device=dev, on_start=on_start,
+                                        on_progress=on_progress)
+        what = (f"wrote segment {segment} of {segments} to {dst}: output frames {seg.outputs.start} to "
+                f"{seg.outputs.stop - 1}, from input frames {seg.first} to {seg.last}" if made else
+                f"segment {segment} of {segments} is already in {dst}; nothing to do")
+    else:
+        report = interpolate_resumable(src, dst, net, spec, device=dev, overwrite=force, fresh=fresh,
+                                       segment_length=length, on_start=on_start, on_progress=on_progress)
+        s = report.stats
+        what = (f"wrote {dst}: {report.frames_in} -> {report.frames_out} frames at {report.fps_play or report.fps_out} "
+                f"fps ({s.pairs_interpolated} pairs interpolated in this run, {s.pairs_duplicate} duplicates, "
+                f"{s.scene_cuts} scene cuts)")
+    if not quiet:
+        err.print(escape(f"{what} in {time.perf_counter() - t0:.1f} s"), highlight=False, soft_wrap=True)
+        for w in report.warnings:
+            err.print(f"warning: {escape(w)}", highlight=False, soft_wrap=True)
+
+
+@app.command(cls=_Command)
+def join(
+    work: Annotated[Path, typer.Argument(metavar="DIR", show_default=False,
+                                         help="The --work folder the segments were made in.")],
+    output: Annotated[Path, typer.Argument(metavar="OUTPUT", show_default=False, help="The video to write.")],
+    input_: Annotated[Path | None, typer.Option("--input", "-i", show_default=False,
+                                                help="The input video, where it is not at the path it had when the "
+                                                     "segments were made (for its audio and subtitles).")] = None,
+    force: Annotated[bool, _flag("--force", "-y", help="Overwrite an existing output.")] = False,
+    quiet: Annotated[bool, _flag("--quiet", "-q", help="No summary line.")] = False,
+) -> None:
+    """Join the segments of a fan-out (framefill interp INPUT --segments N --segment K --work DIR) into one video,
+    with the audio and subtitles of the whole input.
+
+    \b
+    framefill join parts/ smooth.mp4
+    framefill join parts/ smooth.mkv --input /data/clip.mp4
+    """
+    if not work.is_dir():
+        raise UsageError(f"{work} is not a folder of segments; give the --work folder of framefill interp")
+    from framefill.resume import join as join_segments
+    from framefill.resume import read_manifest
+
+    warnings = join_segments(work, output, source=input_, overwrite=force)
+    if not quiet:
+        m = read_manifest(work)
+        err.print(escape(f"wrote {output}: {m['frames_out']} frames at {m['fps_out']} fps from "
+                         f"{len(m['segments'])} segments"), highlight=False, soft_wrap=True)
+        for w in warnings:
             err.print(f"warning: {escape(w)}", highlight=False, soft_wrap=True)
 
 

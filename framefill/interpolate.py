@@ -462,7 +462,8 @@ def interpolate_frames(frames: Iterable[np.ndarray], in_fps: Fraction | int, mod
                        dtype: torch.dtype = torch.float32, on_progress: Callable[[int], None] | None = None,
                        stats: InterpolationStats | None = None,
                        times: Sequence[Fraction] | None = None,
-                       on_debug: Callable[[ModelFrame], None] | None = None) -> Iterator[np.ndarray]:
+                       on_debug: Callable[[ModelFrame], None] | None = None,
+                       timeline: Timeline | None = None) -> Iterator[np.ndarray]:
     """Interpolate a stream of frames; a generator over the output frames, in order.
 
     Args:
@@ -479,6 +480,8 @@ def interpolate_frames(frames: Iterable[np.ndarray], in_fps: Fraction | int, mod
             models only.
         on_debug: called with every frame the model makes and its maps (flows, blend mask, fallback: see
             ``framefill.debug``), before the outputs it is are yielded. Two-frame models only.
+        timeline: where the outputs sit among these frames, instead of the one ``in_fps``, ``config`` and ``times``
+            make: a segment of a longer video (``framefill.segments``), whose frames start mid-video.
 
     Configuration errors raise here; fewer than 2 frames, bad frames and size changes raise
     ``ValueError`` from the generator when they are read.
@@ -493,8 +496,9 @@ def interpolate_frames(frames: Iterable[np.ndarray], in_fps: Fraction | int, mod
         if on_debug is not None:
             raise ValueError("four-frame models give no flow, mask or fallback maps; on_debug is for two-frame models")
         return windows.interpolate_windows(iter(frames), ratio, model, config, device=device, dtype=dtype,
-                                           on_progress=on_progress, stats=stats)
-    timeline = Timeline(ratio, times, Fraction(in_fps) * ratio if times is not None else None)
+                                           on_progress=on_progress, stats=stats, timeline=timeline)
+    if timeline is None:
+        timeline = Timeline(ratio, times, Fraction(in_fps) * ratio if times is not None else None)
     runner = _Runner(model, device, dtype, stats, config.tiling, aux=on_debug is not None)
     depth = 0 if runner.arbitrary else depth_for(timeline.widest(), config.max_depth)
     return _generate(iter(frames), timeline, depth, runner, config, stats, on_progress, on_debug)

@@ -174,12 +174,14 @@ def passes_for(ratio: Fraction, max_depth: int) -> int:
 
 def interpolate_windows(frames: Iterator[np.ndarray], ratio: Fraction, model: torch.nn.Module,
                         config: ScheduleConfig, *, device: torch.device | str, dtype: torch.dtype,
-                        on_progress: Callable[[int], None] | None, stats: InterpolationStats) -> Iterator[np.ndarray]:
-    """The output frames of ``framefill.interpolate.interpolate_frames`` for a four-frame model."""
+                        on_progress: Callable[[int], None] | None, stats: InterpolationStats,
+                        timeline: Timeline | None = None) -> Iterator[np.ndarray]:
+    """The output frames of ``framefill.interpolate.interpolate_frames`` for a four-frame model (``timeline``: as
+    there, for a segment of a longer video)."""
     check_tiling(config.tiling)
     run = WindowRunner(model, device, dtype, stats)
     depth = passes_for(ratio, config.max_depth)
-    return _select(_grid(frames, depth, run, config, stats), ratio, depth, stats, on_progress)
+    return _select(_grid(frames, depth, run, config, stats), timeline or Timeline(ratio), depth, stats, on_progress)
 
 
 def _grid(frames: Iterator[np.ndarray], depth: int, run: WindowRunner, config: ScheduleConfig,
@@ -191,7 +193,7 @@ def _grid(frames: Iterator[np.ndarray], depth: int, run: WindowRunner, config: S
         yield image
 
 
-def _select(grid: Iterator[np.ndarray], ratio: Fraction, depth: int, stats: InterpolationStats,
+def _select(grid: Iterator[np.ndarray], timeline: Timeline, depth: int, stats: InterpolationStats,
             on_progress: Callable[[int], None] | None) -> Iterator[np.ndarray]:
     """Pick the output frames from the stream of frames at times ``g / 2**depth`` (input frame units).
 
@@ -202,7 +204,6 @@ def _select(grid: Iterator[np.ndarray], ratio: Fraction, depth: int, stats: Inte
     frames = enumerate(grid)
     g, image = next(frames, (-1, None))
     following = next(frames, None)  # one frame of look-ahead: is ``g`` the last grid frame?
-    timeline = Timeline(ratio)
     for i in itertools.count():
         for t in timeline.pair_times(i):
             snapped, err = snap_time(t, depth)
