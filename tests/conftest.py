@@ -162,6 +162,14 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"--device {name}: this machine has no CUDA device")
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Marks ``device`` the tests that run on ``--device``: ``pytest -m "cuda or device" --device cuda`` runs them
+    and the CUDA tests on a GPU."""
+    for item in items:
+        if "device" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.device)
+
+
 @pytest.fixture(scope="session")
 def device(pytestconfig: pytest.Config) -> torch.device:
     """The device of ``--device`` (cpu unless asked)."""
