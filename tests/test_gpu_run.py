@@ -54,13 +54,15 @@ def test_rehearsal_runs_every_stage_and_brings_everything_back(tmp_path: Path) -
     for name in STAGES:
         assert any(line.split()[:1] == [name] and line.endswith("passed") for line in summary.splitlines()), summary
     files = sorted(p.name for p in out.iterdir())
-    assert files == ["bench.json", "compile.json", "film_gpu.safetensors", "last.pt", "logs.tgz", "summary.txt"]
+    assert files == ["bench_film-tiny.json", "compile.json", "film_gpu.safetensors", "last.pt", "logs.tgz",
+                     "summary.txt"]
     assert all(p.stat().st_size < 16 * 2**20 for p in out.iterdir())
-    bench = json.loads((out / "bench.json").read_text())
+    bench = json.loads((out / "bench_film-tiny.json").read_text())
     assert {(r["size"], r["dtype"], r["batch"]) for r in bench["model"] if r["status"] == "ok"} == {
         (s, d, b) for s in ("64x48", "96x64") for d in ("fp32", "bf16") for b in (1, 2)}
     compiled = json.loads((out / "compile.json").read_text())
     assert {r["compiled"] for r in compiled["model"] if r["status"] == "ok"} == {False, True}
+    assert [e["status"] for e in compiled["e2e"]] == ["ok"]
     assert "film-tiny 96x64 fp32: " in summary and "interp 128x72 --max-memory 16M: 6 -> 11 frames" in summary
     training = json.loads(read_metadata(out / "film_gpu.safetensors")["training"])
     assert training["steps"] >= 1 and training["finetune"] == "weights/film.safetensors"

@@ -9,15 +9,17 @@
 #   install  the wheels in $WHEELS (tools/pack_gpu_wheels.sh) into a temporary folder put first on PYTHONPATH;
 #            passes when framefill's dependencies import
 #   tests    pytest -m "cuda or device" --device $DEVICE: the CUDA tests and the model and scheduler tests on it
-#   bench    framefill bench, eager: $PRESETS x $SIZES x $DTYPES x batch $BATCHES (the best batch is in the report)
-#   compile  framefill bench --compile on $COMPILE_PRESETS at $COMPILE_SIZE: eager and torch.compile side by side
+#   bench    framefill bench, eager, one run per preset of $PRESETS: $SIZES x $DTYPES x batch $BATCHES (the best
+#            batch is in the report)
+#   compile  framefill bench --compile on $COMPILE_PRESETS at $COMPILE_SIZE: eager and torch.compile side by side,
+#            and its end-to-end rows (decode, model and encode shares)
 #   e2e      framefill interp --factor 2 on real footage at $E2E_SIZES (WxH:MEMORY adds --max-memory MEMORY)
 #   profile  tools/gpu_profile.py: kernels by kind, the top kernels, launches per call, time per part of the model
 #   train    framefill train --finetune weights/film.safetensors on $DATA (tools/pack_gpu_data.py) for $TRAIN_MIN
 #            minutes (resuming from .gpu/resume/last.pt where a earlier chunk left one); its checkpoint is
 #            exported by tools/export_checkpoint.py
 # Out ($OUT, at most 8 files come back from the GPU machine): summary.txt (each stage's result and the figures),
-# bench.json, compile.json, logs.tgz (every stage's log, env, e2e.json, profile.json, the run's config and
+# bench_PRESET.json (one per preset), compile.json, logs.tgz (every stage's log, env, e2e.json, profile.json, the run's config and
 # log.jsonl), last.pt (the training checkpoint) and film_gpu.safetensors (its EMA weights).
 #
 # Settings (environment): BUDGET_S (whole run, seconds: 540 on the GPU, 300 rehearsing), TRAIN_MIN, DEVICE, WHEELS,
@@ -31,7 +33,8 @@ if [ "$REHEARSE" = 1 ]; then
     : "${DEVICE:=cpu}" "${BUDGET_S:=300}" "${TRAIN_MIN:=0.1}" "${TRAIN_ARGS:=--batch 2 --crop 64 --steps 20 --max-frames 12}"
     : "${TEST_ARGS:=-k film_output_shape or warp_sign or factor_values or interpolate_pair}"
     : "${PRESETS:=film-tiny}" "${SIZES:=64x48,96x64}" "${DTYPES:=fp32,bf16}" "${BATCHES:=1,2}"
-    : "${BENCH_ARGS:=--repeat 1 --warmup 0 --no-e2e}" "${COMPILE_PRESETS:=film-tiny}" "${COMPILE_SIZE:=64x48}"
+    : "${BENCH_ARGS:=--repeat 1 --warmup 0}" "${COMPILE_ARGS:=--repeat 1 --warmup 0 --e2e --e2e-frames 4}"
+    : "${COMPILE_PRESETS:=film-tiny}" "${COMPILE_SIZE:=64x48}"
     : "${COMPILE_DTYPE:=fp32}" "${E2E_SIZES:=96x64 128x72:16M}" "${E2E_SECONDS:=0.25}" "${E2E_BATCH:=2}"
     : "${PROFILE_ARGS:=--preset film-tiny --size 64x48 --precision fp32 --repeat 1 --warmup 1}"
     export TORCHDYNAMO_DISABLE=1  # torch.compile runs its code path eagerly: inductor on 2 cores takes minutes
@@ -39,9 +42,10 @@ else
     : "${DEVICE:=cuda}" "${BUDGET_S:=540}" "${TRAIN_MIN:=2.5}" "${TRAIN_ARGS:=--batch 16 --crop 256 --steps 20000}"
     : "${TEST_ARGS:=}"
     : "${PRESETS:=film-s,film-m}" "${SIZES:=1280x720,1920x1080,3840x2160}" "${DTYPES:=bf16,fp16}"
-    : "${BATCHES:=1,4,8}" "${BENCH_ARGS:=--repeat 5 --warmup 3 --e2e --e2e-frames 8}" "${COMPILE_PRESETS:=film-s}"
+    : "${BATCHES:=1,4,8}" "${BENCH_ARGS:=--repeat 5 --warmup 2}" "${COMPILE_PRESETS:=film-s}"
+    : "${COMPILE_ARGS:=--repeat 5 --warmup 2 --e2e --e2e-frames 16}"  # the e2e rows: decode/model/encode shares
     : "${COMPILE_SIZE:=1920x1080}" "${COMPILE_DTYPE:=bf16}" "${E2E_SIZES:=1920x1080 3840x2160:8G}"
-    : "${E2E_SECONDS:=2}" "${E2E_BATCH:=8}"
+    : "${E2E_SECONDS:=1}" "${E2E_BATCH:=8}"
     : "${PROFILE_ARGS:=--preset film-s --size 1920x1080 --precision bf16 --repeat 5 --warmup 3}"
 fi
 : "${PYTHON:=python3}" "${WHEELS:=.gpu/wheels}" "${DATA:=.gpu/data}" "${OUT:=runs/gpu_out}"
@@ -56,7 +60,9 @@ TRAIN_CAP=$("$PYTHON" -c "print(int(float('$TRAIN_MIN') * 60 + 45))")  # the chu
 export PYTHONPATH=$ROOT${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 FRAMEFILL_DEBUG=1 COLUMNS=160  # unwrapped logs
 {
     echo "framefill GPU run ($([ "$REHEARSE" = 1 ] && echo "REHEARSAL on the CPU" || echo "device $DEVICE")), $(date -u +%FT%TZ)"
-    echo "commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo ' (modified)'), budget ${BUDGET_S}s, training ${TRAIN_MIN} min"
+    commit=unknown  # the GPU machine's copy of the working tree may come without .git
+    git rev-parse --git-dir >/dev/null 2>&1 && commit="$(git rev-parse --short HEAD)$(git diff --quiet HEAD || echo ' (modified)')"
+    echo "commit $commit, budget ${BUDGET_S}s, training ${TRAIN_MIN} min"
     [ "$REHEARSE" = 1 ] && echo "rehearsal: tiny sizes, one timed call each (figures mean nothing); TORCHDYNAMO_DISABLE=1, so 'compiled' rows ran eagerly"
     echo
 } >"$SUMMARY"
@@ -129,6 +135,16 @@ install_wheels() {
     "$PYTHON" -c "import cv2, imageio_ffmpeg, numpy, rich, tqdm, typer; print('ffmpeg', imageio_ffmpeg.get_ffmpeg_exe())"
 }
 
+bench_sweep() {  # one bench per preset, each writing its JSON: a stage stopped in the second keeps the first's
+    local preset rc=0
+    for preset in ${PRESETS//,/ }; do
+        # shellcheck disable=SC2086
+        "$PYTHON" -m framefill bench --device "$DEVICE" --preset "$preset" --size "$SIZES" --dtype "$DTYPES" \
+            --batch "$BATCHES" $BENCH_ARGS --no-e2e --quiet --json "$OUT/bench_$preset.json" || rc=1
+    done
+    return $rc
+}
+
 train_chunk() {
     local run=$WORK/run
     mkdir -p "$run"
@@ -150,8 +166,8 @@ train_chunk() {
     return $rc
 }
 
-export -f env_info install_wheels train_chunk
-export PYTHON WHEELS WORK LOGS OUT DATA DEVICE TRAIN_MIN TRAIN_ARGS
+export -f env_info install_wheels bench_sweep train_chunk
+export PYTHON WHEELS WORK LOGS OUT DATA DEVICE TRAIN_MIN TRAIN_ARGS PRESETS SIZES DTYPES BATCHES BENCH_ARGS
 
 stage env 30 env_info
 stage install 60 install_wheels
@@ -162,12 +178,10 @@ test_args=()
 [ "${test_args[0]:-}" = -k ] && test_args=(-k "${test_args[*]:1}")
 stage tests "$(share 22)" "$PYTHON" -m pytest -q -p no:cacheprovider -m "cuda or device" --device "$DEVICE" \
     --junitxml "$LOGS/tests.xml" "${test_args[@]}" tests
-# shellcheck disable=SC2086
-stage bench "$(share 30)" "$PYTHON" -m framefill bench --device "$DEVICE" --preset "$PRESETS" --size "$SIZES" \
-    --dtype "$DTYPES" --batch "$BATCHES" $BENCH_ARGS --quiet --json "$OUT/bench.json"
+stage bench "$(share 32)" bench_sweep
 # shellcheck disable=SC2086
 stage compile "$(share 20)" "$PYTHON" -m framefill bench --device "$DEVICE" --preset "$COMPILE_PRESETS" \
-    --size "$COMPILE_SIZE" --dtype "$COMPILE_DTYPE" --batch "$BATCHES" --compile $BENCH_ARGS --no-e2e --quiet \
+    --size "$COMPILE_SIZE" --dtype "$COMPILE_DTYPE" --batch "$BATCHES" --compile $COMPILE_ARGS --quiet \
     --json "$OUT/compile.json"
 e2e_sizes=()
 for s in $E2E_SIZES; do e2e_sizes+=(--size "$s"); done
@@ -182,7 +196,7 @@ stage train "$TRAIN_CAP" train_chunk
     echo "total $(($(date +%s) - START))s of ${BUDGET_S}s"
     echo
     reports=()
-    for f in "$OUT/bench.json" "$OUT/compile.json" "$LOGS/e2e.json"; do [ -f "$f" ] && reports+=("$f"); done
+    for f in "$OUT"/bench_*.json "$OUT/compile.json" "$LOGS/e2e.json"; do [ -f "$f" ] && reports+=("$f"); done
     [ ${#reports[@]} -gt 0 ] && "$PYTHON" tools/gpu_report.py "${reports[@]}"
     if [ -f "$LOGS/profile.log" ]; then echo; grep -v "^USDT\|^STAGE" "$LOGS/profile.log" | head -n 30; fi
     if [ -f "$LOGS/train.log" ]; then echo; grep -E "training|resumed|step [0-9]+/|exported" "$LOGS/train.log"; fi
