@@ -276,7 +276,7 @@ class _Runner:
         self.direct = frozenset(Fraction(x) for x in getattr(model, "times", (0.5,)))
         self.takes_time = self.arbitrary or self.direct != {HALF}
         self.frame_dtype = np.dtype(np.uint8)  # the frames' type (uint16 for deep video), set by to_tensor
-        self.tiler = Tiler(model, self._forward, lambda x0, x1: self._call(x0, x1, [HALF]), self.device, dtype,
+        self.tiler = Tiler(model, self._forward, lambda x0, x1: self.call(x0, x1, [HALF]), self.device, dtype,
                            self.divisor, tiling or TileConfig(), on_tiles=self._count_tiles)
 
     def is_direct(self, t: Fraction) -> bool:
@@ -305,11 +305,13 @@ class _Runner:
         return out
 
     def _forward(self, x0: torch.Tensor, x1: torch.Tensor, t: list[Fraction]) -> torch.Tensor:
-        out = self._call(x0, x1, t)
+        out = self.call(x0, x1, t)
         self.stats.model_calls += 1
         return out
 
-    def _call(self, x0: torch.Tensor, x1: torch.Tensor, t: list[Fraction]) -> torch.Tensor:
+    def call(self, x0: torch.Tensor, x1: torch.Tensor, t: list[Fraction]) -> torch.Tensor:
+        """The model on one batch of padded pairs, whole and uncounted: the layout and time argument every model
+        call gets (``framefill bench`` times this)."""
         if self.device.type == "cpu":
             x0 = x0.contiguous(memory_format=torch.channels_last)
             x1 = x1.contiguous(memory_format=torch.channels_last)
