@@ -5,7 +5,7 @@ PIP := $(PYTHON) -m pip
 DEMO_IN := demo/bbb_720p_24fps.mp4
 DEMO_OUT := demo_out/bbb_48fps.mp4
 PEERS := ../shared/tools/peers
-VAL := ../shared/data/val/videos
+VAL := ../shared/data/val
 STAMP := .install.stamp
 
 .PHONY: install demo test lint compare bench eval clean gpu-pack gpu-rehearse
