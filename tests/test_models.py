@@ -112,11 +112,11 @@ def test_fallback_prefers_the_plain_blend_only_where_warping_made_things_worse()
     gen = torch.Generator().manual_seed(0)  # unseeded, the corner pixels fell to 0.986 about one run in ten
     a, b = torch.rand(1, 3, 32, 32, generator=gen), torch.rand(1, 3, 32, 32, generator=gen)
     # Inputs identical (a static scene) but the warped frames disagree: go to the plain blend.
-    assert model._fallback(a, a, a, b).min().item() > 0.99
+    assert torch.sigmoid(model._fallback_logit(a, a, a, b)).min().item() > 0.99
     # Inputs differ and the warped frames agree (motion compensated): keep the warped frames.
-    assert model._fallback(a, b, a, a).max().item() < 0.01
+    assert torch.sigmoid(model._fallback_logit(a, b, a, a)).max().item() < 0.01
     off = build_film("film-tiny", fallback_window=0)
-    assert off._fallback(a, a, a, b) is None
+    assert off._fallback_logit(a, a, a, b) is None
 
 
 @on_device
@@ -292,3 +292,50 @@ def test_film_channels_last_model_gets_channels_last_conv_inputs():
     with torch.no_grad():  # the same result in either layout
         assert torch.allclose(model(img0, img1), plain(img0, img1), atol=1e-5)
     assert conv_input(x, model.to(torch.bfloat16).fusion.head.weight).dtype == torch.bfloat16
+
+
+
+def test_fb_consistency_is_one_for_inverse_flows_and_low_where_they_disagree():
+    from framefill.models.layers import fb_consistency
+
+    fwd = torch.zeros(1, 2, 16, 16)
+    fwd[:, 0] = 2.0  # everything moves 2 px right
+    back = -fwd.clone()
+    assert torch.allclose(fb_consistency(fwd, back), torch.ones(1, 1, 16, 16))
+    wrong = back.clone()
+    wrong[..., :, 8:] = 2.0  # the right half of the other frame claims the opposite motion: a 4 px round trip
+    c = fb_consistency(fwd, wrong)
+    assert c[..., :, :5].min() > 0.99 and c[..., :, 8:].max() < 0.01
+
+
+def test_with_cues_starts_as_the_model_it_came_from_and_sees_the_cues():
+    torch.manual_seed(0)
+    model = build_film("film-tiny").eval()
+    for p in model.fusion.parameters():  # a trained-looking fusion, so that the test means something
+        p.data.normal_(0, 0.1)
+    cued = model.with_cues().eval()
+    assert cued.config.fusion_cues and not model.config.fusion_cues
+    assert cued.fusion.head.out_channels == 5
+    x0, x1 = torch.rand(2, 1, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(cued(x0, x1), model(x0, x1), atol=1e-5)
+        for p in cued.fusion.blocks[0][0][0].parameters():  # now the cue inputs count
+            p.data.normal_(0, 0.1)
+        assert not torch.allclose(cued(x0, x1), model(x0, x1), atol=1e-3)
+
+
+def test_cues_mark_where_an_input_is_hidden():
+    model = build_film("film-tiny", fusion_cues=True).eval()
+    n, h, w = 1, 16, 16
+    flow_10 = torch.zeros(n, 2, h, w)
+    flow_01 = torch.zeros(n, 2, h, w)
+    flow_01[..., :, 8:] = 3.0  # frame 0's right half claims motion that frame 1's flow does not return
+    half = torch.cat([0.5 * flow_10, 0.5 * flow_01])
+    w0 = w1 = torch.rand(n, 3, h, w)
+    cues = model._cues(torch.cat([flow_10, flow_01]), half, w0, w1, None)  # (N, 4, H, W)
+    assert cues.shape == (n, 4, h, w)
+    assert cues[:, 0].abs().max() == 0 and cues[:, 1].max() == 0  # warped frames agree; no fallback given
+    # Both inputs' left halves agree (still both ways); on the right, frame 0's flow of 3 px comes back as 0 and
+    # frame 1's 0 as 3: each input's consistency, sampled where its warped pixel comes from, is low there.
+    assert cues[:, 2:, :, :6].min() > 0.99
+    assert cues[:, 2, :, 11:].max() < 0.2 and cues[:, 3, :, 11:].max() < 0.2

@@ -56,14 +56,17 @@ step per level with a 5-pixel window gave 26.97 / 23.64 dB; 8 steps with a 9-pix
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from framefill.models.layers import (
     box_filter,
     conv_input,
+    fb_consistency,
     grey,
     image_pyramid,
     lucas_kanade_step,
@@ -95,6 +98,9 @@ class FilmConfig:
     fusion_max_filters: int = 64  # cap on fusion channels
     fallback_window: int = 15  # window comparing warped and unwarped disagreement for the blend fallback (0: off)
     fallback_temp: float = 0.03  # softness of that comparison (grey levels)
+    fusion_cues: bool = False  # fusion also sees parameter-free occlusion cues (warp disagreement, the fallback
+    # weight, forward-backward consistency of the flows) and its head adds a learned offset to the fallback's logit
+    vis_sigma: float = 1.0  # forward-backward flow mismatch (pixels) at which the consistency cue falls to 1/e
     arbitrary_time: bool = False  # trained at any t (``framefill train --arbitrary-time``): the scheduler then
     # asks for every output time directly instead of bisecting at t = 0.5
 
@@ -254,15 +260,20 @@ class PyramidFlowEstimator(nn.Module):
 class Fusion(nn.Module):
     """U-Net decoder from the coarsest fused level up to full resolution.
 
-    Level j input: warped images (2 x 3), warped features (2 x C_j), scaled flows (2 x 2).
-    Head: 1 mask logit + 3 residual channels at full resolution.
+    Level j input: warped images (2 x 3), warped features (2 x C_j), scaled flows (2 x 2), and with
+    ``fusion_cues`` the ``CUES`` occlusion cues (average-pooled to the level).
+    Head: 1 mask logit + 3 residual channels at full resolution, and with ``fusion_cues`` a fifth: an offset to
+    the fallback's logit.
     """
+
+    CUES = 4  # |warped 0 - warped 1|, the fallback weight, and the two flows' forward-backward consistency at t
 
     def __init__(self, cfg: FilmConfig, extractor: FeatureExtractor) -> None:
         super().__init__()
         self.levels = cfg.fusion_levels
         width = [min(cfg.fusion_filters << j, cfg.fusion_max_filters) for j in range(self.levels)]
-        in_ch = [2 * 3 + 2 * extractor.channels(j) + 4 for j in range(self.levels)]
+        cues = self.CUES if cfg.fusion_cues else 0
+        in_ch = [2 * 3 + 2 * extractor.channels(j) + 4 + cues for j in range(self.levels)]
         self.reduce = nn.ModuleList()  # coarser decoder output -> this level's width, then upsampled
         self.blocks = nn.ModuleList()
         for j in range(self.levels):
@@ -273,7 +284,7 @@ class Fusion(nn.Module):
                 self.reduce.append(nn.Identity())
             self.blocks.append(nn.Sequential(_conv(in_ch[j] + (width[j] if up else 0), width[j]),
                                              _conv(width[j], width[j])))
-        self.head = nn.Conv2d(width[0], 4, 3, padding=1)
+        self.head = nn.Conv2d(width[0], 5 if cfg.fusion_cues else 4, 3, padding=1)
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
 
@@ -286,7 +297,7 @@ class Fusion(nn.Module):
                 x = upsample2(self.reduce[j](x), level_in.shape[-2:])
                 level_in = torch.cat([level_in, x], dim=1)
             x = self.blocks[j](level_in)
-        return self.head(x)  # (N, 4, H, W)
+        return self.head(x)  # (N, 4 or 5, H, W)
 
 
 class Film(nn.Module):
@@ -346,41 +357,88 @@ class Film(nn.Module):
         grey_pyr = [grey(p) for p in pyr]  # Lucas-Kanade runs on grey images: one channel to warp, not three
         grey_swapped = [torch.cat([g[n:], g[:n]]) for g in grey_pyr]
         flows = self.flow(swapped, feats, grey_swapped, grey_pyr)  # flows[j]: (2N, 2, h_j, w_j)
-        fusion_in = []
         scale = torch.cat([t, 1 - t])  # (2N, 1, 1, 1): t for frame 0's rows, 1 - t for frame 1's
+        levels = []  # per fusion level: (warped frame 0, warped frame 1, the two scaled flows)
         for j in range(cfg.fusion_levels):
             half = flows[j] * scale  # (t flow_10, (1 - t) flow_01): the t->0 and t->1 approximations
             both = pyr[j] if feats[j] is None else torch.cat([pyr[j], feats[j]], dim=1)  # (2N, 3 + C_j, h, w)
             warped = warp(both, half)
-            w0, w1 = warped[:n], warped[n:]
-            if j == 0:
-                w0_img, w1_img = w0[:, :3], w1[:, :3]
-            # Straight into the convolutions' dtype and layout: (images, features, flows) of frame 0 then 1.
-            fusion_in.append(conv_input(torch.cat([w0[:, :3], w1[:, :3], w0[:, 3:], w1[:, 3:], half[:n], half[n:]],
-                                                  dim=1), self.fusion.head.weight))
+            levels.append((warped[:n], warped[n:], half))
+        w0_img, w1_img = levels[0][0][:, :3], levels[0][1][:, :3]  # (N, 3, H, W) each
+        fallback_logit = self._fallback_logit(img0, img1, w0_img, w1_img)  # (N, 1, H, W) or None
+        cues = self._cues(flows[0], levels[0][2], w0_img, w1_img, fallback_logit) if cfg.fusion_cues else None
+        fusion_in = []
+        for j, (w0, w1, half) in enumerate(levels):
+            # Straight into the convolutions' dtype and layout: (images, features, flows) of frame 0 then 1, cues.
+            parts = [w0[:, :3], w1[:, :3], w0[:, 3:], w1[:, 3:], half[:n], half[n:]]
+            if cues is not None:
+                parts.append(cues if j == 0 else F.avg_pool2d(cues, 2**j))
+            fusion_in.append(conv_input(torch.cat(parts, dim=1), self.fusion.head.weight))
         head = self.fusion(fusion_in).float()
         mask = torch.sigmoid(head[:, :1])
         base = torch.lerp(w1_img, w0_img, mask)  # mask * w0 + (1 - mask) * w1
-        fallback = self._fallback(img0, img1, w0_img, w1_img)
-        if fallback is not None:
+        fallback = None
+        if fallback_logit is not None:
+            if cfg.fusion_cues:  # the network may move the fallback either way (its offset starts at zero)
+                fallback_logit = fallback_logit + head[:, 4:5]
+            fallback = torch.sigmoid(fallback_logit)
             base = torch.lerp(base, torch.lerp(img0, img1, t), fallback)
-        out = (base + head[:, 1:]).clamp(0, 1).to(in_dtype)
+        out = (base + head[:, 1:4]).clamp(0, 1).to(in_dtype)
         if return_aux:
             return out, {"flows": flows, "pyramid": pyr, "warped0": w0_img, "warped1": w1_img, "mask": mask,
                          "fallback": fallback, "time": t}
         return out
 
-    def _fallback(self, img0: torch.Tensor, img1: torch.Tensor, w0: torch.Tensor, w1: torch.Tensor
-                  ) -> torch.Tensor | None:
+    def with_cues(self) -> Film:
+        """This model with ``fusion_cues`` switched on and nothing else changed: the fusion's input convolutions
+        get zero weights for the cue channels and the head a zero fallback offset, so the new model's output
+        equals this one's until it is trained (``framefill train --finetune W --fusion-cues``)."""
+        if self.config.fusion_cues:
+            return self
+        new = Film(dataclasses.replace(self.config, fusion_cues=True)).to(self.fusion.head.weight.device)
+        state = self.state_dict()
+        grown = new.state_dict()
+        head = grown["fusion.head.weight"].zero_(), grown["fusion.head.bias"].zero_()
+        head[0][:4], head[1][:4] = state["fusion.head.weight"], state["fusion.head.bias"]  # offset 0: the fifth
+        for j in range(self.config.fusion_levels):
+            # A block's first conv reads (the level's inputs, then the coarser decoder output): the cues go in
+            # between, with zero weights.
+            key = f"fusion.blocks.{j}.0.0.weight"
+            inputs = 2 * 3 + 2 * self.extractor.channels(j) + 4
+            w = grown[key].zero_()
+            w[:, :inputs] = state[key][:, :inputs]
+            w[:, inputs + Fusion.CUES:] = state[key][:, inputs:]
+        new.load_state_dict({k: grown[k] if k in grown and grown[k].shape != v.shape else v for k, v in state.items()})
+        return new.train(self.training)
+
+    def _cues(self, flow: torch.Tensor, half: torch.Tensor, w0: torch.Tensor, w1: torch.Tensor,
+              fallback_logit: torch.Tensor | None) -> torch.Tensor:
+        """Parameter-free occlusion cues for the fusion, ``(N, 4, H, W)`` float32: where the warped frames
+        disagree (grey), the fallback weight, and how consistent each input's flow is with the other's
+        (forward-backward check), sampled at time t as the input is: near 0 where that input's pixel is hidden
+        in the other frame or leaves the picture, which is where the blend should take the other input.
+
+        ``flow`` ``(2N, 2, H, W)``: flow_10 then flow_01 (as ``PyramidFlowEstimator`` returns them); ``half``: the
+        same scaled to time t (what warps each input)."""
+        n = w0.shape[0]
+        flow_10, flow_01 = flow[:n], flow[n:]
+        both = torch.cat([flow_01, flow_10])  # frame 0's flow first, as frame 0's rows of ``half``
+        consistency = fb_consistency(both, torch.cat([flow_10, flow_01]), self.config.vis_sigma)  # (2N, 1, H, W)
+        at_t = warp(consistency, half)  # each input's consistency where its warped pixel comes from
+        fallback = torch.zeros_like(at_t[:n]) if fallback_logit is None else torch.sigmoid(fallback_logit)
+        return torch.cat([grey(w0 - w1).abs(), fallback, at_t[:n], at_t[n:]], dim=1)
+
+    def _fallback_logit(self, img0: torch.Tensor, img1: torch.Tensor, w0: torch.Tensor, w1: torch.Tensor
+                        ) -> torch.Tensor | None:
         """Where the two warped frames disagree more than the two inputs do (over ``fallback_window``), the
-        flow made things worse (a failed match, a static area blurred by sub-pixel warping): weight toward
-        the plain average of the inputs. ``(N, 1, H, W)`` in [0, 1], or None when switched off."""
+        flow made things worse (a failed match, a static area blurred by sub-pixel warping): the logit of the
+        weight toward the plain average of the inputs, ``(N, 1, H, W)``, or None when switched off."""
         cfg = self.config
         if not cfg.fallback_window:
             return None
         warped = box_filter(grey(w0 - w1).abs(), cfg.fallback_window)
         unwarped = box_filter(grey(img0 - img1).abs(), cfg.fallback_window)
-        return torch.sigmoid((warped - unwarped) / cfg.fallback_temp)
+        return (warped - unwarped) / cfg.fallback_temp
 
 
 def _times(t: torch.Tensor | float | None, n: int, device: torch.device) -> torch.Tensor:

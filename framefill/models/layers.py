@@ -165,3 +165,15 @@ def lucas_kanade_step(a: torch.Tensor, b_warped: torch.Tensor, window: int, damp
     half_trace = 0.5 * (sxx + syy)
     smallest = half_trace - (0.25 * (sxx - syy) ** 2 + sxy * sxy).clamp_min(1e-20).sqrt()
     return step, smallest.clamp_min(0)
+
+
+def fb_consistency(flow_ab: torch.Tensor, flow_ba: torch.Tensor, sigma: float = 1.0) -> torch.Tensor:
+    """Forward-backward consistency of ``flow_ab`` (a's grid into b) with ``flow_ba``, on a's grid, ``(N, 1, H, W)``
+    in (0, 1]: 1 where following the flow into b and back returns to the start, near 0 where it does not (the
+    pixel is hidden in b, or the flow is wrong there). Sundaram, Brox and Keutzer (ECCV 2010): the mismatch is
+    measured against ``sigma`` pixels plus 10% of the motion, so fast motion is allowed a proportional error.
+    """
+    back = warp(flow_ba, flow_ab)  # b's flow where a's pixel lands
+    mismatch = (flow_ab + back).square().sum(1, keepdim=True)
+    motion = flow_ab.square().sum(1, keepdim=True) + back.square().sum(1, keepdim=True)
+    return torch.exp(-mismatch / (sigma * sigma + 0.01 * motion))
