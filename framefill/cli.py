@@ -476,6 +476,13 @@ def train(
                                           "each output time directly instead of bisecting.")] = False,
     resume: Annotated[bool, _flag("--resume/--no-resume", help="Continue from OUT/last.pt if it exists.")] = True,
     finetune: Annotated[Path | None, typer.Option(help="Start from these weights (.safetensors).")] = None,
+    fusion_cues: Annotated[bool, _flag("--fusion-cues/--no-fusion-cues", help="film: give the fusion occlusion cues "
+                                       "(warp disagreement, the fallback weight, forward-backward consistency) and "
+                                       "a say in the fallback; from --finetune weights without them, the model "
+                                       "starts as those weights.")] = False,
+    freeze_flow: Annotated[bool, _flag("--freeze-flow/--no-freeze-flow", help="film: train the fusion alone "
+                                       "(features and flow kept as they start): a step costs the fusion's "
+                                       "share.")] = False,
     gan: Annotated[bool, _flag("--gan/--no-gan", help="Adversarial fine-tuning: a per-frame and a frame-tuple "
                                "(3D-conv) discriminator, non-saturating loss, next to the usual losses. Meant "
                                "with --finetune: it trades some PSNR for sharper detail.")] = False,
@@ -500,6 +507,8 @@ def train(
         raise UsageError("nothing to learn from; give --data (videos) and/or --photos (still photos)")
     if arbitrary_time and model != "film":
         raise UsageError(f"--arbitrary-time trains film; {model} reads four frames and is trained at t = 0.5 only")
+    if (fusion_cues or freeze_flow) and model != "film":
+        raise UsageError(f"--fusion-cues and --freeze-flow are for film, not {model}")
     for option, path in (("--data", data), ("--photos", photos)):
         if path is not None and not path.exists():
             raise UsageError(f"{option} {path} does not exist; check the path")
@@ -528,7 +537,8 @@ def train(
     say = err.print if launch.main else lambda *args, **kwargs: None  # rank 0 alone reports
     cfg = TrainConfig(model=model, preset=preset, steps=steps, batch=batch, lr=lr, seed=seed,
                       precision=train_precision(precision, dev), prefetch=dev.type == "cuda",
-                      finetune=str(finetune) if finetune else None,
+                      finetune=str(finetune) if finetune else None, fusion_cues=fusion_cues,
+                      freeze_flow=freeze_flow,
                       data=DataConfig(crop=crop, max_frames=max_frames, motion_crops=motion_crops,
                                       arbitrary_time=arbitrary_time),
                       synth=SynthConfig(ratio=ratio),

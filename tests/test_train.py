@@ -262,6 +262,28 @@ def test_training_steps_lower_the_loss_on_a_fixed_batch(data_dir: Path, tmp_path
     assert json.loads((tmp_path / "run" / "config.json").read_text())["preset"] == "film-tiny"
 
 
+
+def test_fusion_cues_with_frozen_flow_train_the_fusion_alone(data_dir: Path, tmp_path: Path):
+    cfg = tiny_config(fusion_cues=True, freeze_flow=True)
+    trainer = Trainer(cfg, data_dir, tmp_path / "run", cache_dir=tmp_path / "cache")
+    assert trainer.model.config.fusion_cues
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    rng = np.random.default_rng(0)
+    batch = torch.stack([trainer.dataset.sample(rng) for _ in range(2)])
+    totals = [trainer.train_step(batch)["total"] for _ in range(30)]
+    assert np.mean(totals[-5:]) < 0.995 * np.mean(totals[:5]), totals
+    after = trainer.model.state_dict()
+    frozen = [k for k in after if k.startswith(("extractor.", "flow."))]
+    assert frozen and all(torch.equal(before[k], after[k]) for k in frozen)
+    assert not any(torch.equal(before[k], after[k]) for k in after if k.startswith("fusion.head."))
+    assert "warp" not in trainer.train_step(batch)  # the warp loss trains only the flow: skipped
+
+
+def test_fusion_cues_refused_for_convlstm(data_dir: Path, tmp_path: Path):
+    with pytest.raises(ValueError, match="for film"):
+        Trainer(tiny_config(model="convlstm", preset="convlstm-tiny", fusion_cues=True), data_dir, tmp_path / "run",
+                cache_dir=tmp_path / "cache")
+
 def test_warp_loss_uses_each_inputs_share_of_the_flow():
     """Two frames of a smooth pattern 4 px apart and the exact flows: warped by t and 1 - t of them, both inputs
     land on the frame at t (loss near zero); by half of them, on the middle frame instead."""

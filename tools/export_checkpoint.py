@@ -4,19 +4,21 @@
 
 ``framefill train --export`` writes weights only once ``--steps`` are reached; a chunk cut short by ``--max-minutes``
 (tools/gpu_run.sh trains in such chunks) leaves a checkpoint only. The model is rebuilt from the checkpoint's config
-(its ``--finetune`` weights' architecture and config, else its preset), given the EMA weights (the model's where the
+(``framefill.train.loop.initial_model``: its ``--finetune`` weights or its preset, with the fusion cues if the run
+added them), given the EMA weights (the model's where the
 run kept no EMA) and saved with the step count, batch, crop and ``--note`` in its metadata.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 import torch
 
 from framefill.checkpoint import save_model
-from framefill.models import build_model, load_model
+from framefill.train.loop import TrainConfig, initial_model
 
 
 def main() -> int:
@@ -27,10 +29,8 @@ def main() -> int:
     args = ap.parse_args()
     state = torch.load(args.checkpoint, map_location="cpu", weights_only=True)  # plain types only
     cfg = state["config"]
-    if cfg.get("finetune"):
-        model, _ = load_model(Path(cfg["finetune"]), expect=cfg["model"])
-    else:
-        model = build_model(cfg["model"], cfg["preset"])
+    known = {f.name for f in dataclasses.fields(TrainConfig)} - {"data", "synth", "gan"}
+    model = initial_model(TrainConfig(**{k: v for k, v in cfg.items() if k in known}))
     model.load_state_dict(state["ema"] or state["model"])
     training = {"steps": state["step"], "batch": cfg["batch"], "crop": cfg["data"]["crop"], "lr": cfg["lr"],
                 "finetune": cfg.get("finetune"), "precision": cfg.get("precision"), "ema": bool(state["ema"])}

@@ -66,12 +66,30 @@ class TrainConfig:
     ckpt_every: int = 250  # steps between checkpoints
     val_every: int = 1000  # steps between validations (needs a val set)
     finetune: str | None = None  # start from these weights (safetensors) instead of random init
+    fusion_cues: bool = False  # film: give the fusion the occlusion cues (Film.with_cues keeps the start's output)
+    freeze_flow: bool = False  # film: train the fusion alone; the feature extractor and flow stay as they start
+    # (no backward through the flow pyramid: a step costs about the fusion's share; the warp loss is skipped)
     data: DataConfig = field(default_factory=DataConfig)
     synth: SynthConfig = field(default_factory=SynthConfig)  # synthetic triplets from photos, mixed in (synth.py)
     gan: GanConfig = field(default_factory=GanConfig)  # adversarial fine-tuning stage (gan.py), off by default
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def initial_model(cfg: TrainConfig) -> torch.nn.Module:
+    """The model a run starts from: the ``finetune`` weights or a fresh ``preset``, with the fusion cues added when
+    asked (``Film.with_cues``: the same output until trained). Checkpoints hold the state of this model."""
+    if cfg.finetune:
+        model, _ = load_model(Path(cfg.finetune), expect=cfg.model)
+    else:
+        model = build_model(cfg.model, cfg.preset)
+    if cfg.fusion_cues or cfg.freeze_flow:
+        if not hasattr(model, "with_cues"):
+            raise ValueError(f"--fusion-cues and --freeze-flow are for film, not {cfg.model}")
+        if cfg.fusion_cues:
+            model = model.with_cues()
+    return model
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -132,7 +150,7 @@ def loss_terms(model: torch.nn.Module, batch: torch.Tensor, cfg: TrainConfig, co
         terms["census"] = cfg.w_census * census(pred, gt)
     if cfg.w_lap:
         terms["lap"] = cfg.w_lap * laplacian_l1(pred, gt)
-    if cfg.w_warp and "flows" in aux:
+    if cfg.w_warp and "flows" in aux and not cfg.freeze_flow:
         terms["warp"] = cfg.w_warp * warp_loss(aux["pyramid"], gt, aux["flows"], aux.get("time"))
     terms["total"] = sum(terms.values())
     return terms
@@ -236,10 +254,10 @@ class Trainer:
         self.share = distributed.share(cfg.batch, self.rank, self.world)  # checks that the ranks divide the batch
         self.out.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(cfg.seed)
-        if cfg.finetune:
-            self.model, _ = load_model(Path(cfg.finetune), expect=cfg.model)
-        else:
-            self.model = build_model(cfg.model, cfg.preset)
+        self.model = initial_model(cfg)
+        if cfg.freeze_flow:
+            for part in (self.model.extractor, self.model.flow):
+                part.requires_grad_(False)
         self.model.to(device).train()
         self.context = int(getattr(self.model, "context", 2))  # frames per sample the model reads
         if cfg.data.arbitrary_time:  # the model learns every time: its config (and so its export) says so
@@ -252,7 +270,8 @@ class Trainer:
         if self.world > 1:  # DDP copies rank 0's weights to the others now and averages gradients in backward
             ids = [device.index] if device.type == "cuda" else None
             self.net = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
-        self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        trainable = [p for p in self.model.parameters() if p.requires_grad]
+        self.opt = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
         autocast(device, cfg.precision)  # checks the name
         fp16 = cfg.precision == "fp16"
         self.scaler = torch.amp.GradScaler(device.type) if fp16 else None  # the model's loss scale
