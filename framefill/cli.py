@@ -254,7 +254,6 @@ def interp(
     else:
         factor *= slow
 
-    from framefill.interpolate import ScheduleConfig
     from framefill.pipeline import (
         interpolate_images,
         interpolate_video,
@@ -262,6 +261,7 @@ def interp(
         resolve_device,
         resolve_dtype,
     )
+    from framefill.schedule import ScheduleConfig
     from framefill.tiling import TileConfig
     from framefill.video import EncodeOptions
 

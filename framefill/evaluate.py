@@ -47,8 +47,9 @@ import torch.nn.functional as F
 from framefill.ffmpeg import ffmpeg_exe, relevant, session
 from framefill.frames import VIDEO_EXTS, VideoError, is_image_file, natural_key, read_image, write_image
 from framefill.interpolate import interpolate_pair
+from framefill.schedule import is_windowed
 from framefill.video import FrameSource
-from framefill.windows import interpolate_middle, is_windowed
+from framefill.windows import interpolate_middle
 
 log = logging.getLogger(__name__)
 

@@ -18,16 +18,17 @@ import torch
 
 from framefill import pairs, windows
 from framefill.debug import ModelFrame
+from framefill.pairs import Runner
 from framefill.schedule import (
     HALF,
     MAX_DEPTH_LIMIT,
     InterpolationStats,
     ScheduleConfig,
     Timeline,
-    _check_frame,
-    _ratio,
     check_dtype,
+    check_frame,
     depth_for,
+    fps_ratio,
     is_windowed,
     out_fps_for,
     output_count,
@@ -37,10 +38,11 @@ from framefill.schedule import (
 from framefill.tiling import TileConfig
 
 __all__ = [  # the entry points, and the core's names as before the split
-    "HALF", "MAX_DEPTH_LIMIT", "InterpolationStats", "ScheduleConfig", "Timeline", "check_dtype", "depth_for",
+    "HALF", "MAX_DEPTH_LIMIT", "InterpolationStats", "Runner", "ScheduleConfig", "Timeline", "check_dtype", "depth_for",
     "interpolate_frames", "interpolate_pair", "is_windowed", "out_fps_for", "output_count", "plan_output", "snap_time",
 ]
 
+_Runner = Runner  # its name before the split (framefill.bench on the gpu branch imports it from here)
 CPU = torch.device("cpu")
 
 
@@ -73,7 +75,7 @@ def interpolate_frames(frames: Iterable[np.ndarray], in_fps: Fraction | int, mod
     Configuration errors raise here; fewer than 2 frames, bad frames and size changes raise
     ``ValueError`` from the generator when they are read.
     """
-    ratio = _ratio(in_fps, config.factor, config.fps)
+    ratio = fps_ratio(in_fps, config.factor, config.fps)
     stats = InterpolationStats() if stats is None else stats
     if is_windowed(model):  # four-frame models (convlstm): whole passes over the stream
         if times is not None:
@@ -99,8 +101,8 @@ def interpolate_pair(img0: np.ndarray, img1: np.ndarray, model: torch.nn.Module,
     ``on_debug`` gets every frame the model makes with its maps (as for ``interpolate_frames``; the result is
     output 0). Two-frame models only.
     """
-    _check_frame(img0, 0, None, deep=True)
-    _check_frame(img1, 1, img0, deep=True)
+    check_frame(img0, 0, None, deep=True)
+    check_frame(img1, 1, img0, deep=True)
     stats = InterpolationStats() if stats is None else stats
     t = Fraction(t)
     if not 0 <= t <= 1:

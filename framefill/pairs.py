@@ -35,24 +35,24 @@ from framefill.debug import ModelFrame, pack_aux
 from framefill.models.layers import crop, pad_to_multiple
 from framefill.schedule import (
     HALF,
+    Frame,
     InterpolationStats,
     ScheduleConfig,
     Timeline,
-    _check_frame,
-    _Frame,
-    _pair_kind,
-    _thumbnail,
-    _top,
     check_dtype,
+    check_frame,
     depth_for,
+    pair_kind,
     snap_time,
+    thumbnail,
+    white,
 )
 from framefill.tiling import TileConfig, Tiler
 
 log = logging.getLogger(__name__)
 
 
-class _Runner:
+class Runner:
     """Moves frames to the model's device/dtype and back, and calls the model on stacked batches.
 
     With ``aux`` (for ``--debug``) every call also asks the model for its maps (``return_aux=True``) and returns
@@ -71,7 +71,7 @@ class _Runner:
         self.direct = frozenset(Fraction(x) for x in getattr(model, "times", (0.5,)))
         self.takes_time = self.arbitrary or self.direct != {HALF}
         self.frame_dtype = np.dtype(np.uint8)  # the frames' type (uint16 for deep video), set by to_tensor
-        self.tiler = Tiler(model, self._forward, lambda x0, x1: self._call(x0, x1, [HALF]), self.device, dtype,
+        self.tiler = Tiler(model, self._forward, lambda x0, x1: self.call(x0, x1, [HALF]), self.device, dtype,
                            self.divisor, tiling or TileConfig(), on_tiles=self._count_tiles)
 
     def is_direct(self, t: Fraction) -> bool:
@@ -85,10 +85,10 @@ class _Runner:
         if frame.dtype == np.uint16:
             frame = frame.astype(np.int32)  # (torch reads no uint16 arrays)
         x = torch.from_numpy(frame).to(self.device).permute(2, 0, 1).unsqueeze(0)  # (1, 3, H, W) integers
-        return pad_to_multiple(x.float().div_(_top(self.frame_dtype)), self.divisor)[0]  # (1, 3, Hp, Wp) float32
+        return pad_to_multiple(x.float().div_(white(self.frame_dtype)), self.divisor)[0]  # (1, 3, Hp, Wp) float32
 
     def to_frame(self, x: torch.Tensor, hw: tuple[int, int]) -> np.ndarray:
-        x = crop(x, hw)[0].float().clamp(0, 1).mul(_top(self.frame_dtype)).round()  # (3, H, W)
+        x = crop(x, hw)[0].float().clamp(0, 1).mul(white(self.frame_dtype)).round()  # (3, H, W)
         x = x.to(torch.uint8 if self.frame_dtype == np.uint8 else torch.int32)  # small on the way off a GPU
         return np.ascontiguousarray(x.permute(1, 2, 0).cpu().numpy().astype(self.frame_dtype))  # (H, W, 3)
 
@@ -100,11 +100,13 @@ class _Runner:
         return out
 
     def _forward(self, x0: torch.Tensor, x1: torch.Tensor, t: list[Fraction]) -> torch.Tensor:
-        out = self._call(x0, x1, t)
+        out = self.call(x0, x1, t)
         self.stats.model_calls += 1
         return out
 
-    def _call(self, x0: torch.Tensor, x1: torch.Tensor, t: list[Fraction]) -> torch.Tensor:
+    def call(self, x0: torch.Tensor, x1: torch.Tensor, t: list[Fraction]) -> torch.Tensor:
+        """The model on one batch of padded pairs, whole and uncounted: the layout and time argument every model
+        call gets (``framefill bench`` times this)."""
         if self.device.type == "cpu":
             x0 = x0.contiguous(memory_format=torch.channels_last)
             x1 = x1.contiguous(memory_format=torch.channels_last)
@@ -128,7 +130,7 @@ class _Runner:
         self.stats.tiles += tiles
 
 
-def _solve(runner: _Runner, images: list[np.ndarray], wanted: dict[int, set[Fraction]], batch_size: int,
+def solve(runner: Runner, images: list[np.ndarray], wanted: dict[int, set[Fraction]], batch_size: int,
            on_aux: Callable[[tuple[int, Fraction], torch.Tensor], None] | None = None
            ) -> dict[tuple[int, Fraction], np.ndarray]:
     """The frames at times ``wanted[j]`` (in (0, 1)) of the pairs ``(images[j], images[j + 1])``.
@@ -205,15 +207,15 @@ def interpolate_pairs(frames: Iterator[np.ndarray], timeline: Timeline, model: t
                       on_progress: Callable[[int], None] | None, stats: InterpolationStats,
                       on_debug: Callable[[ModelFrame], None] | None = None) -> Iterator[np.ndarray]:
     """The output frames of ``framefill.interpolate.interpolate_frames`` for a two-frame model."""
-    runner = _Runner(model, device, dtype, stats, config.tiling, aux=on_debug is not None)
+    runner = Runner(model, device, dtype, stats, config.tiling, aux=on_debug is not None)
     depth = 0 if runner.arbitrary else depth_for(timeline.widest(), config.max_depth)
     return _generate(frames, timeline, depth, runner, config, stats, on_progress, on_debug)
 
 
-def _generate(frames: Iterator[np.ndarray], timeline: Timeline, depth: int, runner: _Runner, config: ScheduleConfig,
+def _generate(frames: Iterator[np.ndarray], timeline: Timeline, depth: int, runner: Runner, config: ScheduleConfig,
               stats: InterpolationStats, on_progress: Callable[[int], None] | None,
               on_debug: Callable[[ModelFrame], None] | None = None) -> Iterator[np.ndarray]:
-    window: list[_Frame] = []
+    window: list[Frame] = []
     plans: list[list[tuple[int, Fraction | None]]] = []  # per pair: (0 | 1, None) = copy that frame, (0, t) = model
     busy = 0  # pairs in the window that need the model
     detect = config.detect_scenes or config.skip_duplicates
@@ -224,8 +226,8 @@ def _generate(frames: Iterator[np.ndarray], timeline: Timeline, depth: int, runn
             on_progress(stats.frames_out)
         return image
 
-    def plan_pair(a: _Frame, b: _Frame) -> list[tuple[int, Fraction | None]]:
-        kind = _pair_kind(a, b, config)
+    def plan_pair(a: Frame, b: Frame) -> list[tuple[int, Fraction | None]]:
+        kind = pair_kind(a, b, config)
         if kind != "motion":
             log.debug("frames %d-%d: %s", a.index, b.index, kind)
             stats.pairs_duplicate += kind == "duplicate"
@@ -259,16 +261,16 @@ def _generate(frames: Iterator[np.ndarray], timeline: Timeline, depth: int, runn
         wanted = {j: times for j, times in wanted.items() if times}
         stats.pairs_interpolated += len(wanted)
         with torch.inference_mode():  # never across a yield: the mode would leak into the caller
-            made = _solve(runner, [f.image for f in window], wanted, config.batch_size, debug_hook())
+            made = solve(runner, [f.image for f in window], wanted, config.batch_size, debug_hook())
         for j, plan in enumerate(plans):
             for side, t in plan:
                 yield emit(window[j + side].image if t is None else made[(j, t)])
 
     for index, image in enumerate(frames):
-        image = _check_frame(image, index, window[0].image if window else None, deep=True)
+        image = check_frame(image, index, window[0].image if window else None, deep=True)
         stats.frames_in += 1
-        thumb, hist = _thumbnail(image) if detect else (None, None)
-        frame = _Frame(index, image, thumb, hist)
+        thumb, hist = thumbnail(image) if detect else (None, None)
+        frame = Frame(index, image, thumb, hist)
         if window:
             plans.append(plan_pair(window[-1], frame))
             busy += any(t is not None for _, t in plans[-1])
@@ -291,7 +293,7 @@ def interpolate_one_pair(img0: np.ndarray, img1: np.ndarray, model: torch.nn.Mod
                          stats: InterpolationStats, on_debug: Callable[[ModelFrame], None] | None = None
                          ) -> np.ndarray:
     """The frame at time ``t`` of one pair for a two-frame model (``framefill.interpolate.interpolate_pair``)."""
-    runner = _Runner(model, device, dtype, stats, tiling, aux=on_debug is not None)
+    runner = Runner(model, device, dtype, stats, tiling, aux=on_debug is not None)
     snapped = t if runner.arbitrary else snap_time(t, max_depth)[0]
     if snapped in (0, 1):
         return (img0 if snapped == 0 else img1).copy()
@@ -301,4 +303,4 @@ def interpolate_one_pair(img0: np.ndarray, img1: np.ndarray, model: torch.nn.Mod
             on_debug(ModelFrame(0, node[1], (0,) if node[1] == snapped else (), maps))
 
     with torch.inference_mode():
-        return _solve(runner, [img0, img1], {0: {snapped}}, batch_size=1, on_aux=hook)[(0, snapped)]
+        return solve(runner, [img0, img1], {0: {snapped}}, batch_size=1, on_aux=hook)[(0, snapped)]

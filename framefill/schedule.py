@@ -76,7 +76,7 @@ class ScheduleConfig:
         if (self.factor is None) == (self.fps is None):
             raise ValueError(f"give exactly one of factor and fps (got factor={self.factor}, fps={self.fps})")
         if self.factor is not None:
-            _check_factor(self.factor)
+            check_factor(self.factor)
         if self.fps is not None:
             object.__setattr__(self, "fps", Fraction(self.fps))
             if self.fps <= 0:
@@ -101,12 +101,13 @@ class InterpolationStats:
     tiles: int = 0  # tiles those took in all
 
 
-def _check_factor(factor: object) -> None:
+def check_factor(factor: object) -> None:
+    """Refuse a ``factor`` that is not an integer >= 2."""
     if isinstance(factor, bool) or not isinstance(factor, int) or factor < 2:
         raise ValueError(f"factor must be an integer >= 2, got {factor!r}")
 
 
-def _ratio(in_fps: Fraction | int, factor: int | None, fps: Fraction | None) -> Fraction:
+def fps_ratio(in_fps: Fraction | int, factor: int | None, fps: Fraction | None) -> Fraction:
     """``out_fps / in_fps``, validated."""
     in_fps = Fraction(in_fps)
     if in_fps <= 0:
@@ -114,7 +115,7 @@ def _ratio(in_fps: Fraction | int, factor: int | None, fps: Fraction | None) -> 
     if (factor is None) == (fps is None):
         raise ValueError(f"give exactly one of factor and fps (got factor={factor}, fps={fps})")
     if factor is not None:
-        _check_factor(factor)
+        check_factor(factor)
         return Fraction(factor)
     fps = Fraction(fps)
     if fps <= in_fps:
@@ -125,7 +126,7 @@ def _ratio(in_fps: Fraction | int, factor: int | None, fps: Fraction | None) -> 
 
 def out_fps_for(in_fps: Fraction | int, config: ScheduleConfig) -> Fraction:
     """The output frame rate, exact."""
-    return Fraction(in_fps) * _ratio(in_fps, config.factor, config.fps)
+    return Fraction(in_fps) * fps_ratio(in_fps, config.factor, config.fps)
 
 
 class Timeline:
@@ -184,7 +185,7 @@ def plan_output(n_in: int | None, in_fps: Fraction | int, *, factor: int | None 
     ``t == 0`` means input frame ``i`` itself (the last output may be ``(n_in - 1, 0)``). With
     ``n_in=None`` (length unknown) the iterator never ends.
     """
-    ratio = _ratio(in_fps, factor, fps)
+    ratio = fps_ratio(in_fps, factor, fps)
     if n_in is not None and n_in < 2:
         raise ValueError(f"need at least 2 frames to interpolate, got {n_in}")
 
@@ -203,7 +204,7 @@ def plan_output(n_in: int | None, in_fps: Fraction | int, *, factor: int | None 
 def output_count(n_in: int, in_fps: Fraction | int, *, factor: int | None = None,
                  fps: Fraction | None = None) -> int:
     """How many frames ``n_in`` input frames become (for progress totals)."""
-    ratio = _ratio(in_fps, factor, fps)
+    ratio = fps_ratio(in_fps, factor, fps)
     if n_in < 2:
         raise ValueError(f"need at least 2 frames to interpolate, got {n_in}")
     return Timeline(ratio).count(n_in)
@@ -242,24 +243,27 @@ def check_dtype(dtype: torch.dtype) -> None:
 
 
 @dataclass
-class _Frame:
+class Frame:
+    """An input frame with what the cut and duplicate tests read of it."""
+
     index: int
     image: np.ndarray  # (H, W, 3) uint8 RGB
     thumb: np.ndarray | None  # (h, w) float32 grey in [0, 1], at most THUMB_WIDTH wide
     hist: np.ndarray | None  # (HIST_BINS,) grey histogram, sums to 1
 
 
-def _thumbnail(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def thumbnail(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(grey thumbnail at most THUMB_WIDTH wide, its HIST_BINS-bin histogram)`` of an RGB frame, in [0, 1]."""
     h, w = image.shape[:2]
     tw = min(THUMB_WIDTH, w)
     th = max(1, round(h * tw / w))
-    grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32) / _top(image.dtype)
+    grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32) / white(image.dtype)
     thumb = cv2.resize(grey, (tw, th), interpolation=cv2.INTER_AREA)
     bins = np.minimum((thumb * HIST_BINS).astype(np.int64), HIST_BINS - 1)
     return thumb, np.bincount(bins.ravel(), minlength=HIST_BINS) / bins.size
 
 
-def _pair_kind(a: _Frame, b: _Frame, config: ScheduleConfig) -> str:
+def pair_kind(a: Frame, b: Frame, config: ScheduleConfig) -> str:
     """``"duplicate"``, ``"cut"`` or ``"motion"`` for consecutive frames ``a`` and ``b``."""
     if a.thumb is None or b.thumb is None:
         return "motion"
@@ -274,12 +278,12 @@ def _pair_kind(a: _Frame, b: _Frame, config: ScheduleConfig) -> str:
     return "motion"
 
 
-def _top(dtype: np.dtype) -> int:
+def white(dtype: np.dtype) -> int:
     """The value of white in frames of ``dtype``: 255 for uint8, 65535 for uint16 (deep frames)."""
     return 65535 if dtype == np.uint16 else 255
 
 
-def _check_frame(frame: object, index: int, first: np.ndarray | None, deep: bool = False) -> np.ndarray:
+def check_frame(frame: object, index: int, first: np.ndarray | None, deep: bool = False) -> np.ndarray:
     """``frame``, checked to be ``(H, W, 3)`` RGB of ``first``'s size and type: uint8, or with ``deep`` also uint16."""
     kinds = (np.uint8, np.uint16) if deep else (np.uint8,)
     if not isinstance(frame, np.ndarray) or frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype not in kinds:

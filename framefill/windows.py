@@ -35,16 +35,16 @@ import torch
 
 from framefill.models.layers import crop, pad_to_multiple
 from framefill.schedule import (
+    Frame,
     InterpolationStats,
     ScheduleConfig,
     Timeline,
-    _check_frame,
-    _Frame,
-    _pair_kind,
-    _thumbnail,
     check_dtype,
+    check_frame,
     depth_for,
+    pair_kind,
     snap_time,
+    thumbnail,
 )
 from framefill.schedule import (
     is_windowed as is_windowed,  # re-exported: the flavour test importers know from here
@@ -137,16 +137,16 @@ def double(items: Iterator[Item], run: WindowRunner, batch_size: int) -> Iterato
 
 def _labelled(frames: Iterator[np.ndarray], config: ScheduleConfig, stats: InterpolationStats) -> Iterator[Item]:
     """Input frames, checked, with the label of each consecutive pair (judged on thumbnails)."""
-    prev: _Frame | None = None
+    prev: Frame | None = None
     detect = config.detect_scenes or config.skip_duplicates
     for index, image in enumerate(frames):
-        image = _check_frame(image, index, prev.image if prev else None)
+        image = check_frame(image, index, prev.image if prev else None)
         stats.frames_in += 1
-        thumb, hist = _thumbnail(image) if detect else (None, None)
-        frame = _Frame(index, image, thumb, hist)
+        thumb, hist = thumbnail(image) if detect else (None, None)
+        frame = Frame(index, image, thumb, hist)
         kind = None
         if prev is not None:
-            kind = _pair_kind(prev, frame, config)
+            kind = pair_kind(prev, frame, config)
             stats.pairs_duplicate += kind == DUPLICATE
             stats.scene_cuts += kind == CUT
             stats.pairs_interpolated += kind == MOTION
