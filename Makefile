@@ -5,10 +5,10 @@ PIP := $(PYTHON) -m pip
 DEMO_IN := demo/bbb_720p_24fps.mp4
 DEMO_OUT := demo_out/bbb_48fps.mp4
 PEERS := ../shared/tools/peers
-VAL := ../shared/data/val/videos
+VAL := ../shared/data/val
 STAMP := .install.stamp
 
-.PHONY: install demo test lint compare bench eval clean
+.PHONY: install demo test lint compare bench eval clean gpu-pack gpu-rehearse
 
 install: $(STAMP)
 
@@ -42,3 +42,12 @@ eval: install
 
 clean:
 	rm -rf demo_out $(STAMP) .pytest_cache build *.egg-info
+
+# A lent GPU: fill .gpu/ (wheels the GPU image lacks, a small training set), rehearse the GPU run on the CPU.
+# README "On a lent GPU" gives the one device call (tools/gpu_run.sh with .gpu carried).
+gpu-pack: install
+	bash tools/pack_gpu_wheels.sh
+	$(PYTHON) tools/pack_gpu_data.py --src ../shared/data/train --out .gpu/data
+
+gpu-rehearse: install
+	OUT=runs/gpu_rehearsal bash tools/gpu_run.sh --rehearse

@@ -1,8 +1,9 @@
 """Speed and memory of the interpolation models: the model alone, and end to end as ``framefill interp`` runs it.
 
 Model alone. ``model(img0, img1)`` (four-frame models: ``model(windows)``) on random frames of each size, padded
-to the model's multiple as the scheduler pads them, ``batch`` pairs per call, under ``torch.inference_mode()``
-(channels_last on the CPU, as ``load_interpolator`` and the scheduler use it). Frames are float32 whatever the
+to the model's multiple as the scheduler pads them, ``batch`` pairs per call, under ``torch.inference_mode()``,
+called through the scheduler's own runner (``interpolate._Runner.call``: channels_last on the CPU, the time argument
+for models that take one), untiled. Frames are float32 whatever the
 precision, as the scheduler gives them: the models convert them for their convolutions. ``warmup`` untimed calls, then
 ``repeat`` timed ones, with ``torch.cuda.synchronize()`` before and after each on CUDA; the median is reported
 (every time is in the JSON). Frames per second = ``batch / median``. Speed does not depend on the weights, so a
@@ -55,8 +56,9 @@ import torch
 from framefill import __version__
 from framefill.allocator import keep_freed_memory
 from framefill.checkpoint import WeightsError, read_metadata
-from framefill.interpolate import ScheduleConfig
+from framefill.interpolate import HALF, InterpolationStats, ScheduleConfig, _Runner
 from framefill.models import REGISTRY, build_model, default_weights, load_model
+from framefill.models.layers import pad_to_multiple
 from framefill.pipeline import PRECISIONS, StageTimes, cpu_has_native_bf16, interpolate_video, resolve_dtype
 from framefill.tiling import bytes_per_pixel
 from framefill.video import FrameSink
@@ -222,14 +224,6 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _forward(net: Callable, x0: torch.Tensor, x1: torch.Tensor | None, takes_time: bool) -> torch.Tensor:
-    if x1 is None:  # a four-frame model: x0 holds the windows
-        return net(x0)
-    if takes_time:  # as the scheduler calls a model that takes t
-        return net(x0, x1, torch.full((x0.shape[0],), 0.5, device=x0.device, dtype=x0.dtype))
-    return net(x0, x1)
-
-
 def _failure(e: BaseException) -> str:
     text = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
     if isinstance(e, torch.cuda.OutOfMemoryError) or "out of memory" in text or "can't allocate" in text:
@@ -244,26 +238,28 @@ def measure_model(net: torch.nn.Module, row: ModelRow, device: torch.device, dty
     div = int(getattr(net, "divisor", 1))
     hp, wp = math.ceil(h / div) * div, math.ceil(w / div) * div
     row.padded = f"{wp}x{hp}"
-    takes_time = bool(getattr(net, "arbitrary_time", False)) or tuple(getattr(net, "times", (0.5,))) != (0.5,)
     gen = torch.Generator(device=device).manual_seed(0)
     windowed = is_windowed(net)
-    x1: torch.Tensor | None = None
     if windowed:  # as the four-frame scheduler calls it: (B, 4, 3, Hp, Wp) windows
         x0 = torch.rand(row.batch, 4, 3, hp, wp, device=device, generator=gen)
-    else:
-        x0 = torch.rand(row.batch, 3, hp, wp, device=device, generator=gen)  # (B, 3, Hp, Wp)
-        x1 = torch.rand(row.batch, 3, hp, wp, device=device, generator=gen)
-        if device.type == "cpu":
-            x0, x1 = x0.contiguous(memory_format=torch.channels_last), x1.contiguous(memory_format=torch.channels_last)
-    fn: Callable = net
+    else:  # as the scheduler pads its frames
+        x0 = pad_to_multiple(torch.rand(row.batch, 3, h, w, device=device, generator=gen), div)[0]  # (B, 3, Hp, Wp)
+        x1 = pad_to_multiple(torch.rand(row.batch, 3, h, w, device=device, generator=gen), div)[0]
+    fn: Callable = net  # four-frame models: called on the windows as WindowRunner calls them
+    runner = plain = _Runner(net, device, dtype, InterpolationStats())  # two-frame models: the scheduler's own call
+
+    def forward() -> torch.Tensor:
+        return fn(x0) if windowed else runner.call(x0, x1, [HALF] * row.batch)
+
     try:
         with torch.inference_mode():
             if row.compiled:
                 try:
                     torch._dynamo.reset()  # a fresh compile per shape: never the recompile limit's silent eager
                     fn = torch.compile(net, dynamic=False)
+                    runner = _Runner(fn, device, dtype, InterpolationStats())
                     start = time.perf_counter()
-                    _forward(fn, x0, x1, takes_time)
+                    forward()
                     _sync(device)
                     row.compile_seconds = time.perf_counter() - start
                 except Exception as e:  # any compiler failure means "not available here"
@@ -271,13 +267,13 @@ def measure_model(net: torch.nn.Module, row: ModelRow, device: torch.device, dty
                     row.status = f"unavailable: {_failure(e).removeprefix('failed: ')}"
                     return row
             for _ in range(warmup):
-                _forward(fn, x0, x1, takes_time)
+                forward()
             _sync(device)
             with PeakMemory(device) as mem:
                 for _ in range(repeat):
                     _sync(device)
                     start = time.perf_counter()
-                    _forward(fn, x0, x1, takes_time)
+                    forward()
                     _sync(device)
                     row.times.append(time.perf_counter() - start)
     except Exception as e:  # one combination failing (memory, an op without bf16) ends its row only
@@ -295,7 +291,8 @@ def measure_model(net: torch.nn.Module, row: ModelRow, device: torch.device, dty
         row.est_bytes_per_px = bytes_per_pixel(net, lambda a, b: net(torch.stack([a, a, b, b], dim=1)), device,
                                                dtype, div)
     else:
-        row.est_bytes_per_px = bytes_per_pixel(net, lambda a, b: _forward(net, a, b, takes_time), device, dtype, div)
+        row.est_bytes_per_px = bytes_per_pixel(net, lambda a, b: plain.call(a, b, [HALF] * a.shape[0]), device, dtype,
+                                               div)
     return row
 
 

@@ -147,6 +147,42 @@ def assert_one_error(stderr: str, stdout: str = "", message: str = "") -> None:
     assert "Traceback" not in stderr + stdout
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--device", default="cpu", help="where the model and scheduler tests that follow it run: cpu "
+                     "(default), cuda or cuda:N (the GPU run, tools/gpu_run.sh, passes --device cuda)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    name = config.getoption("--device", "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as e:
+        raise pytest.UsageError(f"--device {name!r}: {e}") from e
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise pytest.UsageError(f"--device {name}: this machine has no CUDA device")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Marks ``device`` the tests that run on ``--device``: ``pytest -m "cuda or device" --device cuda`` runs them
+    and the CUDA tests on a GPU."""
+    for item in items:
+        if "device" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.device)
+
+
+@pytest.fixture(scope="session")
+def device(pytestconfig: pytest.Config) -> torch.device:
+    """The device of ``--device`` (cpu unless asked)."""
+    return torch.device(pytestconfig.getoption("--device"))
+
+
+@pytest.fixture
+def on_device(device: torch.device) -> Iterator[torch.device]:
+    """Makes ``--device`` torch's default device for the test: its tensors and models are made there."""
+    with device:
+        yield device
+
+
 @pytest.fixture(scope="module")
 def one_thread() -> Iterator[None]:
     """One torch thread for a module: on two busy cores a tiny model runs far faster than with two spinning

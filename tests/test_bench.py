@@ -94,6 +94,35 @@ def test_measure_model_fills_every_figure() -> None:
     assert row.peak_mb and row.peak_mb > 0 and row.memory_kind
 
 
+class Spy(torch.nn.Module):
+    """A model taking times: records how each call arrives (shape, layout, dtype and value of t)."""
+
+    divisor, times = 8, (0.25, 0.5, 0.75)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple] = []
+
+    def forward(self, img0: torch.Tensor, img1: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        self.calls.append((tuple(img0.shape), img0.is_contiguous(memory_format=torch.channels_last), img0.dtype,
+                           t.dtype, t.tolist()))
+        return (img0 + img1) / 2
+
+
+def test_bench_calls_the_model_as_the_scheduler_does() -> None:
+    from framefill.interpolate import interpolate_pair
+
+    spy = Spy()
+    frame = np.zeros((20, 30, 3), np.uint8)
+    interpolate_pair(frame, frame, spy, 0.5)
+    scheduled = spy.calls[-1]
+    spy.calls.clear()
+    row = measure_model(spy, ModelRow("spy", "spy", "random", "30x20", "", "fp32", 1, False), CPU, torch.float32,
+                        repeat=1, warmup=0)
+    assert row.status == "ok" and row.padded == "32x24"
+    assert spy.calls[0] == scheduled == ((1, 3, 24, 32), True, torch.float32, torch.float32, [0.5])
+
+
 def test_a_failing_compile_is_reported_not_raised(monkeypatch: pytest.MonkeyPatch) -> None:
     def no_compiler(*args: object, **kwargs: object) -> None:
         raise RuntimeError("no C++ compiler found\nmore detail")

@@ -1,4 +1,8 @@
-"""The scheduler with stub models: counts, timestamps, snapping, cuts, duplicates, batching, padding, streaming."""
+"""The scheduler with stub models: counts, timestamps, snapping, cuts, duplicates, batching, padding, streaming.
+
+The scheduler runs on ``--device`` (``pytest --device cuda`` on a GPU: see conftest): ``run`` and the direct calls
+pass ``DEVICE``; the stubs compute on whatever device their inputs are on.
+"""
 
 from __future__ import annotations
 
@@ -22,6 +26,13 @@ from framefill.interpolate import (
 from framefill.models import build_model
 
 STEP = 16  # frame i is filled with STEP * i: a linear blend at t = j/8 stays an integer
+DEVICE = torch.device("cpu")  # set from --device for each test (use_device)
+
+
+@pytest.fixture(autouse=True)
+def use_device(device: torch.device) -> None:
+    global DEVICE
+    DEVICE = device
 
 
 class Average(torch.nn.Module):
@@ -69,7 +80,7 @@ def values(frames: list[np.ndarray]) -> list[float]:
 
 
 def run(frames, model, in_fps=Fraction(24), stats=None, **cfg) -> list[np.ndarray]:
-    return list(interpolate_frames(frames, in_fps, model, ScheduleConfig(**cfg), stats=stats))
+    return list(interpolate_frames(frames, in_fps, model, ScheduleConfig(**cfg), stats=stats, device=DEVICE))
 
 
 # ---- timing, no model -----------------------------------------------------------------------------------
@@ -238,8 +249,9 @@ def test_channels_last_float32_frames_in_every_precision():
     # The precision is the model's (its convolutions); frames reach it as float32, so nothing is lost on the way.
     for dtype in (torch.float32, torch.float16, torch.bfloat16):
         model = Average()
-        out = list(interpolate_frames(ramp(3), 24, model, ScheduleConfig(factor=4), dtype=dtype))
-        assert set(model.dtypes) == {torch.float32} and all(model.channels_last)
+        out = list(interpolate_frames(ramp(3), 24, model, ScheduleConfig(factor=4), dtype=dtype, device=DEVICE))
+        assert set(model.dtypes) == {torch.float32}
+        assert model.channels_last == [DEVICE.type == "cpu"] * len(model.batches)  # the CPU convolutions' layout
         assert values(out) == [STEP * k / 4 for k in range(9)]
 
 
@@ -254,7 +266,7 @@ def test_real_film_tiny_on_odd_size():
     from framefill.models.film import build_film
 
     torch.manual_seed(0)
-    model = build_film("film-tiny").eval()
+    model = build_film("film-tiny").eval().to(DEVICE)
     rng = np.random.default_rng(0)
     frames = [rng.integers(0, 256, (23, 37, 3), dtype=np.uint8) for _ in range(2)]
     out = run(frames, model, factor=2, detect_scenes=False)
@@ -276,7 +288,7 @@ def test_deep_frames_come_back_deep():
     out = run(frames, Average(), factor=2, detect_scenes=False, skip_duplicates=False)  # (4 levels: a duplicate)
     assert [f.dtype for f in out] == [np.uint16] * 5
     assert values(out) == pytest.approx([1000, 1002, 1004, 30502, 60000], abs=1)
-    assert interpolate_pair(frames[0], frames[1], Average()).dtype == np.uint16
+    assert interpolate_pair(frames[0], frames[1], Average(), device=DEVICE).dtype == np.uint16
     with pytest.raises(ValueError, match="frame 1 is uint8 but the first frame was uint16"):
         run([frames[0], frames[1].astype(np.uint8)], Average(), factor=2)
     with pytest.raises(ValueError, match="uint8 RGB array"):  # four-frame models take 8-bit frames only
@@ -292,7 +304,7 @@ def test_frame_times_put_each_output_at_its_own_moment():
     in_fps = 4 / VFR_TIMES[-1]  # the average rate: 15 fps
     model = Lerp(arbitrary=True)
     out = list(interpolate_frames(frames, in_fps, model, ScheduleConfig(factor=2, detect_scenes=False),
-                                  times=VFR_TIMES))
+                                  times=VFR_TIMES, device=DEVICE))
     assert values(out) == pytest.approx([20 * k for k in range(9)], abs=0.5)  # output k at k/30 s: 600 k / 30
     assert model.seen == pytest.approx([1 / 3, 2 / 3] * 2)  # only the 10 fps pairs need the model
     assert out[0] is frames[0] and out[2] is frames[2] and out[5] is frames[3] and out[8] is frames[4]
@@ -364,11 +376,12 @@ def test_input_errors():
 
 def test_interpolate_pair():
     a, b = ramp(2)
-    assert float(interpolate_pair(a, b, Average()).mean()) == 8
-    assert float(interpolate_pair(a, b, Average(), Fraction(1, 4)).mean()) == 4
-    assert float(interpolate_pair(a, b, Average(), 0.3).mean()) == 4  # 0.3 snaps to 1/4
-    assert np.array_equal(interpolate_pair(a, b, Average(), 0), a)
-    assert float(interpolate_pair(a, b, Lerp(arbitrary=True), 0.3).mean()) == pytest.approx(STEP * 0.3, abs=0.5)
+    assert float(interpolate_pair(a, b, Average(), device=DEVICE).mean()) == 8
+    assert float(interpolate_pair(a, b, Average(), Fraction(1, 4), device=DEVICE).mean()) == 4
+    assert float(interpolate_pair(a, b, Average(), 0.3, device=DEVICE).mean()) == 4  # 0.3 snaps to 1/4
+    assert np.array_equal(interpolate_pair(a, b, Average(), 0, device=DEVICE), a)
+    lerp = interpolate_pair(a, b, Lerp(arbitrary=True), 0.3, device=DEVICE)
+    assert float(lerp.mean()) == pytest.approx(STEP * 0.3, abs=0.5)
 
 
 @pytest.mark.cuda

@@ -1,4 +1,8 @@
-"""Geometry helpers and the film model: warp sign, pyramid shapes, output shapes, a seeded golden value."""
+"""Geometry helpers and the film model: warp sign, pyramid shapes, output shapes, a seeded golden value.
+
+Tests marked ``@on_device`` run on ``--device`` (``pytest --device cuda`` on a GPU: see conftest); the rest on the CPU
+(the golden value was recorded there).
+"""
 
 from __future__ import annotations
 
@@ -17,7 +21,10 @@ from framefill.models.layers import (
     warp,
 )
 
+on_device = pytest.mark.usefixtures("on_device")  # tensors and models made in the test are made on --device
 
+
+@on_device
 def test_warp_sign_is_backward():
     img = torch.zeros(1, 1, 8, 8)
     img[0, 0, 3, 5] = 1.0
@@ -29,6 +36,7 @@ def test_warp_sign_is_backward():
     assert out.sum() == pytest.approx(1.0)
 
 
+@on_device
 def test_warp_zero_flow_is_identity_and_subpixel_is_bilinear():
     img = torch.rand(2, 3, 5, 7)
     assert torch.allclose(warp(img, torch.zeros(2, 2, 5, 7)), img, atol=1e-6)
@@ -43,11 +51,13 @@ def test_warp_rejects_mismatched_shapes():
         warp(torch.rand(1, 3, 8, 8), torch.rand(1, 2, 4, 4))
 
 
+@on_device
 def test_pyramid_shapes_finest_first():
     pyr = image_pyramid(torch.rand(1, 3, 64, 96), 4)
     assert [tuple(p.shape[-2:]) for p in pyr] == [(64, 96), (32, 48), (16, 24), (8, 12)]
 
 
+@on_device
 def test_resize_flow_scales_values():
     flow = torch.ones(1, 2, 4, 6)
     up = resize_flow(flow, (8, 12))
@@ -55,6 +65,7 @@ def test_resize_flow_scales_values():
     assert torch.allclose(up, torch.full_like(up, 2.0))
 
 
+@on_device
 def test_pad_and_crop_round_trip():
     x = torch.rand(1, 3, 37, 23)
     padded, hw = pad_to_multiple(x, 16)
@@ -62,6 +73,7 @@ def test_pad_and_crop_round_trip():
     assert torch.equal(crop(padded, hw), x)
 
 
+@on_device
 @pytest.mark.parametrize("preset", ["film-tiny", "film-s"])
 @pytest.mark.parametrize("size", [(1, 32, 64), (2, 64, 32)])
 def test_film_output_shape(preset, size):
@@ -82,6 +94,7 @@ def test_film_rejects_unpadded_odd_input():
         model(torch.rand(1, 3, 33, 25), torch.rand(1, 3, 33, 25))
 
 
+@on_device
 def test_untrained_film_blends_the_two_warped_frames():
     # Zero-initialised fusion head: a fresh model's output is the even blend of the two warped inputs.
     model = build_film("film-tiny").eval()
@@ -106,6 +119,7 @@ def test_fallback_prefers_the_plain_blend_only_where_warping_made_things_worse()
     assert off._fallback(a, a, a, b) is None
 
 
+@on_device
 def test_box_filter_is_the_square_mean():
     x = torch.rand(2, 3, 20, 25)
     ref = torch.nn.functional.avg_pool2d(torch.nn.functional.pad(x, (3,) * 4, mode="replicate"), 7, stride=1)
@@ -113,6 +127,7 @@ def test_box_filter_is_the_square_mean():
     assert box_filter(x, 1) is x
 
 
+@on_device
 def test_untrained_film_flow_follows_a_translation():
     # The parameter-free part alone (learned residuals start at zero) finds a 6 x -4 px shift.
     torch.manual_seed(0)
@@ -126,6 +141,7 @@ def test_untrained_film_flow_follows_a_translation():
     assert flow_10[1].item() == pytest.approx(4.0, abs=0.3)
 
 
+@on_device
 def test_lucas_kanade_recovers_a_subpixel_shift_and_is_zero_for_identical_images():
     torch.manual_seed(0)
     base = torch.nn.functional.interpolate(torch.rand(1, 3, 40, 40), size=(200, 200), mode="bicubic").clamp(0, 1)
@@ -145,6 +161,7 @@ def _waves(dx: float, h: int = 32, w: int = 48) -> torch.Tensor:
                         0.5 + 0.3 * torch.sin((x + y) / 6)])[None]
 
 
+@on_device
 def test_film_at_time_t_moves_each_input_by_its_share_of_the_motion():
     # The parameter-free flow of the untrained model: the frame at t is the pattern moved t of the way.
     model = build_film("film-tiny").eval()
@@ -172,6 +189,7 @@ def test_film_takes_arbitrary_times_only_when_trained_for_them():
     assert build_film("film-tiny", arbitrary_time=True).arbitrary_time  # it asks for each time directly
 
 
+@on_device
 def test_untrained_film_returns_identical_frames_unchanged():
     model = build_film("film-s").eval()
     x = torch.rand(1, 3, 64, 64)
@@ -224,6 +242,7 @@ def _moving_pair(size: int = 64, dx: int = 3) -> tuple[torch.Tensor, torch.Tenso
     return big[..., 20:20 + size, 20:20 + size], big[..., 20:20 + size, 20 - dx:20 - dx + size]
 
 
+@on_device
 def test_warp_of_half_precision_features_samples_at_float32_positions():
     # A bf16 grid resolves 1/128 of [-1, 1]: at 256 px that misplaces samples by up to a pixel.
     ramp = torch.arange(256.0).view(1, 1, 1, 256).expand(1, 1, 2, 256) / 256  # (1, 1, 2, 256)
@@ -235,6 +254,7 @@ def test_warp_of_half_precision_features_samples_at_float32_positions():
     assert (out.float()[..., :250] - expected).abs().max().item() < 2e-3  # bf16 rounding of the values only
 
 
+@on_device
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_film_in_half_precision_keeps_float32_geometry(dtype: torch.dtype):
     torch.manual_seed(0)

@@ -1,8 +1,12 @@
-"""Time framefill on the pairs of a run_peers list: array in -> array out, one warm-up, median of repeats.
+"""Score and time framefill on the pairs of a run_peers list: array in -> array out, one warm-up, median of repeats.
 
-    python tools/time_pairs.py LIST [--repeat 3] [--json OUT.json] [--weights W] [--device cpu] [--precision auto]
-The same quantity as run_peers' ``sec_core`` for the in-process peers (model loading excluded), in the
-precision ``framefill interp`` picks (``--precision auto``) unless told otherwise.
+    python tools/time_pairs.py LIST [--repeat 3] [--json OUT.json] [--weights W] [--init] [--device cpu]
+        [--precision auto] [--peer NAME]
+The same quantities as run_peers' rows for the in-process peers: ``sec_core`` (model loading excluded), and PSNR /
+SSIM against the list's third column (the true middle frame) as run_peers computes them (8-bit RGB; SSIM with an
+11x11 Gaussian window per channel). ``--init`` scores a freshly initialised model of the weights' own config
+(seeded) instead of the weights: the "does training help" column of ``make compare``. Rows are written in
+run_peers' format (peer ``framefill``, or ``framefill_init`` with ``--init``), so tools/peer_table.py merges them.
 """
 
 from __future__ import annotations
@@ -10,14 +14,30 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import tempfile
 import time
 from pathlib import Path
 
 import torch
 
+from framefill.checkpoint import save_model
+from framefill.evaluate import psnr, ssim
 from framefill.frames import read_image
 from framefill.interpolate import interpolate_pair
+from framefill.models import build_model, default_weights, load_model
 from framefill.pipeline import load_interpolator, resolve_device, resolve_dtype
+
+
+def fresh_model(weights: Path, model: str, device: torch.device, dtype: torch.dtype, seed: int) -> torch.nn.Module:
+    """A freshly initialised model of the config stored in ``weights``, prepared as ``load_interpolator`` does
+    (through a weights file of its own, so that nothing but the weights differs)."""
+    _, meta = load_model(weights, expect=model)
+    torch.manual_seed(seed)
+    fresh = build_model(meta["architecture"], config=json.loads(meta["config"]))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "init.safetensors"
+        save_model(path, fresh, architecture=meta["architecture"])
+        return load_interpolator(model, path, device, dtype)
 
 
 def main() -> None:
@@ -26,13 +46,20 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--json")
     ap.add_argument("--weights", type=Path)
+    ap.add_argument("--init", action="store_true", help="a freshly initialised model of the weights' config")
+    ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--model", default="film")
+    ap.add_argument("--peer", help="the rows' peer name (default framefill, or framefill_init with --init)")
     ap.add_argument("--precision", default="auto", help="auto (as framefill interp), fp32, bf16, fp16")
     args = ap.parse_args()
     dev = resolve_device(args.device)
     dtype = resolve_dtype(args.precision, dev)
-    net = load_interpolator(args.model, args.weights, dev, dtype)
+    if args.init:
+        net = fresh_model(args.weights or default_weights(args.model), args.model, dev, dtype, args.seed)
+    else:
+        net = load_interpolator(args.model, args.weights, dev, dtype)
+    peer = args.peer or ("framefill_init" if args.init else "framefill")
     rows = []
     for line in Path(args.list).read_text().splitlines():
         parts = line.split("#")[0].split()
@@ -40,15 +67,19 @@ def main() -> None:
             continue
         a, b = read_image(Path(parts[0])), read_image(Path(parts[1]))
         name = parts[3] if len(parts) > 3 else Path(parts[0]).parent.name
-        interpolate_pair(a, b, net, device=dev, dtype=dtype)  # warm-up
+        mid = interpolate_pair(a, b, net, device=dev, dtype=dtype)  # warm-up (and the scored frame)
         times = []
         for _ in range(args.repeat):
             t0 = time.perf_counter()
             interpolate_pair(a, b, net, device=dev, dtype=dtype)
             times.append(time.perf_counter() - t0)
-        rows.append({"pair": name, "width": a.shape[1], "height": a.shape[0], "sec_core": statistics.median(times),
-                     "sec_core_min": min(times), "threads": torch.get_num_threads(),
-                     "precision": str(dtype).removeprefix("torch.")})
+        row = {"peer": peer, "pair": name, "width": a.shape[1], "height": a.shape[0],
+               "sec_core": statistics.median(times) if times else None, "sec_core_min": min(times, default=None),
+               "threads": torch.get_num_threads(), "precision": str(dtype).removeprefix("torch.")}
+        if len(parts) > 2 and parts[2] != "-":
+            truth = read_image(Path(parts[2]))
+            row.update(psnr=psnr(mid, truth), ssim=ssim(mid, truth))
+        rows.append(row)
         print(json.dumps(rows[-1]), flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))

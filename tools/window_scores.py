@@ -1,12 +1,12 @@
 """Score a four-frame model on the triplets of a run_peers list, with each triplet's outer frames from its clip.
 
-    python tools/window_scores.py LIST CLIPS_DIR [--model convlstm] [--merge RESULTS.json] --json OUT.json
+    python tools/window_scores.py LIST CLIP [CLIP ...] [--model convlstm] [--merge RESULTS.json] --json OUT.json
 
-The list is clip_triplets.py's: directories named ``CLIP_INDEX_sSTRIDE`` holding frame0/gt/frame1 PNGs of the
-clip ``CLIPS_DIR/CLIP.*`` at frames i, i + s, i + 2s. The model reads those PNGs (the very frames the peers get)
-and, as the window's outer frames, frames i - 2s and i + 4s of the clip, decoded with OpenCV as clip_triplets.py
-decodes them (missing ones at the clip's ends are copies of the pair, as in a video). PSNR/SSIM as run_peers
-computes them (8-bit RGB; SSIM with an 11x11 Gaussian window, per channel), ``sec_core`` the median of
+The list is clip_triplets.py's: directories named ``CLIP_INDEX_sSTRIDE`` holding frame0/gt/frame1 PNGs of the clip
+``CLIP`` (a video or a frame folder) at frames i, i + s, i + 2s. The model reads those PNGs (the very frames the
+peers get) and, as the window's outer frames, frames i - 2s and i + 4s of the clip, decoded with OpenCV as
+clip_triplets.py decodes them (missing ones at the clip's ends are copies of the pair, as in a video). PSNR/SSIM as
+run_peers computes them (8-bit RGB; SSIM with an 11x11 Gaussian window, per channel), ``sec_core`` the median of
 ``--repeat`` timed calls after a warm-up (array in, array out, as tools/time_pairs.py). Rows are written in
 run_peers' format (peer ``framefill_<model>``); ``--merge`` appends them to a run_peers results file, so that
 tools/peer_table.py prints everyone in one table.
@@ -35,6 +35,9 @@ def read_rgb(path: Path) -> np.ndarray:
 
 
 def clip_frames(path: Path, wanted: set[int]) -> dict[int, np.ndarray]:
+    if path.is_dir():  # a frame folder, in name order (as clip_triplets.py reads it)
+        files = sorted(f for f in path.iterdir() if f.suffix.lower() in (".png", ".jpg", ".jpeg"))
+        return {k: read_rgb(files[k]) for k in wanted if k < len(files)}
     cap = cv2.VideoCapture(str(path))
     out, k = {}, 0
     while len(out) < len(wanted):
@@ -51,7 +54,7 @@ def clip_frames(path: Path, wanted: set[int]) -> dict[int, np.ndarray]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("list", type=Path)
-    ap.add_argument("clips", type=Path)
+    ap.add_argument("clips", type=Path, nargs="+", help="the clips (videos or frame folders) the list was made from")
     ap.add_argument("--model", default="convlstm")
     ap.add_argument("--weights", type=Path)
     ap.add_argument("--repeat", type=int, default=3)
@@ -73,7 +76,7 @@ def main() -> None:
         if not m:
             raise SystemExit(f"{name}: not a clip_triplets name CLIP_INDEX_sSTRIDE")
         triplets.append((name, m[1], int(m[2]), int(m[3]), [Path(p) for p in parts[:3]]))
-    sources = {p.stem: p for p in args.clips.iterdir() if p.is_file()}
+    sources = {p.stem if p.is_file() else p.name: p for p in args.clips}
     outer: dict[tuple[str, int], np.ndarray] = {}
     if is_windowed(net):
         for tag in {t[1] for t in triplets}:
