@@ -21,10 +21,10 @@ import torch
 from framefill import interpolate as _interpolate
 from framefill.checkpoint import WeightsError, read_metadata
 from framefill.frames import read_image, transparency_note
-from framefill.interpolate import ScheduleConfig
 from framefill.models import architectures
 from framefill.pipeline import JobReport, load_interpolator, resolve_device, resolve_dtype
 from framefill.pipeline import interpolate_video as _interpolate_video
+from framefill.schedule import ScheduleConfig
 from framefill.tiling import TileConfig
 from framefill.video import EncodeOptions, as_rate
 

@@ -1,25 +1,7 @@
 """The drop-frame protocol: how well framefill, and simple baselines, recreate frames left out of real footage.
 
-Triplets. For a clip of ``n`` frames and a stride ``s``, a triplet is frames ``(i, i + s, i + 2s)``: the method
-sees frames ``i`` and ``i + 2s`` and is scored on ``i + s`` (the truth). Up to ``max_triplets`` starts ``i`` per
-clip and stride are spread evenly over ``0 .. n - 1 - 2s``, the first and last included. Layouts that come
-with their own triplets are evaluated as they are, in the group ``given`` (``--stride`` does not apply):
-Middlebury (a folder with ``frame10.png`` and ``frame11.png``, the truth ``frame10i11.png`` beside them or
-in the matching folder of a sibling ``*gt*`` tree, as in ``other-data/NAME`` + ``other-gt-interp/NAME``) and
-Vimeo-90K (a folder with ``im1.png``, ``im2.png``, ``im3.png``; ``im2`` is the truth). Any other folder with
-at least 3 images is a clip of frames; video files are clips. A static triplet (three identical frames: a still
-shot, or a frame repeated by the source) has nothing to interpolate, and every method scores perfectly on
-it; such triplets are left out and counted in the report's warnings.
-
-Metrics, on ``(H, W, 3)`` uint8 RGB taken as values in [0, 255], one figure per triplet (means are over
-triplets):
-- PSNR: ``10 log10(255^2 / MSE)``, MSE over every pixel and channel; 100 dB for identical images (a mean
-  over triplets stays finite).
-- SSIM: Wang et al. 2004 with an 11x11 Gaussian window (sigma 1.5), K1 = 0.01, K2 = 0.03, L = 255, computed
-  per channel over the valid window positions (no padding, as the reference MATLAB code) and averaged.
-- IE, interpolation error (Baker et al., "A Database and Evaluation Methodology for Optical Flow", 2011):
-  the root mean square over pixels of the RGB difference, the L2 norm over the three channels at each pixel;
-  that is ``sqrt(3)`` times the RMS over all values (for grey content, ``sqrt(3)`` times the one-channel IE).
+The triplets and layouts: ``framefill.eval_data``; the metrics: ``framefill.eval_metrics``; the baselines:
+``framefill.eval_baselines`` (their names are re-exported here).
 
 Methods: ``framefill`` (the model through ``interpolate_pair``, as ``framefill interp A B MID`` runs it) and
 the baselines of ``BASELINES``. Seconds are per in-between frame, array in and array out: the model is warmed
@@ -32,7 +14,6 @@ from __future__ import annotations
 import logging
 import re
 import statistics
-import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -42,153 +23,29 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from framefill.ffmpeg import ffmpeg_exe, relevant, session
-from framefill.frames import VIDEO_EXTS, VideoError, is_image_file, natural_key, read_image, write_image
+from framefill.eval_baselines import BASELINES, MINTERPOLATE, blend, dis, minterpolate, minterpolate_frames, repeat
+from framefill.eval_data import Clip, GivenTriplet, discover, triplet_starts
+from framefill.eval_metrics import PSNR_MAX, SSIM_SIGMA, SSIM_WINDOW, Frame, ie, psnr, ssim
+from framefill.frames import VideoError, natural_key, read_image, write_image
 from framefill.interpolate import interpolate_pair
+from framefill.schedule import is_windowed
 from framefill.video import FrameSource
-from framefill.windows import interpolate_middle, is_windowed
+from framefill.windows import interpolate_middle
+
+__all__ = [  # with the names of the modules split off, as they were importable before
+    "BASELINES", "MINTERPOLATE", "PROTOCOL", "Clip", "EvalConfig", "EvalReport", "GivenTriplet", "TripletResult",
+    "blend", "dis", "discover", "evaluate", "ie", "minterpolate", "minterpolate_frames", "panel", "psnr", "repeat",
+    "ssim", "triplet_starts",
+]
 
 log = logging.getLogger(__name__)
 
 MODEL = "framefill"  # the method name of the model in tables and JSON
 GIVEN = "given"  # the group of Middlebury / Vimeo-90K triplets
-PSNR_MAX = 100.0  # dB, for equal images (as framefill.train.losses.psnr: MSE floored at 1e-10 of the peak)
-SSIM_WINDOW, SSIM_SIGMA = 11, 1.5
 ERROR_GAIN = 4  # the error panel of --save shows |framefill - truth| times this
 PANEL_MAX_WIDTH = 1280  # wider frames are scaled down in the --save pictures (the scores use full frames)
 
-Frame = np.ndarray  # (H, W, 3) uint8 RGB
-
-
-# --- metrics --------------------------------------------------------------------------------------------------
-
-
-def _pair(pred: Frame, truth: Frame) -> tuple[np.ndarray, np.ndarray]:
-    if pred.shape != truth.shape or pred.ndim != 3 or pred.shape[2] != 3:
-        raise ValueError(f"expected two (H, W, 3) images of one shape, got {pred.shape} and {truth.shape}")
-    return pred.astype(np.float64), truth.astype(np.float64)
-
-
-def psnr(pred: Frame, truth: Frame) -> float:
-    """PSNR in dB of two uint8 RGB images (peak 255), at most ``PSNR_MAX`` (equal images)."""
-    a, b = _pair(pred, truth)
-    mse = max(float(np.mean((a - b) ** 2)), 255.0**2 * 10 ** (-PSNR_MAX / 10))
-    return 10 * float(np.log10(255.0**2 / mse))
-
-
-def ie(pred: Frame, truth: Frame) -> float:
-    """Middlebury interpolation error: RMS over pixels of the L2 norm of the RGB difference (0..255 scale)."""
-    a, b = _pair(pred, truth)
-    return float(np.sqrt(np.mean(np.sum((a - b) ** 2, axis=2))))
-
-
-def _gaussian(size: int = SSIM_WINDOW, sigma: float = SSIM_SIGMA) -> torch.Tensor:
-    x = torch.arange(size, dtype=torch.float64) - size // 2
-    g = torch.exp(-(x**2) / (2 * sigma**2))
-    return g / g.sum()  # (size,)
-
-
-def ssim(pred: Frame, truth: Frame) -> float:
-    """Mean SSIM of two uint8 RGB images: per channel, 11x11 Gaussian window (sigma 1.5), valid positions only."""
-    if min(pred.shape[:2]) < SSIM_WINDOW:
-        raise ValueError(f"SSIM needs images of at least {SSIM_WINDOW}x{SSIM_WINDOW} pixels, got {pred.shape}")
-    a, b = _pair(pred, truth)
-    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
-    g = _gaussian()
-    row, col = g.view(1, 1, 1, -1), g.view(1, 1, -1, 1)
-    scores = []
-    for ch in range(3):  # one channel at a time: five float64 maps of a 4K frame are already 330 MB
-        x, y = torch.from_numpy(a[..., ch]), torch.from_numpy(b[..., ch])
-        maps = torch.stack([x, y, x * x, y * y, x * y]).unsqueeze(1)  # (5, 1, H, W)
-        mu_x, mu_y, xx, yy, xy = F.conv2d(F.conv2d(maps, row), col)[:, 0]  # each (H - 10, W - 10)
-        var_x, var_y, cov = xx - mu_x**2, yy - mu_y**2, xy - mu_x * mu_y
-        s = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
-        scores.append(float(s.mean()))
-    return float(np.mean(scores))
-
-
-# --- baselines ------------------------------------------------------------------------------------------------
-
-
-def repeat(img0: Frame, img1: Frame) -> Frame:
-    """The first input, as a player that only repeats frames shows it."""
-    return img0.copy()
-
-
-def blend(img0: Frame, img1: Frame) -> Frame:
-    """The exact mean of the two inputs, halves rounded up."""
-    return ((img0.astype(np.uint16) + img1 + 1) // 2).astype(np.uint8)
-
-
-def dis(img0: Frame, img1: Frame, preset: int = cv2.DISOPTICAL_FLOW_PRESET_MEDIUM) -> Frame:
-    """OpenCV DIS optical flow both ways; each input backward-warped to the middle by half its flow, averaged.
-
-    ``calc(A, B)`` gives the flow ``f`` with ``A(p) ~ B(p + f(p))``. With motion ``v`` (``img1(p) = img0(p - v)``)
-    the flow 0 -> 1 is ``v`` and 1 -> 0 is ``-v``, and the middle frame is ``img0(q - v/2) = img0(q + f10(q)/2)``
-    and ``img1(q + v/2) = img1(q + f01(q)/2)``: each flow is read at the output pixel, which assumes the flow
-    varies slowly.
-    """
-    flow = cv2.DISOpticalFlow_create(preset)
-    g0, g1 = cv2.cvtColor(img0, cv2.COLOR_RGB2GRAY), cv2.cvtColor(img1, cv2.COLOR_RGB2GRAY)
-    f01 = flow.calc(g0, g1, None)  # (H, W, 2) float32, channel 0 = dx
-    f10 = flow.calc(g1, g0, None)
-    h, w = g0.shape
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-
-    def warp(img: Frame, f: np.ndarray) -> np.ndarray:
-        return cv2.remap(img, xx + 0.5 * f[..., 0], yy + 0.5 * f[..., 1], cv2.INTER_LINEAR,
-                         borderMode=cv2.BORDER_REPLICATE)
-
-    return blend(warp(img0, f10), warp(img1, f01))
-
-
-MINTERPOLATE = "minterpolate=fps=2:mi_mode=mci:mc_mode=aobmc:me_mode=bidir:scd=none"
-MINTERPOLATE_MIN = 32  # the filter's smallest width and height
-
-
-def minterpolate_frames(frames: list[Frame]) -> tuple[list[Frame], list[float]]:
-    """Run ffmpeg's ``MINTERPOLATE`` on ``frames`` taken as 1 fps; every output frame and its time in seconds.
-
-    ffmpeg converts to yuv444p for the filter and back, which rounds values by up to 2 levels.
-    """
-    h, w = frames[0].shape[:2]
-    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "info", "-f", "rawvideo", "-pix_fmt", "rgb24",
-           "-video_size", f"{w}x{h}", "-framerate", "1", "-i", "pipe:0", "-vf", f"{MINTERPOLATE},showinfo",
-           "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]  # fmt: skip
-    data = b"".join(np.ascontiguousarray(f).tobytes() for f in frames)
-    done = subprocess.run(cmd, input=data, capture_output=True, **session())
-    text = done.stderr.decode(errors="replace")
-    if done.returncode != 0:
-        raise VideoError("ffmpeg's minterpolate failed", detail=relevant(text.splitlines()))
-    out = np.frombuffer(done.stdout, dtype=np.uint8)
-    times = [float(t) for t in re.findall(r"\bpts_time:\s*(-?[\d.]+)", text)]  # showinfo: one line per frame
-    if out.size != len(times) * h * w * 3:
-        raise VideoError(f"ffmpeg's minterpolate gave {out.size} bytes for {len(times)} frames of {w}x{h}")
-    return list(out.reshape(-1, h, w, 3)), times
-
-
-def minterpolate(img0: Frame, img1: Frame) -> Frame:
-    """ffmpeg ``minterpolate`` (motion-compensated, bidirectional) at 2x: the output frame at t = 0.5.
-
-    The filter emits a frame only once it holds the input after it, so a pair alone gives no output at all;
-    the second input is sent twice (times 0, 1, 2 s) and the frame the filter stamps 0.5 s is taken, found by
-    its time (``showinfo``), not by its position. The filter refuses frames under 32 pixels wide or high: such
-    frames are padded (edge pixels repeated) and cropped back.
-    """
-    h, w = img0.shape[:2]
-    pad = ((0, max(0, MINTERPOLATE_MIN - h)), (0, max(0, MINTERPOLATE_MIN - w)), (0, 0))
-    frames, times = minterpolate_frames([np.pad(img, pad, mode="edge") for img in (img0, img1, img1)])
-    middle = [f for f, t in zip(frames, times, strict=True) if abs(t - 0.5) < 1e-6]
-    if len(middle) != 1:
-        raise VideoError(f"ffmpeg's minterpolate gave frames at {times} s; expected exactly one at 0.5 s")
-    return np.array(middle[0][:h, :w])  # a writable copy, unlike the frombuffer view
-
-
-BASELINES: dict[str, Callable[[Frame, Frame], Frame]] = {
-    "repeat": repeat, "blend": blend, "dis": dis, "minterpolate": minterpolate,
-}  # fmt: skip
 
 PROTOCOL = {  # what the figures mean, for the record (framefill eval --json)
     "triplets": "clips: frames (i, i+S, i+2S), inputs i and i+2S, truth i+S, starts spread evenly; "
@@ -205,95 +62,6 @@ PROTOCOL = {  # what the figures mean, for the record (framefill eval --json)
     "minterpolate": f"ffmpeg {MINTERPOLATE} on the inputs at 1 fps (the second sent twice), the frame at 0.5 s",
 }
 
-
-# --- discovery ------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Clip:
-    """A video file or a folder of frames, evaluated by drop-frame triplets."""
-
-    path: Path
-    name: str  # relative to the evaluated folder
-
-
-@dataclass(frozen=True)
-class GivenTriplet:
-    """Two inputs and the truth between them, as a Middlebury or Vimeo-90K folder holds them."""
-
-    name: str
-    inputs: tuple[Path, Path]
-    truth: Path
-    layout: str  # "middlebury" or "vimeo"
-
-
-def _images(folder: Path) -> dict[str, Path]:
-    return {p.name.lower(): p for p in folder.iterdir()
-            if is_image_file(p) and not p.name.startswith(".") and p.is_file()}
-
-
-def _middlebury_truth(folder: Path) -> Path | None:
-    """``frame10i11.png`` beside the inputs, or in ``../<*gt*>/<folder name>/`` (Middlebury's own split)."""
-    here = folder / "frame10i11.png"
-    if here.is_file():
-        return here
-    for tree in sorted(folder.parent.parent.iterdir(), key=lambda p: natural_key(p.name)):
-        if "gt" in tree.name.lower() and (candidate := tree / folder.name / "frame10i11.png").is_file():
-            return candidate
-    return None
-
-
-def _given(folder: Path, images: dict[str, Path], name: str) -> GivenTriplet | None:
-    if {"im1.png", "im2.png", "im3.png"} <= images.keys() and len(images) == 3:
-        return GivenTriplet(name, (images["im1.png"], images["im3.png"]), images["im2.png"], "vimeo")
-    if {"frame10.png", "frame11.png"} <= images.keys() and (truth := _middlebury_truth(folder)):
-        return GivenTriplet(name, (images["frame10.png"], images["frame11.png"]), truth, "middlebury")
-    return None
-
-
-def discover(path: Path) -> tuple[list[Clip], list[GivenTriplet]]:
-    """The clips and given triplets under ``path`` (a video file or a folder, searched recursively).
-
-    Raises:
-        ValueError: if ``path`` holds none.
-    """
-    path = Path(path)
-    if path.is_file():
-        return [Clip(path, path.name)], []
-    clips: list[Clip] = []
-    given: list[GivenTriplet] = []
-    folders, seen = [path], set()
-    while folders:
-        folder = folders.pop(0)
-        if folder.resolve() in seen:  # a symbolic link back up the tree
-            continue
-        seen.add(folder.resolve())
-        name = folder.relative_to(path).as_posix() if folder != path else folder.name
-        entries = sorted((p for p in folder.iterdir() if not p.name.startswith(".")), key=lambda p: natural_key(p.name))
-        images = _images(folder)
-        if triplet := _given(folder, images, name):
-            given.append(triplet)
-            continue
-        if len(images) >= 3:
-            clips.append(Clip(folder, name))
-        clips += [Clip(p, p.relative_to(path).as_posix()) for p in entries
-                  if p.is_file() and p.suffix.lower() in VIDEO_EXTS]
-        folders += [p for p in entries if p.is_dir()]
-    if not clips and not given:
-        raise ValueError(f"{path} holds no videos, folders of 3 or more frames, or Middlebury / Vimeo-90K triplets; "
-                         "give a video or a folder of them")
-    return clips, given
-
-
-def triplet_starts(n_frames: int, stride: int, limit: int) -> list[int]:
-    """Up to ``limit`` starts ``i`` of triplets ``(i, i + stride, i + 2 stride)``, spread evenly over the clip."""
-    if stride < 1 or limit < 1:
-        raise ValueError(f"stride and limit must be at least 1, got {stride} and {limit}")
-    last = n_frames - 1 - 2 * stride
-    if last < 0:
-        return []
-    k = min(limit, last + 1)
-    return sorted({round(j * last / (k - 1)) for j in range(k)}) if k > 1 else [last // 2]
 
 
 # --- running --------------------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 
-from framefill.interpolate import Timeline
+from framefill.schedule import Timeline
 
 
 def side_by_side(left: np.ndarray, right: np.ndarray) -> np.ndarray:

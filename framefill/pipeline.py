@@ -23,19 +23,12 @@ from framefill.checkpoint import WeightsError
 from framefill.debug import DebugWriter
 from framefill.ffmpeg import DEEP_CODECS, OUTPUT_EXTS
 from framefill.frames import VideoError, is_image_file, read_image, transparency_note, write_image
-from framefill.interpolate import (
-    InterpolationStats,
-    ScheduleConfig,
-    Timeline,
-    interpolate_frames,
-    interpolate_pair,
-    out_fps_for,
-)
+from framefill.interpolate import interpolate_frames, interpolate_pair
 from framefill.models import default_weights, load_model
 from framefill.montage import HeldInputs, side_by_side
+from framefill.schedule import InterpolationStats, ScheduleConfig, Timeline, is_windowed, out_fps_for
 from framefill.tiling import TileConfig
 from framefill.video import EncodeOptions, FrameSink, FrameSource, ThreadedSink, VideoInfo, prefetch
-from framefill.windows import is_windowed
 
 log = logging.getLogger(__name__)
 _clock = time.perf_counter

@@ -38,11 +38,10 @@ import torch
 from framefill import __version__
 from framefill.ffmpeg import ALIAS, OUTPUT_EXTS, Ffmpeg, carry_args, file_arg, relevant, scan
 from framefill.frames import VideoError, check_parent, publish_mode
-from framefill.interpolate import InterpolationStats, ScheduleConfig, Timeline, out_fps_for
 from framefill.pipeline import JobReport, _keeps_depth, _timing_warnings, uneven_timing
+from framefill.schedule import InterpolationStats, ScheduleConfig, Timeline, is_windowed, out_fps_for
 from framefill.segments import Feed, Segment, context_for, plan, segment_frames, split
 from framefill.video import EncodeOptions, FrameSink, FrameSource, ThreadedSink, VideoInfo, prefetch, probe
-from framefill.windows import is_windowed
 
 WORK_SUFFIX = ".framefill-work"
 MANIFEST = "manifest.json"

@@ -25,8 +25,8 @@ from fractions import Fraction
 import numpy as np
 import torch
 
-from framefill.interpolate import InterpolationStats, ScheduleConfig, Timeline, interpolate_frames
-from framefill.windows import is_windowed
+from framefill.interpolate import interpolate_frames
+from framefill.schedule import InterpolationStats, ScheduleConfig, Timeline, is_windowed
 
 FOUR_FRAME_CONTEXT = 2  # input frames a four-frame model's segment reads beyond its pairs on each side (1 + 1/2 + ...)
 

@@ -1,6 +1,6 @@
 """Tiled inference: a model call too big for the memory budget runs in overlapping tiles, blended without seams.
 
-The scheduler (``interpolate.py``) hands every model call to a ``Tiler``. A call whose estimated working memory
+The two-frame scheduler (``pairs.py``) hands every model call to a ``Tiler``. A call whose estimated working memory
 fits the budget runs whole; one whose pairs fit one by one runs in smaller batches (exactly the same result);
 otherwise every (padded) frame is cut into overlapping tiles, the model runs on batches of tiles, and the tile
 outputs are blended.

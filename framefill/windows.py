@@ -6,7 +6,7 @@ other times come from whole passes rather than from bisecting one pair: each pas
 into ``2n - 1`` (every input kept, a new frame between each two), and the next pass takes that stream, the
 previous pass's frames, as its four-frame context. Factor ``2**k`` is ``k`` passes. Other ratios run
 ``depth_for(ratio, max_depth)`` passes and take, for each output time, the frame at the nearest point of that
-``1 / 2**D`` grid (the same snapping and timing error as the film scheduler, see ``framefill.interpolate``);
+``1 / 2**D`` grid (the same snapping and timing error as the film scheduler, see ``framefill.schedule``);
 every grid frame is computed, so a ratio of 2.5 costs 7 model frames per input pair at the default depth 3.
 
 Windows. Pair (j, j + 1) is interpolated from frames (j - 1, j, j + 1, j + 2). A missing outer frame is replaced
@@ -14,7 +14,7 @@ by a copy of the nearer middle one (I0 := I1 at the start, I3 := I2 at the end),
 (``DataConfig.edge_prob``); so is an outer frame across a scene cut or a duplicate pair, so that the model never
 sees frames from another shot, and a repeated frame never poses as motion.
 
-Cuts and duplicates are judged once, on the input, as in ``framefill.interpolate`` (same thresholds). Such pairs
+Cuts and duplicates are judged once, on the input, as in ``framefill.pairs`` (``framefill.schedule``'s test). Such pairs
 get copies (the frame at t = 0.5 is the second frame), and the labels are carried through the passes rather
 than judged again: after a pass a cut pair becomes (cut, duplicate) and a duplicate pair (duplicate,
 duplicate), so deeper passes copy there too.
@@ -33,19 +33,22 @@ from fractions import Fraction
 import numpy as np
 import torch
 
-from framefill.interpolate import (
+from framefill.models.layers import crop, pad_to_multiple
+from framefill.schedule import (
+    Frame,
     InterpolationStats,
     ScheduleConfig,
     Timeline,
-    _check_frame,
-    _Frame,
-    _pair_kind,
-    _thumbnail,
     check_dtype,
+    check_frame,
     depth_for,
+    pair_kind,
     snap_time,
+    thumbnail,
 )
-from framefill.models.layers import crop, pad_to_multiple
+from framefill.schedule import (
+    is_windowed as is_windowed,  # re-exported: the flavour test importers know from here
+)
 from framefill.tiling import TileConfig
 
 MOTION, CUT, DUPLICATE = "motion", "cut", "duplicate"
@@ -53,11 +56,6 @@ MOTION, CUT, DUPLICATE = "motion", "cut", "duplicate"
 _HALVES = {MOTION: (MOTION, MOTION), CUT: (CUT, DUPLICATE), DUPLICATE: (DUPLICATE, DUPLICATE)}
 
 Item = tuple[np.ndarray, str | None]  # a frame and the label of the pair (previous frame, this one); None first
-
-
-def is_windowed(model: torch.nn.Module) -> bool:
-    """Whether ``model`` takes four-frame windows (``model.context == 4``) instead of pairs."""
-    return int(getattr(model, "context", 2)) == 4
 
 
 def window(frames: list[np.ndarray], kinds: list[str], j: int) -> list[np.ndarray]:
@@ -139,16 +137,16 @@ def double(items: Iterator[Item], run: WindowRunner, batch_size: int) -> Iterato
 
 def _labelled(frames: Iterator[np.ndarray], config: ScheduleConfig, stats: InterpolationStats) -> Iterator[Item]:
     """Input frames, checked, with the label of each consecutive pair (judged on thumbnails)."""
-    prev: _Frame | None = None
+    prev: Frame | None = None
     detect = config.detect_scenes or config.skip_duplicates
     for index, image in enumerate(frames):
-        image = _check_frame(image, index, prev.image if prev else None)
+        image = check_frame(image, index, prev.image if prev else None)
         stats.frames_in += 1
-        thumb, hist = _thumbnail(image) if detect else (None, None)
-        frame = _Frame(index, image, thumb, hist)
+        thumb, hist = thumbnail(image) if detect else (None, None)
+        frame = Frame(index, image, thumb, hist)
         kind = None
         if prev is not None:
-            kind = _pair_kind(prev, frame, config)
+            kind = pair_kind(prev, frame, config)
             stats.pairs_duplicate += kind == DUPLICATE
             stats.scene_cuts += kind == CUT
             stats.pairs_interpolated += kind == MOTION

@@ -132,7 +132,7 @@ def test_a_batch_the_processes_cannot_split_is_refused_in_one_line(data_dir: Pat
     monkeypatch.setenv("WORLD_SIZE", "2")  # as torchrun --nproc_per_node 2 sets it; refused before joining
     monkeypatch.setenv("RANK", str(rank))
     monkeypatch.setenv("LOCAL_RANK", str(rank))
-    monkeypatch.setattr("framefill.cli.time.sleep", lambda seconds: None)  # rank 1's wait for rank 0 to speak
+    monkeypatch.setattr("framefill.cli_train.time.sleep", lambda seconds: None)  # rank 1's wait for rank 0 to speak
     result = CliRunner().invoke(app, ["train", "--data", str(data_dir), "--out", str(tmp_path / "run"),
                                       "--batch", "3", "--device", "cpu"])
     assert result.exit_code == 2, result.output

@@ -1,0 +1,150 @@
+"""``framefill train``: the training loop's options, single-process or under torchrun."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from framefill.cli_app import (
+    DeviceOption,
+    UsageError,
+    _flag,
+    err,
+)
+
+
+def train(
+    ctx: typer.Context,
+    data: Annotated[Path | None, typer.Option("--data", help="Folder of videos and/or frame folders to learn from "
+                                              "(may be left out with --photos).", show_default=False)] = None,
+    photos: Annotated[Path | None, typer.Option("--photos", help="Folder of still photos (searched recursively): "
+                                                "synthetic triplets with an exact middle frame, from a moving camera "
+                                                "and 0-3 moving cut-out sprites.", show_default=False)] = None,
+    synthetic: Annotated[float | None, typer.Option("--synthetic", min=0.0, max=1.0, show_default=False,
+                                                    help="Chance that a triplet is synthetic (from --photos), drawn "
+                                                         "per triplet with the seeded RNG. Default: 0.3 with --photos "
+                                                         "and --data, 1 with --photos alone, 0 without --photos.")
+                         ] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder: checkpoints, log, config.")] = Path("runs/film"),
+    model: Annotated[str, typer.Option("--model", "-m", help="Architecture: film or convlstm.")] = "film",
+    preset: Annotated[str | None, typer.Option(help="Model preset (film-s, film-m, film-tiny; convlstm-s, "
+                                                    "convlstm-m, convlstm-tiny).")] = None,
+    val: Annotated[Path | None, typer.Option("--val", help="Held-out clips for periodic PSNR.")] = None,
+    steps: Annotated[int, typer.Option(min=1, help="Total optimiser steps.")] = 5000,
+    batch: Annotated[int, typer.Option(min=1, help="Triplets per step (under torchrun: in all, split over the "
+                                                 "processes).")] = 8,
+    crop: Annotated[int, typer.Option(min=32, help="Training crop size (pixels).")] = 160,
+    lr: Annotated[float, typer.Option(help="Peak learning rate (AdamW, warm-up then cosine).")] = 1e-3,
+    max_frames: Annotated[int, typer.Option("--max-frames", min=3, help="Frames kept in RAM per clip.")] = 240,
+    motion_crops: Annotated[int, typer.Option("--motion-crops", min=1, help="Crop places drawn per sample; the "
+                                              "one with the most motion is kept (1: uniform crops).")] = 1,
+    arbitrary_time: Annotated[bool, _flag("--arbitrary-time/--no-arbitrary-time", help="film: learn the frame at any "
+                                          "time between the inputs (clips: frame i + j of inputs i and i + 2s, "
+                                          "t = j / 2s; photos: t uniform in 1/8..7/8), so that interp asks for "
+                                          "each output time directly instead of bisecting.")] = False,
+    resume: Annotated[bool, _flag("--resume/--no-resume", help="Continue from OUT/last.pt if it exists.")] = True,
+    finetune: Annotated[Path | None, typer.Option(help="Start from these weights (.safetensors).")] = None,
+    fusion_cues: Annotated[bool, _flag("--fusion-cues/--no-fusion-cues", help="film: give the fusion occlusion cues "
+                                       "(warp disagreement, the fallback weight, forward-backward consistency) and "
+                                       "a say in the fallback; from --finetune weights without them, the model "
+                                       "starts as those weights.")] = False,
+    freeze_flow: Annotated[bool, _flag("--freeze-flow/--no-freeze-flow", help="film: train the fusion alone "
+                                       "(features and flow kept as they start): a step costs the fusion's "
+                                       "share.")] = False,
+    gan: Annotated[bool, _flag("--gan/--no-gan", help="Adversarial fine-tuning: a per-frame and a frame-tuple "
+                               "(3D-conv) discriminator, non-saturating loss, next to the usual losses. Meant "
+                               "with --finetune: it trades some PSNR for sharper detail.")] = False,
+    gan_weight: Annotated[float, typer.Option("--gan-weight", min=0.0, help="Weight of the adversarial term "
+                                              "(with --gan).")] = 0.01,
+    export: Annotated[Path | None, typer.Option(help="Write the final (EMA) weights here as .safetensors.")] = None,
+    device: DeviceOption = "auto",
+    precision: Annotated[str, typer.Option("--precision", help="Autocast of the forward passes: auto (bf16 on a "
+                                           "CUDA GPU that has it, else fp16 there; fp32 on the CPU), fp32, bf16, "
+                                           "fp16 (with loss scaling). Weights and losses stay float32.")] = "auto",
+    max_minutes: Annotated[float | None, typer.Option("--max-minutes", help="Stop (with a checkpoint) after "
+                                                      "this long; run again to resume.")] = None,
+    cache: Annotated[Path | None, typer.Option(help="Folder for decoded-clip caches (default OUT/cache).")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+) -> None:
+    """Train an interpolator on any folder of videos (drop-frame triplets at strides 1-3) and/or of photos.
+
+    Checkpoints go to OUT/last.pt every 250 steps and on Ctrl-C; a second run with the same OUT resumes.
+    Several GPUs or nodes: torchrun --nproc_per_node N -m framefill train ... (one process per GPU).
+    """
+    if data is None and photos is None:
+        raise UsageError("nothing to learn from; give --data (videos) and/or --photos (still photos)")
+    if arbitrary_time and model != "film":
+        raise UsageError(f"--arbitrary-time trains film; {model} reads four frames and is trained at t = 0.5 only")
+    if (fusion_cues or freeze_flow) and model != "film":
+        raise UsageError(f"--fusion-cues and --freeze-flow are for film, not {model}")
+    for option, path in (("--data", data), ("--photos", photos)):
+        if path is not None and not path.exists():
+            raise UsageError(f"{option} {path} does not exist; check the path")
+    ratio = synthetic if synthetic is not None else 0.0 if photos is None else 0.3 if data else 1.0
+    if ratio > 0 and photos is None:
+        raise UsageError(f"--synthetic {ratio:g} needs --photos, a folder of photos to render triplets from")
+    if ratio < 1 and data is None:
+        raise UsageError(f"--synthetic {ratio:g} leaves {1 - ratio:.0%} of the triplets to --data; give --data "
+                         "or --synthetic 1")
+
+    from framefill.train import distributed
+    from framefill.train.data import DataConfig
+    from framefill.train.gan import GanConfig
+    from framefill.train.loop import TrainConfig, Trainer, train_precision
+    from framefill.train.synth import SynthConfig
+
+    launch = distributed.launch_from_env()  # torchrun's rank and world size; rank 0 of 1 without torchrun
+    if batch % launch.world:
+        if not launch.main:  # every rank finds this: rank 0 says it, the others wait so that torchrun, which
+            time.sleep(2)  # stops all ranks once one has ended, does not stop rank 0 before it has said it
+            raise typer.Exit(2)
+        raise UsageError(f"--batch {batch} is the global batch and does not split evenly over {launch.world} "
+                         f"processes; give a multiple of {launch.world}")
+    dev = distributed.device_for(device, launch)
+    ctx.with_resource(distributed.process_group(launch, dev))  # left when the command ends, however it ends
+    say = err.print if launch.main else lambda *args, **kwargs: None  # rank 0 alone reports
+    cfg = TrainConfig(model=model, preset=preset, steps=steps, batch=batch, lr=lr, seed=seed,
+                      precision=train_precision(precision, dev), prefetch=dev.type == "cuda",
+                      finetune=str(finetune) if finetune else None, fusion_cues=fusion_cues,
+                      freeze_flow=freeze_flow,
+                      data=DataConfig(crop=crop, max_frames=max_frames, motion_crops=motion_crops,
+                                      arbitrary_time=arbitrary_time),
+                      synth=SynthConfig(ratio=ratio),
+                      gan=GanConfig(enabled=gan, weight=gan_weight), val_every=500)
+    trainer = Trainer(cfg, data, out, val=val, device=dev, cache_dir=cache or out / "cache", photos=photos)
+    last = out / "last.pt"
+    if distributed.from_main(resume and last.exists(), dev):  # rank 0 decides, every rank loads
+        if not last.exists():
+            raise UsageError(f"rank {launch.rank} cannot see {last}; put --out on storage every node shares")
+        trainer.load(last)
+        say(f"resumed from {last} at step {trainer.step}")
+    summary = trainer.dataset.summary()
+    where = f"{launch.world} processes ({dev.type}), {batch // launch.world} each" if launch.distributed else dev
+    samples = "four-frame windows" if trainer.context == 4 else "triplets"
+    what = [f"{summary['triplets']} {samples} from {summary['clips']} clips"] if summary.get("clips") else []
+    if summary.get("photos"):
+        what.append(f"{summary['photos']} photos ({ratio:.0%} of triplets synthetic)")
+    amp = "" if cfg.precision == "fp32" else f", {cfg.precision} autocast"
+    say(f"training {model} on {' and '.join(what)}, {where}{amp}")
+    with Progress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+                  TimeRemainingColumn(), console=err, disable=not launch.main) as progress:
+        task = progress.add_task("train", total=steps, completed=trainer.step, info="")
+
+        def on_step(step: int, rec: dict) -> None:
+            info = f"loss {rec['total']:.4f}"
+            if "val_psnr" in rec:
+                info += f"  val {rec['val_psnr']:.2f} dB / SSIM {rec['val_ssim']:.4f}"
+            progress.update(task, completed=step, info=info)
+
+        trainer.run(max_seconds=max_minutes * 60 if max_minutes else None, on_step=on_step)
+    if export and trainer.step >= steps:
+        trainer.export(export)  # on rank 0
+        say(f"exported {export}")
+    say(f"step {trainer.step}/{steps}; checkpoint {last}")
+    if launch.distributed:  # leave the process group, then end without the interpreter's shutdown (see exit_now)
+        ctx.close()
+        distributed.exit_now(0)
