@@ -476,6 +476,9 @@ def train(
                                           "each output time directly instead of bisecting.")] = False,
     resume: Annotated[bool, _flag("--resume/--no-resume", help="Continue from OUT/last.pt if it exists.")] = True,
     finetune: Annotated[Path | None, typer.Option(help="Start from these weights (.safetensors).")] = None,
+    film_weights: Annotated[Path | None, typer.Option("--film-weights", show_default=False,
+                                                      help="convlstm: load its film part from these film weights "
+                                                           "(weights/film.safetensors); film stays frozen.")] = None,
     gan: Annotated[bool, _flag("--gan/--no-gan", help="Adversarial fine-tuning: a per-frame and a frame-tuple "
                                "(3D-conv) discriminator, non-saturating loss, next to the usual losses. Meant "
                                "with --finetune: it trades some PSNR for sharper detail.")] = False,
@@ -498,6 +501,10 @@ def train(
     """
     if data is None and photos is None:
         raise UsageError("nothing to learn from; give --data (videos) and/or --photos (still photos)")
+    if film_weights is not None and model != "convlstm":
+        raise UsageError(f"--film-weights loads the film part of convlstm; {model} has none (use --finetune)")
+    if film_weights is not None and not film_weights.is_file():
+        raise UsageError(f"--film-weights {film_weights} does not exist; check the path")
     if arbitrary_time and model != "film":
         raise UsageError(f"--arbitrary-time trains film; {model} reads four frames and is trained at t = 0.5 only")
     for option, path in (("--data", data), ("--photos", photos)):
@@ -529,6 +536,7 @@ def train(
     cfg = TrainConfig(model=model, preset=preset, steps=steps, batch=batch, lr=lr, seed=seed,
                       precision=train_precision(precision, dev), prefetch=dev.type == "cuda",
                       finetune=str(finetune) if finetune else None,
+                      film_weights=str(film_weights) if film_weights else None,
                       data=DataConfig(crop=crop, max_frames=max_frames, motion_crops=motion_crops,
                                       arbitrary_time=arbitrary_time),
                       synth=SynthConfig(ratio=ratio),
@@ -584,13 +592,16 @@ def info(
     import json
 
     from framefill.checkpoint import load_safetensors, read_metadata
-    from framefill.models import architectures, default_weights
+    from framefill.models import NOT_SHIPPED, architectures, default_weights
 
     if weights is not None and weights.suffix.lower() != ".safetensors" and weights.exists():
         _describe_input(weights)
         return
     files = [weights] if weights else [default_weights(a) for a in architectures()]
     for f in files:
+        if weights is None and not f.exists() and f.stem in NOT_SHIPPED:
+            typer.echo(f"{f.stem}: {NOT_SHIPPED[f.stem]}")
+            continue
         if not f.exists():
             raise UsageError(f"{f} does not exist; name a weights file, a video or a frame folder: framefill info PATH")
         meta = read_metadata(f)

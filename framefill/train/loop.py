@@ -66,6 +66,7 @@ class TrainConfig:
     ckpt_every: int = 250  # steps between checkpoints
     val_every: int = 1000  # steps between validations (needs a val set)
     finetune: str | None = None  # start from these weights (safetensors) instead of random init
+    film_weights: str | None = None  # convlstm: its (frozen) film part from these film weights
     data: DataConfig = field(default_factory=DataConfig)
     synth: SynthConfig = field(default_factory=SynthConfig)  # synthetic triplets from photos, mixed in (synth.py)
     gan: GanConfig = field(default_factory=GanConfig)  # adversarial fine-tuning stage (gan.py), off by default
@@ -240,6 +241,8 @@ class Trainer:
             self.model, _ = load_model(Path(cfg.finetune), expect=cfg.model)
         else:
             self.model = build_model(cfg.model, cfg.preset)
+        if cfg.film_weights:
+            self.model.load_film(Path(cfg.film_weights))
         self.model.to(device).train()
         self.context = int(getattr(self.model, "context", 2))  # frames per sample the model reads
         if cfg.data.arbitrary_time:  # the model learns every time: its config (and so its export) says so
