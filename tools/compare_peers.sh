@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Quality and speed of framefill next to the peers of ../shared/tools/peers, in one run, on drop-frame
 # triplets (stride 1 and 2) of the validation clips (or any folder of clips: tools/motion_clips.py makes some).
-# framefill is film through the CLI, and convlstm (when weights/convlstm.safetensors is there) through
+# framefill is film through the CLI, and convlstm (when trained weights/convlstm.safetensors is there) through
 # tools/window_scores.py, which gives it each triplet's outer frames i - 2s and i + 4s from the clip.
 #   bash tools/compare_peers.sh [PEERS_DIR] [VAL_DIR] [COUNT]
 # Writes $OUT (default /tmp/framefill_compare): triplets, each peer's frames, results.json, framefill_core.json,
