@@ -27,13 +27,16 @@ def info(
     import json
 
     from framefill.checkpoint import load_safetensors, read_metadata
-    from framefill.models import architectures, default_weights
+    from framefill.models import NOT_SHIPPED, architectures, default_weights
 
     if weights is not None and weights.suffix.lower() != ".safetensors" and weights.exists():
         _describe_input(weights)
         return
     files = [weights] if weights else [default_weights(a) for a in architectures()]
     for f in files:
+        if weights is None and not f.exists() and f.stem in NOT_SHIPPED:
+            typer.echo(f"{f.stem}: {NOT_SHIPPED[f.stem]}")
+            continue
         if not f.exists():
             raise UsageError(f"{f} does not exist; name a weights file, a video or a frame folder: framefill info PATH")
         meta = read_metadata(f)

@@ -48,6 +48,9 @@ def train(
                                           "each output time directly instead of bisecting.")] = False,
     resume: Annotated[bool, _flag("--resume/--no-resume", help="Continue from OUT/last.pt if it exists.")] = True,
     finetune: Annotated[Path | None, typer.Option(help="Start from these weights (.safetensors).")] = None,
+    film_weights: Annotated[Path | None, typer.Option("--film-weights", show_default=False,
+                                                      help="convlstm: load its film part from these film weights "
+                                                           "(weights/film.safetensors); film stays frozen.")] = None,
     fusion_cues: Annotated[bool, _flag("--fusion-cues/--no-fusion-cues", help="film: give the fusion occlusion cues "
                                        "(warp disagreement, the fallback weight, forward-backward consistency) and "
                                        "a say in the fallback; from --finetune weights without them, the model "
@@ -77,6 +80,10 @@ def train(
     """
     if data is None and photos is None:
         raise UsageError("nothing to learn from; give --data (videos) and/or --photos (still photos)")
+    if film_weights is not None and model != "convlstm":
+        raise UsageError(f"--film-weights loads the film part of convlstm; {model} has none (use --finetune)")
+    if film_weights is not None and not film_weights.is_file():
+        raise UsageError(f"--film-weights {film_weights} does not exist; check the path")
     if arbitrary_time and model != "film":
         raise UsageError(f"--arbitrary-time trains film; {model} reads four frames and is trained at t = 0.5 only")
     if (fusion_cues or freeze_flow) and model != "film":
@@ -110,7 +117,7 @@ def train(
     cfg = TrainConfig(model=model, preset=preset, steps=steps, batch=batch, lr=lr, seed=seed,
                       precision=train_precision(precision, dev), prefetch=dev.type == "cuda",
                       finetune=str(finetune) if finetune else None, fusion_cues=fusion_cues,
-                      freeze_flow=freeze_flow,
+                      freeze_flow=freeze_flow, film_weights=str(film_weights) if film_weights else None,
                       data=DataConfig(crop=crop, max_frames=max_frames, motion_crops=motion_crops,
                                       arbitrary_time=arbitrary_time),
                       synth=SynthConfig(ratio=ratio),

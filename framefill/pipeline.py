@@ -24,7 +24,7 @@ from framefill.debug import DebugWriter
 from framefill.ffmpeg import DEEP_CODECS, OUTPUT_EXTS
 from framefill.frames import VideoError, is_image_file, read_image, transparency_note, write_image
 from framefill.interpolate import interpolate_frames, interpolate_pair
-from framefill.models import default_weights, load_model
+from framefill.models import NOT_SHIPPED, default_weights, load_model
 from framefill.montage import HeldInputs, side_by_side
 from framefill.schedule import InterpolationStats, ScheduleConfig, Timeline, is_windowed, out_fps_for
 from framefill.tiling import TileConfig
@@ -87,6 +87,8 @@ def load_interpolator(model: str, weights: Path | None, device: torch.device, dt
     """The shipped (or given) weights for ``model``, on ``device`` in ``dtype``, ready for inference."""
     path = Path(weights) if weights else default_weights(model)
     if not path.exists():
+        if weights is None and model in NOT_SHIPPED:
+            raise WeightsError(NOT_SHIPPED[model])
         hint = "pass --weights PATH" if weights is None else "check the path"
         raise WeightsError(f"weights not found: {path} ({hint})")
     net, _ = load_model(path, expect=model)
@@ -195,8 +197,7 @@ def interpolate_images(a: Path, b: Path, out: Path, net: torch.nn.Module, *, t: 
     return stats
 
 
-_NO_MAPS = ("--debug: four-frame models (convlstm) have no flow, blend mask or fallback weight to show; nothing is "
-            "written to {}")
+_NO_MAPS = ("--debug: pictures are not made for four-frame models (convlstm) yet; nothing is written to {}")
 
 
 def _check_extra_outputs(inputs: list[Path], out: Path, debug: Path | None, montage: Path | None) -> None:

@@ -474,7 +474,7 @@ def test_process_exits_2_with_one_error_line(work: Path, weights: Path, args: li
 
 @pytest.fixture(scope="session")
 def convlstm_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An untrained convlstm-tiny (about the blend of the middle two frames): enough for pipeline tests."""
+    """An untrained convlstm-tiny (its output is its film-tiny part's): enough for pipeline tests."""
     path = tmp_path_factory.mktemp("weights") / "convlstm-tiny.safetensors"
     save_model(path, build_model("convlstm", "convlstm-tiny"), architecture="convlstm")
     return path
@@ -510,6 +510,16 @@ def test_convlstm_refusals(work: Path, convlstm_weights: Path, weights: Path, ar
     assert_refused(result)
     assert message in plain(result.stderr)
     assert not (work / "out.mp4").exists()
+
+
+def test_convlstm_without_trained_weights_refuses_in_one_line(work: Path) -> None:
+    """No convlstm weights of the motion-compensated design are shipped yet: interp and info say so."""
+    result = runner.invoke(app, ["interp", "in.mp4", "out.mp4", "--model", "convlstm"])
+    assert_refused(result)
+    assert "not yet trained for its new design" in plain(result.stderr) and "--weights FILE" in plain(result.stderr)
+    assert not (work / "out.mp4").exists()
+    result = runner.invoke(app, ["info"])
+    assert result.exit_code == 0 and "convlstm: the shipped convlstm weights are not yet trained" in result.stdout
 
 
 def test_auto_precision_follows_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -22,7 +22,15 @@ from framefill.cli import app
 from framefill.frames import read_image, write_image
 from framefill.interpolate import InterpolationStats, ScheduleConfig, interpolate_frames, interpolate_pair, output_count
 from framefill.models import build_model, load_model
-from framefill.models.convlstm import ConvLSTMCell, ConvLSTMConfig, ConvLSTMNet
+from framefill.models.convlstm import (
+    PRESETS,
+    ConvLSTMCell,
+    ConvLSTMConfig,
+    ConvLSTMNet,
+    Refinement,
+    Synthesis,
+    align_window,
+)
 from framefill.tiling import TileConfig
 from framefill.train.data import DataConfig, TripletDataset, sample_indices, valid_triplets
 from framefill.train.loop import TrainConfig, Trainer, load_val, validate
@@ -54,56 +62,138 @@ def test_cell_state_shapes_and_zero_state_start():
         cell(x, (torch.zeros(2, 4, 8, 12), torch.zeros(2, 4, 8, 12)))
 
 
-def test_model_shapes_divisor_and_blend_start():
+def _with_live_heads(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """The model with both residual heads drawn at random (seeded): trained ones are not zero."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for head in (model.synthesis.head, model.refinement.head):
+            head.weight.copy_(0.3 * torch.randn(head.weight.shape, generator=gen))
+            head.bias.copy_(0.01 * torch.randn(head.bias.shape, generator=gen))
+    return model
+
+
+def test_model_shapes_divisor_and_untrained_output_is_films():
     torch.manual_seed(0)
     model = build_model("convlstm", "convlstm-tiny").eval()
     assert model.context == 4 and model.times == (0.5,) and model.divisor == 4
     frames = torch.rand(2, 4, 3, 16, 24)
     with torch.no_grad():
         out, aux = model(frames, return_aux=True)
+        film = model.film(frames[:, 1], frames[:, 2])
     assert out.shape == (2, 3, 16, 24) and aux["synth"].shape == (2, 3, 16, 24)
-    blend = 0.5 * (frames[:, 1] + frames[:, 2])
-    assert (out - blend).abs().max() < 0.05  # near-zero residual heads: untrained, it is about the blend
-    assert (out - blend).abs().max() > 0  # ... but not exactly
+    assert aux["aligned"].shape == (2, 4, 3, 16, 24) and aux["flow_10"].shape == aux["flow_01"].shape == (2, 2, 16, 24)
+    assert torch.equal(out, film) and torch.equal(aux["film"], film)  # zero heads: exactly film's frame
     with pytest.raises(ValueError, match="multiple of 4"):
         model(torch.rand(1, 4, 3, 18, 24))
     with pytest.raises(ValueError, match=r"\(N, 4, 3, H, W\)"):
         model(torch.rand(1, 3, 3, 16, 24))
     with pytest.raises(ValueError, match="space_to_depth"):
         ConvLSTMConfig(space_to_depth=0)
+    assert ConvLSTMConfig(space_to_depth=4, filters=(4, 8, 8)).divisor == 32  # film-s's 32 and 4 * 2**2 = 16
+
+
+def test_film_part_is_frozen_and_self_contained_in_the_weights_file(tmp_path: Path):
+    from framefill.checkpoint import WeightsError, save_model
+
+    model = build_model("convlstm", "convlstm-tiny")
+    assert not any(p.requires_grad for p in model.film.parameters())
+    assert all(p.requires_grad for p in model.synthesis.parameters())
+    film = build_model("film", "film-tiny")
+    with torch.no_grad():
+        film.fusion.head.bias.fill_(0.25)  # film weights that differ from the convlstm's own film part
+    save_model(tmp_path / "film.safetensors", film, architecture="film")
+    model.load_film(tmp_path / "film.safetensors")
+    assert torch.equal(model.film.fusion.head.bias, film.fusion.head.bias)
+    save_model(tmp_path / "convlstm.safetensors", model, architecture="convlstm")
+    loaded, _ = load_model(tmp_path / "convlstm.safetensors", expect="convlstm")
+    assert loaded.config == model.config and torch.equal(loaded.film.fusion.head.bias, film.fusion.head.bias)
+    save_model(tmp_path / "film-s.safetensors", build_model("film", "film-s"), architecture="film")
+    with pytest.raises(WeightsError, match="another config"):
+        model.load_film(tmp_path / "film-s.safetensors")
+
+
+def test_weights_of_the_old_flow_free_design_are_refused_in_one_line(tmp_path: Path):
+    from framefill.checkpoint import WeightsError, save_file
+
+    old = {"filters": [4, 8], "decoder_convs": 1, "refine_filters": 4, "refine_blocks": 1, "reduction": 4,
+           "spatial_kernel": 7, "head_init": 0.01, "space_to_depth": 2}  # the first design's config
+    path = tmp_path / "old.safetensors"
+    save_file({"synthesis.head.bias": torch.zeros(12)}, str(path),
+              metadata={"architecture": "convlstm", "config": json.dumps(old), "format": "pt"})
+    with pytest.raises(WeightsError, match="first, flow-free design") as e:
+        load_model(path)
+    assert "\n" not in str(e.value)
+
+
+def test_align_window_moves_every_frame_to_the_middle_time():
+    """A texture panning 2 px a frame: film's flows are -2 (I2 into I1) and +2 (I1 into I2) in x; warped by them,
+    all four frames show the texture where it is at t = 1.5. Copies (the scheduler's stand-ins) stay aligned."""
+    texture = torch.rand(1, 3, 16, 48)
+    frames = torch.stack([torch.roll(texture, 2 * k, dims=-1) for k in range(4)], dim=1)  # (1, 4, 3, 16, 48)
+    truth = torch.roll(texture, 3, dims=-1)  # t = 1.5: moved 3 px
+    flow_10 = torch.zeros(1, 2, 16, 48)
+    flow_10[:, 0] = -2.0
+    aligned = align_window(frames, flow_10, -flow_10)
+    inner = (..., slice(None), slice(4, -4))  # away from the borders, which warping clamps
+    for k in range(4):
+        assert torch.allclose(aligned[:, k][inner], truth[inner], atol=1e-5), k
+    ends = frames.clone()
+    ends[:, 0], ends[:, 3] = frames[:, 1], frames[:, 2]  # the start and the end of a clip
+    aligned = align_window(ends, flow_10, -flow_10)
+    assert torch.equal(aligned[:, 0], aligned[:, 1]) and torch.equal(aligned[:, 3], aligned[:, 2])
+
+
+def test_zero_state_start_of_the_synthesis():
+    """The ConvLSTM starts from zeros at I0: the skip after one step is the cell's step from the zero state."""
+    torch.manual_seed(0)
+    synthesis = build_model("convlstm", "convlstm-tiny").synthesis
+    seen: list[tuple[torch.Tensor, torch.Tensor]] = []
+    cell = synthesis.cells[0]
+    cell.register_forward_hook(lambda mod, args, out: seen.append(args[1]))
+    with torch.no_grad():
+        synthesis(torch.rand(1, 4, 3, 8, 8), torch.rand(1, 3, 8, 8))
+    assert len(seen) == 4 and not seen[0][0].any() and not seen[0][1].any() and seen[1][0].any()
 
 
 def test_golden_output_of_the_seeded_tiny_preset():
-    torch.manual_seed(0)
-    model = build_model("convlstm", "convlstm-tiny").eval()
-    frames = torch.rand(1, 4, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    """The ConvLSTM and refinement stages on a seeded window (film's own golden test pins film, which changes
+    apart; these stages are fed fixed aligned frames so that a change there does not move these numbers)."""
+    cfg = PRESETS["convlstm-tiny"]
+    torch.manual_seed(0)  # the stages alone: their initialisation does not depend on film's parameter count
+    model = torch.nn.Module()
+    model.synthesis, model.refinement = Synthesis(cfg), Refinement(cfg)
+    model = _with_live_heads(model.eval())
+    gen = torch.Generator().manual_seed(1)
+    aligned, base = torch.rand(1, 4, 3, 16, 16, generator=gen), torch.rand(1, 3, 16, 16, generator=gen)
     with torch.no_grad():
-        out, aux = model(frames, return_aux=True)
-    blend = 0.5 * (frames[:, 1] + frames[:, 2])
-    assert float(out.mean()) == pytest.approx(0.499042, abs=1e-5)
-    assert float((aux["synth"] - blend).sum()) == pytest.approx(-0.0048230, rel=2e-3)  # the synthesis residual
-    assert float((out - aux["synth"]).sum()) == pytest.approx(0.228114, rel=2e-3)  # the refinement residual
+        residual = model.synthesis(aligned, base)
+        refined = model.refinement(base + residual, aligned[:, 1], aligned[:, 2])
+    assert float(residual.mean()) == pytest.approx(GOLDEN[0], abs=1e-5)
+    assert float(residual.abs().sum()) == pytest.approx(GOLDEN[1], rel=2e-4)
+    assert float((refined - base - residual).sum()) == pytest.approx(GOLDEN[2], rel=2e-4)
 
 
-def test_bf16_weights_keep_the_blend_and_output_in_float32():
-    """Converted to bf16, the convolutions run in bf16; the blend, the residual sums and the output stay float32."""
+GOLDEN = (0.0248334, 43.72743, 114.01406)  # residual mean, its absolute sum, the refinement's sum
+
+
+def test_bf16_weights_keep_film_and_output_in_float32():
+    """Converted to bf16, the convolutions run in bf16; film's geometry, the residual sums and the output float32."""
     torch.manual_seed(0)
-    model = ConvLSTMNet(ConvLSTMConfig(filters=(4, 8), refine_filters=4, refine_blocks=1, head_init=1.0)).eval()
+    model = _with_live_heads(build_model("convlstm", "convlstm-tiny").eval())
     frames = torch.rand(1, 4, 3, 16, 16)
     with torch.no_grad():
         ref, ref_aux = model(frames, return_aux=True)
         out, aux = model.to(torch.bfloat16)(frames, return_aux=True)
     assert out.dtype == torch.float32 and aux["synth"].dtype == torch.float32
     assert (out - ref).abs().mean().item() < 5e-3 and (out - ref).abs().max().item() < 0.05
-    blend = 0.5 * (frames[:, 1] + frames[:, 2])
-    residual, ref_residual = aux["synth"] - blend, ref_aux["synth"] - blend
+    residual, ref_residual = aux["synth"] - aux["film"], ref_aux["synth"] - ref_aux["film"]
     assert residual.abs().max() > 0.01 and (residual - ref_residual).abs().max().item() < 0.05
 
 
 def test_time_runs_forward_through_the_window():
     """The synthesis reads its frames in order: swapping I0 and I3 changes the output (an LSTM, not a mean)."""
     torch.manual_seed(0)
-    model = ConvLSTMNet(ConvLSTMConfig(filters=(4, 8), refine_filters=4, refine_blocks=1, head_init=1.0)).eval()
+    model = _with_live_heads(build_model("convlstm", "convlstm-tiny").eval())
     frames = torch.rand(1, 4, 3, 16, 16)
     with torch.no_grad():
         a = model(frames)
@@ -168,6 +258,36 @@ def test_scene_cut_frames_are_never_in_a_window():
     assert all(np.array_equal(c, shot_b[0]) for c in cut) and not any(id(c) in a_ids for c in cut)
     for w in probe.seen:  # each window is from one shot (shot b is darker than shot a everywhere but noise)
         assert max(w) < 150 or min(w) > 50
+
+
+class Recording(ConvLSTMNet):
+    """convlstm-tiny that keeps, per window, whether each outer aligned frame is its neighbour's (a stand-in)."""
+
+    def __init__(self) -> None:
+        super().__init__(build_model("convlstm", "convlstm-tiny").config)
+        self.stand_ins: list[tuple[bool, bool]] = []
+
+    def forward(self, frames: torch.Tensor, return_aux: bool = False):
+        out, aux = super().forward(frames, return_aux=True)
+        a = aux["aligned"]
+        self.stand_ins += [(torch.equal(w[0], w[1]), torch.equal(w[3], w[2])) for w in a]
+        return (out, aux) if return_aux else out
+
+
+def test_aligned_windows_at_clip_ends_and_cuts_through_the_scheduler():
+    """Through the four-frame scheduler: the first pair's I0 and the last pair's I3, and the outer frames across a
+    scene cut, are stand-ins aligned as their neighbours; every other window has four distinct aligned frames."""
+    torch.manual_seed(0)
+    model = Recording().eval()
+    rng = np.random.default_rng(0)
+    shot_a = [np.clip(rng.normal(60 + 4 * k, 20, (16, 24, 3)), 0, 255).astype(np.uint8) for k in range(4)]
+    shot_b = [np.clip(rng.normal(190 - 4 * k, 20, (16, 24, 3)), 0, 255).astype(np.uint8) for k in range(4)]
+    stats = InterpolationStats()
+    out = list(interpolate_frames(shot_a + shot_b, 24, model, ScheduleConfig(factor=2, batch_size=1), stats=stats))
+    assert stats.scene_cuts == 1 and len(out) == 15
+    # Pairs 0-2 in shot a, 3 the cut (copied, no model call), 4-6 in shot b; one window each, in order.
+    assert model.stand_ins == [(True, False), (False, False), (False, True),
+                               (True, False), (False, False), (False, True)]
 
 
 @pytest.mark.parametrize("kw", [{"factor": 2}, {"factor": 4}, {"factor": 8}, {"factor": 3}, {"fps": Fraction(60)},
@@ -256,7 +376,9 @@ def test_training_steps_lower_the_loss(data_dir: Path, tmp_path: Path):
     rng = np.random.default_rng(0)
     batch = torch.stack([trainer.dataset.sample(rng) for _ in range(2)])  # (2, 5, 3, 32, 32)
     assert batch.shape == (2, 5, 3, 32, 32)
+    film = {k: v.clone() for k, v in trainer.model.film.state_dict().items()}
     records = [trainer.train_step(batch) for _ in range(30)]
+    assert all(torch.equal(film[k], v) for k, v in trainer.model.film.state_dict().items())  # film stays frozen
     totals = [r["total"] for r in records]
     assert all(math.isfinite(t) for t in totals) and "synth" in records[0] and "warp" not in records[0]
     assert np.mean(totals[-5:]) < 0.95 * np.mean(totals[:5]), totals

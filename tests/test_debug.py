@@ -230,7 +230,7 @@ def test_convlstm_debug_warns_and_writes_nothing(work: Path, tmp_path: Path) -> 
     write_clip(work / "in.mkv", list(moving_square(n=4)), options=LOSSLESS)
     result = interp(weights, "in.mkv", "out.mkv", "--model", "convlstm", "--debug", "dbg", "--montage", "side.mkv")
     assert result.exit_code == 0, result.output
-    assert "warning: --debug: four-frame models (convlstm) have no flow" in plain(result.stderr)
+    assert "warning: --debug: pictures are not made for four-frame models (convlstm)" in plain(result.stderr)
     assert not (work / "dbg").exists()
     assert len(frames_of(work / "side.mkv")) == len(frames_of(work / "out.mkv")) == 7
 

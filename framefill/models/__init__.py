@@ -25,6 +25,12 @@ REGISTRY: dict[str, tuple[type, type, dict]] = {
     "convlstm": (ConvLSTMConfig, ConvLSTMNet, CONVLSTM_PRESETS),
 }
 DEFAULT_PRESET = {"film": "film-s", "convlstm": "convlstm-s"}
+# Architectures without shipped weights, and the one line that says so when they are asked for without --weights.
+NOT_SHIPPED = {
+    "convlstm": "the shipped convlstm weights are not yet trained for its new design (film's flows with a ConvLSTM "
+                "residual, issue 15); use the default model, or train convlstm (README: Training) and give "
+                "--weights FILE",
+}
 
 
 def shipped_weights_dir() -> Path:
@@ -82,8 +88,12 @@ def load_model(path: Path, *, expect: str | None = None) -> tuple[torch.nn.Modul
         raise WeightsError(f"{path} does not name a known architecture (got {arch!r}); is it a framefill file?")
     if expect is not None and arch != expect:
         raise WeightsError(f"{path} holds a {arch!r} model, not {expect!r}")
+    config = json.loads(meta.get("config", "{}"))
+    refuse = getattr(REGISTRY[arch][1], "refuse_config", None)  # a file of an older design of the architecture
+    if refuse is not None and (reason := refuse(config)):
+        raise WeightsError(f"{path} {reason}")
     try:
-        model = build_model(arch, config=json.loads(meta.get("config", "{}")))
+        model = build_model(arch, config=config)
     except (ValueError, TypeError) as e:
         raise WeightsError(f"{path}: bad config in metadata: {e}") from None
     own = model.state_dict()

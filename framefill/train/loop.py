@@ -69,6 +69,7 @@ class TrainConfig:
     fusion_cues: bool = False  # film: give the fusion the occlusion cues (Film.with_cues keeps the start's output)
     freeze_flow: bool = False  # film: train the fusion alone; the feature extractor and flow stay as they start
     # (no backward through the flow pyramid: a step costs about the fusion's share; the warp loss is skipped)
+    film_weights: str | None = None  # convlstm: its (frozen) film part from these film weights
     data: DataConfig = field(default_factory=DataConfig)
     synth: SynthConfig = field(default_factory=SynthConfig)  # synthetic triplets from photos, mixed in (synth.py)
     gan: GanConfig = field(default_factory=GanConfig)  # adversarial fine-tuning stage (gan.py), off by default
@@ -84,6 +85,8 @@ def initial_model(cfg: TrainConfig) -> torch.nn.Module:
         model, _ = load_model(Path(cfg.finetune), expect=cfg.model)
     else:
         model = build_model(cfg.model, cfg.preset)
+    if cfg.film_weights:
+        model.load_film(Path(cfg.film_weights))
     if cfg.fusion_cues or cfg.freeze_flow:
         if not hasattr(model, "with_cues"):
             raise ValueError(f"--fusion-cues and --freeze-flow are for film, not {cfg.model}")
