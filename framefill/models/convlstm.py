@@ -50,6 +50,7 @@ Size divisibility: H and W must be multiples of ``ConvLSTMConfig.divisor`` (the 
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -302,15 +303,21 @@ class ConvLSTMNet(nn.Module):
     def load_film(self, path: Path) -> None:
         """Load the film part from a film weights file (``framefill train --film-weights``); its config must be
         this model's ``config.film``."""
-        from framefill.checkpoint import WeightsError
-        from framefill.models import load_model
+        from framefill.checkpoint import WeightsError, load_safetensors  # (not the model registry: it imports us)
 
-        film, _ = load_model(Path(path), expect="film")
-        if film.config != self.config.film:
-            diff = {k: v for k, v in film.config.to_dict().items() if self.config.film.to_dict()[k] != v}
+        tensors, meta = load_safetensors(Path(path))
+        if meta.get("architecture") != "film":
+            raise WeightsError(f"{path} holds a {meta.get('architecture')!r} model, not 'film'")
+        try:
+            config = FilmConfig(**json.loads(meta.get("config", "{}")))
+        except (ValueError, TypeError) as e:
+            raise WeightsError(f"{path}: bad film config in metadata: {e}") from None
+        if config != self.config.film:
+            diff = {k: v for k, v in config.to_dict().items() if self.config.film.to_dict()[k] != v}
             raise WeightsError(f"{path} is a film of another config than this convlstm's film part (differs in "
                                f"{sorted(diff)}); pick the convlstm preset that matches it")
-        self.film.load_state_dict(film.state_dict())
+        own = self.film.state_dict()
+        self.film.load_state_dict({k: v.to(own[k].dtype) for k, v in tensors.items()})
 
     def forward(self, frames: torch.Tensor, return_aux: bool = False):
         if frames.dim() != 5 or frames.shape[1] != FRAMES or frames.shape[2] != 3:
