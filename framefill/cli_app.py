@@ -101,7 +101,7 @@ app = typer.Typer(
 
 
 def _parse_fps(text: str, option: str = "--fps") -> Fraction:
-    from framefill.ffmpeg import parse_rate
+    from framefill.ffmpeg_banner import parse_rate
 
     try:
         return parse_rate(text)

@@ -21,7 +21,7 @@ import torch
 from framefill.allocator import keep_freed_memory
 from framefill.checkpoint import WeightsError
 from framefill.debug import DebugWriter
-from framefill.ffmpeg import DEEP_CODECS, OUTPUT_EXTS
+from framefill.ffmpeg_args import DEEP_CODECS, OUTPUT_EXTS
 from framefill.frames import VideoError, is_image_file, read_image, transparency_note, write_image
 from framefill.interpolate import interpolate_frames, interpolate_pair
 from framefill.models import NOT_SHIPPED, default_weights, load_model

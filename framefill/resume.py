@@ -36,7 +36,8 @@ from pathlib import Path
 import torch
 
 from framefill import __version__
-from framefill.ffmpeg import ALIAS, OUTPUT_EXTS, Ffmpeg, carry_args, file_arg, relevant, scan
+from framefill.ffmpeg import Ffmpeg, file_arg, relevant, scan
+from framefill.ffmpeg_args import ALIAS, OUTPUT_EXTS, carry_args
 from framefill.frames import VideoError, check_parent, publish_mode
 from framefill.pipeline import JobReport, _keeps_depth, _timing_warnings, uneven_timing
 from framefill.schedule import InterpolationStats, ScheduleConfig, Timeline, is_windowed, out_fps_for

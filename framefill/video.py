@@ -1,7 +1,8 @@
 """Streaming video decode and encode through imageio-ffmpeg's bundled ffmpeg, plus folders of frames.
 
-The public API of framefill's I/O. The ffmpeg processes and their arguments live in ``framefill.ffmpeg``,
-images and frame folders in ``framefill.frames``; both are re-exported here where public.
+The public API of framefill's I/O. The ffmpeg processes live in ``framefill.ffmpeg``, their arguments in
+``ffmpeg_args``, and what ffmpeg prints about a file is read in ``ffmpeg_banner``; images and frame folders are in
+``framefill.frames``. What is public of them is re-exported here.
 
 Conventions:
     - Frames are ``(H, W, 3)`` uint8 RGB numpy arrays, one at a time: readers are generators and writers take
@@ -43,17 +44,15 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
-from framefill.ffmpeg import (
+from framefill.ffmpeg import Encoder, decode, scan
+from framefill.ffmpeg_args import EncodeOptions
+from framefill.ffmpeg_banner import (
     BT709,
     Colour,
-    EncodeOptions,
-    Encoder,
     bit_depth,
-    decode,
     is_interlaced,
     parse_rate,
     pick_rate,
-    scan,
     stream_colour,
     timing_drift,
     untagged_matrix,

@@ -37,7 +37,7 @@ from typer.testing import CliRunner, Result
 import framefill.pipeline
 from framefill.checkpoint import save_model
 from framefill.cli import app
-from framefill.ffmpeg import Colour
+from framefill.ffmpeg_banner import Colour
 from framefill.frames import transparency_note
 from framefill.interpolate import output_count
 from framefill.models import build_model

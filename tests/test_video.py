@@ -30,12 +30,11 @@ from conftest import (
     write_clip,
 )
 
-from framefill.ffmpeg import (
+from framefill.ffmpeg import decode, scan
+from framefill.ffmpeg_banner import (
     Colour,
     bit_depth,
-    decode,
     packet_times,
-    scan,
     stream_colour,
     timing_drift,
     untagged_matrix,
