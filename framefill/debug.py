@@ -41,7 +41,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from framefill.frames import FrameFolderWriter
+from framefill.frames import CommitOnExit, FrameFolderWriter
 
 log = logging.getLogger(__name__)
 
@@ -172,7 +172,7 @@ def picture_stems(frame: ModelFrame) -> list[str]:
     return [f"out{k:06d}_{at}" for k in frame.outputs]
 
 
-class DebugWriter:
+class DebugWriter(CommitOnExit):
     """Writes the pictures of every ``ModelFrame`` it is called with into the folder ``path``, atomically.
 
     The pictures go into a hidden temporary folder beside ``path``, renamed onto it by ``close()`` (as frame folder
@@ -208,12 +208,3 @@ class DebugWriter:
     def abort(self) -> None:
         """Delete the pictures written so far; ``path`` is left as it was."""
         self._folder.abort()
-
-    def __enter__(self) -> DebugWriter:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()

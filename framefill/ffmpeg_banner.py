@@ -81,6 +81,18 @@ def _simplest(value: Fraction, tol: Fraction) -> Fraction:
     return value.limit_denominator(1001)
 
 
+def as_rate(value: Fraction | int | float | str) -> Fraction:
+    """A positive exact frame rate from a Fraction, int, or a float or string read like ffmpeg's (29.97 = NTSC).
+
+    Raises:
+        ValueError: if ``value`` is not a positive rate.
+    """
+    rate = parse_rate(str(value)) if isinstance(value, float | str) else Fraction(value)
+    if rate <= 0:
+        raise ValueError(f"a frame rate must be positive, got {value}")
+    return rate
+
+
 def pick_rate(stream_line: str) -> Fraction:
     rates = {}
     for kind in ("fps", "tbr"):

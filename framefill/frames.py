@@ -14,6 +14,7 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -22,6 +23,9 @@ IMAGE_EXTS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp
 # What folder discovery (train --data, eval --data) takes for a video file; ffmpeg reads them all.
 VIDEO_EXTS = frozenset({".mp4", ".m4v", ".mkv", ".mov", ".webm", ".avi", ".ts", ".mts", ".m2ts", ".mpg", ".mpeg",
                         ".wmv", ".flv", ".gif", ".y4m", ".3gp"})
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
 FRAME_PATTERN = "frame_{:06d}.png"  # names of the frames a FrameFolderWriter writes, counted from 1
 
 
@@ -167,7 +171,26 @@ def write_image(path: Path, img: np.ndarray) -> None:
         raise
 
 
-class FrameFolderWriter:
+class CommitOnExit:
+    """``with`` support for atomic writers: ``close()`` (commit) on a clean exit, ``abort()`` on an exception."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+class FrameFolderWriter(CommitOnExit):
     """Writes ``frame_000001.png``, ``frame_000002.png``, ... into a folder, atomically.
 
     Frames go into a hidden temporary folder beside ``path``; ``close()`` renames it onto ``path``.

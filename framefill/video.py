@@ -1,8 +1,10 @@
 """Streaming video decode and encode through imageio-ffmpeg's bundled ffmpeg, plus folders of frames.
 
-The public API of framefill's I/O. The ffmpeg processes live in ``framefill.ffmpeg``, their arguments in
-``ffmpeg_args``, and what ffmpeg prints about a file is read in ``ffmpeg_banner``; images and frame folders are in
-``framefill.frames``. What is public of them is re-exported here.
+The public API of framefill's I/O: probing and reading here (``probe``, ``FrameSource``), and re-exported from
+the modules that do the rest: writing in ``video_sink`` (``FrameSink``), background threads in ``background``
+(``prefetch``, ``ThreadedSink``), the ffmpeg processes in ``ffmpeg``, their arguments in ``ffmpeg_args``
+(``EncodeOptions``), what ffmpeg prints about a file in ``ffmpeg_banner`` (``parse_rate``, ``as_rate``), images and
+frame folders in ``frames``.
 
 Conventions:
     - Frames are ``(H, W, 3)`` uint8 RGB numpy arrays, one at a time: readers are generators and writers take
@@ -30,25 +32,23 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
-import os
-import queue
 import re
-import threading
 import weakref
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import closing, suppress
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
-from framefill.ffmpeg import Encoder, decode, scan
+from framefill.background import ThreadedSink, prefetch
+from framefill.ffmpeg import decode, scan
 from framefill.ffmpeg_args import EncodeOptions
 from framefill.ffmpeg_banner import (
     BT709,
     Colour,
+    as_rate,
     bit_depth,
     is_interlaced,
     parse_rate,
@@ -59,15 +59,14 @@ from framefill.ffmpeg_banner import (
 )
 from framefill.frames import (
     IMAGE_EXTS,
-    FrameFolderWriter,
     VideoError,
-    check_frame,
     is_image_file,
     list_images,
     read_image,
     transparency_note,
     write_image,
 )
+from framefill.video_sink import FrameSink
 
 __all__ = [
     "IMAGE_EXTS", "EncodeOptions", "FrameSink", "FrameSource", "ThreadedSink", "VideoError", "VideoInfo",
@@ -75,10 +74,6 @@ __all__ = [
 ]  # fmt: skip
 
 log = logging.getLogger(__name__)
-if TYPE_CHECKING:
-    from typing_extensions import Self
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -145,18 +140,6 @@ def probe(path: Path, *, count_frames: bool = True) -> VideoInfo:
     return VideoInfo(width, height, fps, n_frames, duration, has_audio, has_subtitles, video.codec, sar,
                      untagged_matrix(video.text), tuple(times) if times else None, stream_colour(video.text),
                      is_interlaced(video.text), bit_depth(video.text))
-
-
-def as_rate(value: Fraction | int | float | str) -> Fraction:
-    """A positive exact frame rate from a Fraction, int, or a float or string read like ffmpeg's (29.97 = NTSC).
-
-    Raises:
-        ValueError: if ``value`` is not a positive rate.
-    """
-    rate = parse_rate(str(value)) if isinstance(value, float | str) else Fraction(value)
-    if rate <= 0:
-        raise ValueError(f"a frame rate must be positive, got {value}")
-    return rate
 
 
 class FrameSource:
@@ -233,241 +216,3 @@ class FrameSource:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _is_folder_path(path: Path | str) -> bool:
-    text = os.fspath(path)
-    return text.endswith(("/", os.sep)) or Path(text).is_dir() or not Path(text).suffix
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return a.resolve() == b.resolve()
-
-
-class _CommitOnExit:
-    """``with`` support for writers: ``close()`` (commit) on a clean exit, ``abort()`` on an exception."""
-
-    def close(self) -> None:
-        raise NotImplementedError
-
-    def abort(self) -> None:
-        raise NotImplementedError
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
-
-
-class FrameSink(_CommitOnExit):
-    """Writes ``(H, W, 3)`` uint8 RGB frames to a video file or a folder of PNGs, atomically.
-
-    The output appears at ``path`` only when ``close()`` succeeds; ``abort()``, an exception inside the
-    ``with`` block, a Ctrl-C or a failed ``close()`` delete the temporary output and stop ffmpeg. A path that
-    is an existing folder, ends in ``/`` or has no extension is a folder of frames (``frame_000001.png``, ...).
-
-    Args:
-        path: output video file or folder.
-        width: frame width in pixels.
-        height: frame height in pixels.
-        fps: exact output frame rate.
-        options: video encoding options; default ``EncodeOptions.for_path(path)``. Ignored for folders.
-        audio_from: a file whose audio and subtitles to carry into the output (video files only).
-        overwrite: replace an existing output.
-        source: the input being read, refused as the output like ``audio_from``.
-        sar: the pixel aspect ratio to store (``VideoInfo.sar`` of the input), so that players stretch the output
-            as they stretch the input; ignored for folders.
-        colour: the colour description to encode with and store (``VideoInfo.colour`` of the input); ignored for
-            folders and RGB codecs.
-        deep: frames are uint16 arrays, encoded with 10 bits (yuv420p10le unless ``options`` name a format);
-            video files with libx264, libx265 or libvpx-vp9 only.
-
-    Raises:
-        VideoError: if the output exists (without ``overwrite``) or is the input, if its folder is missing or
-            unwritable, or if the container cannot hold the chosen codec.
-    """
-
-    def __init__(
-        self,
-        path: Path,
-        *,
-        width: int,
-        height: int,
-        fps: Fraction,
-        options: EncodeOptions | None = None,
-        audio_from: Path | None = None,
-        overwrite: bool = False,
-        source: Path | None = None,
-        sar: Fraction = Fraction(1),
-        colour: Colour = BT709,
-        deep: bool = False,
-    ) -> None:
-        folder = _is_folder_path(path)
-        if deep and folder:
-            raise ValueError("deep (16-bit) frames go to video files only")
-        self.dtype = np.uint16 if deep else np.uint8
-        self.path = Path(path)
-        if width < 1 or height < 1:
-            raise ValueError(f"need a positive size, got {width}x{height}")
-        for other in (audio_from, source):
-            if other is not None and _same_file(self.path, Path(other)):
-                raise VideoError(f"the output {self.path} is the input; choose another output path")
-        self.width, self.height, self.fps = width, height, as_rate(fps)
-        self.frames_written = 0
-        self.warnings: list[str] = []  # what could not be carried over, ffmpeg's warnings
-        self._closed = False
-        if folder:
-            self._impl: FrameFolderWriter | Encoder = FrameFolderWriter(self.path, overwrite=overwrite)
-        else:
-            if self.path.exists() and not overwrite:
-                raise VideoError(f"{self.path} exists; use --force to overwrite")
-            opts = options or EncodeOptions.for_path(self.path)
-            self._impl = Encoder(self.path, (width, height), self.fps, opts, audio_from, self.warnings, Fraction(sar),
-                                 colour, deep)
-
-    def write(self, frame: np.ndarray) -> None:
-        """Append a frame, an ``(H, W, 3)`` uint8 RGB array of the sink's size."""
-        if self._closed:
-            raise RuntimeError(f"FrameSink for {self.path} is closed")
-        self._impl.write(check_frame(frame, self.width, self.height, self.dtype))
-        self.frames_written += 1
-
-    def close(self) -> None:
-        """Finish the output and move it onto ``path``; on failure delete it and raise VideoError."""
-        if self._closed:
-            return
-        self._closed = True
-        try:
-            if self.frames_written == 0:
-                raise VideoError(f"no frames were written to {self.path}; the input gave none")
-            self._impl.close()
-        except BaseException:
-            self._impl.abort()
-            raise
-
-    def abort(self) -> None:
-        """Stop writing and delete the temporary output; ``path`` is left as it was."""
-        self._closed = True
-        self._impl.abort()
-
-
-
-_END = object()
-
-
-class ThreadedSink(_CommitOnExit):
-    """A FrameSink that encodes on a background thread behind a bounded queue, overlapping encode with compute.
-
-    ``write()`` only enqueues, so a frame must not be modified after it is written. An error of the encoding
-    thread is raised by the next ``write()`` and by ``close()``.
-
-    Args:
-        sink: the sink to write into; ThreadedSink closes or aborts it.
-        depth: frames the queue holds before ``write()`` waits.
-    """
-
-    def __init__(self, sink: FrameSink, depth: int = 8) -> None:
-        self.sink = sink
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=depth)
-        self._error: BaseException | None = None
-        self._dropping = False  # set by abort(): discard queued frames instead of encoding them
-        self._closed = False
-        self._thread = threading.Thread(target=self._run, name="framefill-encode", daemon=True)
-        self._thread.start()
-
-    @property
-    def frames_written(self) -> int:
-        """Frames encoded so far (all frames written, once closed)."""
-        return self.sink.frames_written
-
-    def _run(self) -> None:
-        while (frame := self._queue.get()) is not _END:
-            if self._error is None and not self._dropping:
-                try:
-                    self.sink.write(frame)
-                except BaseException as e:  # kept for the caller; go on draining so write() never blocks
-                    self._error = e
-
-    def write(self, frame: np.ndarray) -> None:
-        """Queue a frame, an ``(H, W, 3)`` uint8 RGB array, for encoding."""
-        if self._closed:
-            raise RuntimeError(f"ThreadedSink for {self.sink.path} is closed")
-        if self._error is not None:
-            raise self._error
-        self._queue.put(check_frame(frame, self.sink.width, self.sink.height, self.sink.dtype))
-
-    def _join(self) -> None:
-        self._closed = True
-        if self._thread.is_alive():
-            self._queue.put(_END)
-            self._thread.join()
-
-    def close(self) -> None:
-        """Encode the queued frames and close the sink; re-raise the encoding thread's error, if any."""
-        try:
-            self._join()
-        except BaseException:
-            self.abort()
-            raise
-        if self._error is not None:
-            self.sink.abort()
-            raise self._error
-        self.sink.close()
-
-    def abort(self) -> None:
-        """Drop queued frames and abort the sink."""
-        self._dropping = True
-        self._join()
-        self.sink.abort()
-
-
-
-def prefetch(it: Iterable[T], depth: int = 8) -> Iterator[T]:
-    """Run ``it`` on a background thread, ``depth`` items ahead, to overlap e.g. decoding with compute.
-
-    An exception of ``it`` is re-raised here. If the consumer stops early (``close()`` on this generator, or
-    it is garbage-collected) the thread stops and closes ``it``, which stops a FrameSource's ffmpeg.
-    """
-    if depth < 1:
-        raise ValueError(f"depth must be at least 1, got {depth}")
-    items: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def put(message: tuple[str, Any]) -> bool:
-        while not stop.is_set():
-            with suppress(queue.Full):
-                items.put(message, timeout=0.05)
-                return True
-        return False
-
-    def produce() -> None:
-        source = iter(it)
-        try:
-            if all(put(("item", item)) for item in source):
-                put(("end", None))
-        except BaseException as e:
-            put(("error", e))
-        finally:
-            if close := getattr(source, "close", None):
-                close()
-
-    thread = threading.Thread(target=produce, name="framefill-prefetch", daemon=True)
-    thread.start()
-    try:
-        while True:
-            kind, value = items.get()
-            if kind == "end":
-                return
-            if kind == "error":
-                raise value
-            yield value
-    finally:
-        stop.set()
-        thread.join()
