@@ -20,7 +20,7 @@ Memory, over the timed calls:
 Per pixel: ``rise_bytes_per_px`` is the rise over the padded pixels of the batch (``B/px``): on CUDA the model's
 working memory per pixel of one pair; on the CPU it reads low, since after the warm-up calls the allocator
 reuses memory it already holds. ``est_bytes_per_px`` (``est B/px``) is what ``--max-memory`` plans with
-(``framefill.tiling.bytes_per_pixel``, measured on a small probe call; on the CPU the tensors' peak times 2):
+(``framefill.memory.bytes_per_pixel``, measured on a small probe call; on the CPU the tensors' peak times 2):
 on CUDA the two should agree within a few percent.
 
 torch.compile (``compile=True``): each model is also compiled (``dynamic=False``, fresh per measurement) and
@@ -57,10 +57,10 @@ from framefill import __version__
 from framefill.allocator import keep_freed_memory
 from framefill.checkpoint import WeightsError, read_metadata
 from framefill.interpolate import HALF, InterpolationStats, ScheduleConfig, _Runner
+from framefill.memory import bytes_per_pixel
 from framefill.models import REGISTRY, build_model, default_weights, load_model
 from framefill.models.layers import pad_to_multiple
 from framefill.pipeline import PRECISIONS, StageTimes, cpu_has_native_bf16, interpolate_video, resolve_dtype
-from framefill.tiling import bytes_per_pixel
 from framefill.video import FrameSink
 from framefill.windows import is_windowed
 

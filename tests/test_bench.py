@@ -280,4 +280,4 @@ def test_keeping_freed_memory_stops_large_tensors_faulting_their_pages_in_again(
     assert kept and not off
     assert faults_off >= 9 * pages  # every tensor maps fresh pages and faults them in
     assert faults <= pages  # the heap's pages are reused
-    assert held >= 1 << 26 and held_off == 0  # and counted as room for the next call (tiling.device_headroom)
+    assert held >= 1 << 26 and held_off == 0  # and counted as room for the next call (memory.device_headroom)

@@ -17,23 +17,20 @@ import torch.nn.functional as F
 from conftest import assert_one_error, make_clip, plain, psnr
 from typer.testing import CliRunner
 
-import framefill.tiling
+import framefill.memory
 from framefill.checkpoint import save_model
 from framefill.cli import UsageError, app, parse_memory
 from framefill.interpolate import InterpolationStats, ScheduleConfig, interpolate_frames, interpolate_pair
+from framefill.memory import CPU_OVERHEAD, TensorBytes, bytes_per_pixel, device_headroom
 from framefill.models import build_model
 from framefill.models.film import build_film
 from framefill.tiling import (
-    CPU_OVERHEAD,
-    TensorBytes,
     TileConfig,
     TileGrid,
     Tiler,
     axis_starts,
     axis_weights,
-    bytes_per_pixel,
     default_overlap,
-    device_headroom,
     plan_grid,
     run_tiles,
 )
@@ -238,7 +235,7 @@ def test_a_call_planned_under_a_budget_stays_under_it(caplog: pytest.LogCaptureF
 
     With ``CPU_OVERHEAD`` at 1 the estimate is in the tracker's own units, so the tracked peak must stay under the
     budget, and close to it (the plan uses the room it has)."""
-    monkeypatch.setattr(framefill.tiling, "CPU_OVERHEAD", 1.0)
+    monkeypatch.setattr(framefill.memory, "CPU_OVERHEAD", 1.0)
     torch.manual_seed(0)
     model = build_film("film-tiny").eval()
     x0, x1 = torch.rand(2, 2, 3, 76, 136).unbind(0)  # two pairs of 136x76 frames
@@ -292,10 +289,10 @@ def test_interpolate_frames_under_a_budget_keeps_counts_and_sizes() -> None:
 
 def test_cpu_headroom_counts_the_memory_malloc_keeps_for_reuse(monkeypatch: pytest.MonkeyPatch) -> None:
     gib = 2**30
-    monkeypatch.setattr(framefill.tiling, "_meminfo_available", lambda: gib)
-    monkeypatch.setattr(framefill.tiling, "held_free_bytes", lambda: 0)
+    monkeypatch.setattr(framefill.memory, "_meminfo_available", lambda: gib)
+    monkeypatch.setattr(framefill.memory, "held_free_bytes", lambda: 0)
     alone = device_headroom(torch.device("cpu"))
-    monkeypatch.setattr(framefill.tiling, "held_free_bytes", lambda: gib // 2)  # freed tensors of earlier frames
+    monkeypatch.setattr(framefill.memory, "held_free_bytes", lambda: gib // 2)  # freed tensors of earlier frames
     assert alone == int(gib * 0.9) - 256 * 2**20
     assert device_headroom(torch.device("cpu")) == int(1.5 * gib * 0.9) - 256 * 2**20
 
