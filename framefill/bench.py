@@ -1,37 +1,10 @@
 """Speed and memory of the interpolation models: the model alone, and end to end as ``framefill interp`` runs it.
 
-Model alone. ``model(img0, img1)`` (four-frame models: ``model(windows)``) on random frames of each size, padded
-to the model's multiple as the scheduler pads them, ``batch`` pairs per call, under ``torch.inference_mode()``,
-called through the scheduler's own runner (``interpolate._Runner.call``: channels_last on the CPU, the time argument
-for models that take one), untiled. Frames are float32 whatever the
-precision, as the scheduler gives them: the models convert them for their convolutions. ``warmup`` untimed calls, then
-``repeat`` timed ones, with ``torch.cuda.synchronize()`` before and after each on CUDA; the median is reported
-(every time is in the JSON). Frames per second = ``batch / median``. Speed does not depend on the weights, so a
-preset without matching shipped weights is timed with random ones (the ``weights`` column says which).
-
-Memory, over the timed calls:
-- CUDA: ``torch.cuda.max_memory_allocated()`` after ``reset_peak_memory_stats()``: tensors torch allocated,
-  weights included; not the caching allocator's spare memory or the CUDA context.
-- CPU: the peak resident set size of the whole process (Python, torch and the weights included) during the
-  calls, read from VmHWM after resetting it through ``/proc/self/clear_refs`` (Linux), and its rise over the
-  resident size just before them: the rise is the model's working memory. Where that reset is not possible,
-  the process's lifetime peak (``getrusage``) is given instead, which never goes down; ``memory_kind`` says
-  which.
-Per pixel: ``rise_bytes_per_px`` is the rise over the padded pixels of the batch (``B/px``): on CUDA the model's
-working memory per pixel of one pair; on the CPU it reads low, since after the warm-up calls the allocator
-reuses memory it already holds. ``est_bytes_per_px`` (``est B/px``) is what ``--max-memory`` plans with
-(``framefill.memory.bytes_per_pixel``, measured on a small probe call; on the CPU the tensors' peak times 2):
-on CUDA the two should agree within a few percent.
-
-torch.compile (``compile=True``): each model is also compiled (``dynamic=False``, fresh per measurement) and
-timed the same way; the first call's time, compilation included, is ``compile_seconds``. Where compiling
-fails the row says so (``status``) and the bench goes on.
-
-End to end. A clip of ``e2e_frames`` frames (a panning texture and a moving square) is written with
-framefill's own writer (H.264), then run through ``interpolate_video`` at ``--factor 2`` exactly as
-``framefill interp`` runs it (eager model, the largest batch as ``--batch-size``, output H.264, no audio).
-Stage times (``pipeline.StageTimes``) are busy times of three threads that overlap: each is also given as a
-share of the wall time, and the largest is the bottleneck.
+``run_bench`` measures every model preset, size, precision and batch size of a ``BenchConfig``: the model alone
+(``bench_model.measure_model``: latency, frames per second, peak memory, torch.compile), and a generated clip end
+to end (``bench_e2e.measure_end_to_end``: decode, model and encode). Here too: the presets and their weights
+(shipped where they match, else random: speed does not depend on the weights), and the record of the machine and
+versions that goes into ``--json``.
 """
 
 from __future__ import annotations
@@ -41,12 +14,9 @@ import logging
 import math
 import os
 import platform
-import statistics
-import sys
 import tempfile
-import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -55,14 +25,11 @@ import torch
 
 from framefill import __version__
 from framefill.allocator import keep_freed_memory
+from framefill.bench_e2e import EndToEndRow, measure_end_to_end, write_clip
+from framefill.bench_model import ModelRow, measure_model
 from framefill.checkpoint import WeightsError, read_metadata
-from framefill.interpolate import HALF, InterpolationStats, ScheduleConfig, _Runner
-from framefill.memory import bytes_per_pixel
 from framefill.models import REGISTRY, build_model, default_weights, load_model
-from framefill.models.layers import pad_to_multiple
-from framefill.pipeline import PRECISIONS, StageTimes, cpu_has_native_bf16, interpolate_video, resolve_dtype
-from framefill.video import FrameSink
-from framefill.windows import is_windowed
+from framefill.pipeline import PRECISIONS, cpu_has_native_bf16, resolve_dtype
 
 log = logging.getLogger(__name__)
 
@@ -136,228 +103,6 @@ def _shipped_config(path: Path, arch: str) -> object:
 
 
 # --- memory ---------------------------------------------------------------------------------------------------
-
-
-def _status_kb(key: str) -> int | None:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
-class PeakMemory:
-    """Peak memory over a ``with`` block, in MB: ``peak``, its ``rise`` over the start, and ``kind``."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.device = device
-        self.peak: float | None = None
-        self.rise: float | None = None
-        self.kind = ""
-
-    def __enter__(self) -> PeakMemory:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-            torch.cuda.reset_peak_memory_stats(self.device)
-            self._start = torch.cuda.memory_allocated(self.device) / 2**20
-            self.kind = "cuda max_memory_allocated"
-            return self
-        try:
-            with open("/proc/self/clear_refs", "w") as f:
-                f.write("5")  # resets VmHWM (the peak RSS) to the current RSS
-            self.kind = "cpu peak RSS (VmHWM reset per measurement)"
-            self._start = (_status_kb("VmRSS") or 0) / 1024
-        except OSError:
-            self.kind = "cpu lifetime peak RSS (getrusage; never goes down)"
-            self._start = None
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-            self.peak = torch.cuda.max_memory_allocated(self.device) / 2**20
-        elif self._start is not None:
-            self.peak = (_status_kb("VmHWM") or 0) / 1024
-        else:
-            try:
-                import resource
-            except ImportError:  # Windows
-                self.kind = "unavailable"
-                return
-            maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-            self.peak = maxrss / (2**20 if sys.platform == "darwin" else 2**10)  # bytes on macOS, KB on Linux
-        if self._start is not None and self.peak is not None:
-            self.rise = max(0.0, self.peak - self._start)
-
-
-# --- the model alone ------------------------------------------------------------------------------------------
-
-
-@dataclass
-class ModelRow:
-    model: str
-    preset: str
-    weights: str  # "shipped (film.safetensors)" or "random"
-    size: str  # WxH asked for
-    padded: str  # WxH the model ran at
-    dtype: str
-    batch: int
-    compiled: bool
-    status: str = "ok"  # or what went wrong: "unavailable: ...", "out of memory", "failed: ..."
-    ms_median: float | None = None  # per call
-    ms_min: float | None = None
-    fps: float | None = None  # frames per second: batch / median
-    times: list[float] = field(default_factory=list)  # seconds per timed call
-    compile_seconds: float | None = None  # first call of a compiled model, compilation included
-    peak_mb: float | None = None
-    rise_mb: float | None = None
-    memory_kind: str = ""
-    rise_bytes_per_px: float | None = None  # rise_mb per padded pixel of one pair
-    est_bytes_per_px: float | None = None  # working memory per pixel that tiling (--max-memory) plans with
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _failure(e: BaseException) -> str:
-    text = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-    if isinstance(e, torch.cuda.OutOfMemoryError) or "out of memory" in text or "can't allocate" in text:
-        return "out of memory"
-    return f"failed: {type(e).__name__}: {text}"
-
-
-def measure_model(net: torch.nn.Module, row: ModelRow, device: torch.device, dtype: torch.dtype, *,
-                  repeat: int, warmup: int) -> ModelRow:
-    """Fill ``row`` with the timings and memory of ``net`` (compiled first if ``row.compiled``)."""
-    w, h = (int(v) for v in row.size.split("x"))
-    div = int(getattr(net, "divisor", 1))
-    hp, wp = math.ceil(h / div) * div, math.ceil(w / div) * div
-    row.padded = f"{wp}x{hp}"
-    gen = torch.Generator(device=device).manual_seed(0)
-    windowed = is_windowed(net)
-    if windowed:  # as the four-frame scheduler calls it: (B, 4, 3, Hp, Wp) windows
-        x0 = torch.rand(row.batch, 4, 3, hp, wp, device=device, generator=gen)
-    else:  # as the scheduler pads its frames
-        x0 = pad_to_multiple(torch.rand(row.batch, 3, h, w, device=device, generator=gen), div)[0]  # (B, 3, Hp, Wp)
-        x1 = pad_to_multiple(torch.rand(row.batch, 3, h, w, device=device, generator=gen), div)[0]
-    fn: Callable = net  # four-frame models: called on the windows as WindowRunner calls them
-    runner = plain = _Runner(net, device, dtype, InterpolationStats())  # two-frame models: the scheduler's own call
-
-    def forward() -> torch.Tensor:
-        return fn(x0) if windowed else runner.call(x0, x1, [HALF] * row.batch)
-
-    try:
-        with torch.inference_mode():
-            if row.compiled:
-                try:
-                    torch._dynamo.reset()  # a fresh compile per shape: never the recompile limit's silent eager
-                    fn = torch.compile(net, dynamic=False)
-                    runner = _Runner(fn, device, dtype, InterpolationStats())
-                    start = time.perf_counter()
-                    forward()
-                    _sync(device)
-                    row.compile_seconds = time.perf_counter() - start
-                except Exception as e:  # any compiler failure means "not available here"
-                    log.debug("torch.compile failed", exc_info=True)
-                    row.status = f"unavailable: {_failure(e).removeprefix('failed: ')}"
-                    return row
-            for _ in range(warmup):
-                forward()
-            _sync(device)
-            with PeakMemory(device) as mem:
-                for _ in range(repeat):
-                    _sync(device)
-                    start = time.perf_counter()
-                    forward()
-                    _sync(device)
-                    row.times.append(time.perf_counter() - start)
-    except Exception as e:  # one combination failing (memory, an op without bf16) ends its row only
-        log.debug("measurement failed", exc_info=True)
-        row.status = _failure(e)
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
-        return row
-    med = statistics.median(row.times)
-    row.ms_median, row.ms_min, row.fps = med * 1000, min(row.times) * 1000, row.batch / med
-    row.peak_mb, row.rise_mb, row.memory_kind = mem.peak, mem.rise, mem.kind
-    if mem.rise is not None:
-        row.rise_bytes_per_px = mem.rise * 2**20 / (row.batch * hp * wp)
-    if windowed:  # the need of one window (a, a, b, b), as tiling would plan it
-        row.est_bytes_per_px = bytes_per_pixel(net, lambda a, b: net(torch.stack([a, a, b, b], dim=1)), device,
-                                               dtype, div)
-    else:
-        row.est_bytes_per_px = bytes_per_pixel(net, lambda a, b: plain.call(a, b, [HALF] * a.shape[0]), device, dtype,
-                                               div)
-    return row
-
-
-# --- end to end -----------------------------------------------------------------------------------------------
-
-
-@dataclass
-class EndToEndRow:
-    model: str
-    preset: str
-    weights: str
-    size: str
-    dtype: str
-    batch: int  # the scheduler's batch size (interp's --batch-size)
-    status: str = "ok"
-    frames_in: int = 0
-    frames_out: int = 0
-    fps_out: float | None = None  # output frames per second of wall time
-    stages: dict[str, float] = field(default_factory=dict)  # StageTimes, seconds
-    shares: dict[str, float] = field(default_factory=dict)  # decode / model / encode busy time over wall time
-
-
-def synthetic_frames(width: int, height: int, n: int, seed: int = 0) -> list[np.ndarray]:
-    """``n`` frames of a smooth random texture panning 3 px a frame, with a white square moving 5 px a frame."""
-    rng = np.random.default_rng(seed)
-    pan = 3 * n
-    noise = rng.random((height // 8 + 2, (width + pan) // 8 + 2, 3)).astype(np.float32)  # coarse: a smooth texture
-    texture = cv2.resize(noise, (width + pan, height), interpolation=cv2.INTER_CUBIC)  # (H, W + pan, 3)
-    texture = (np.clip(texture, 0, 1) * 255).astype(np.uint8)
-    side = max(4, min(width, height) // 8)
-    frames = []
-    for i in range(n):
-        frame = np.ascontiguousarray(texture[:, 3 * i:3 * i + width])  # (H, W, 3)
-        x = (5 * i) % max(1, width - side)
-        frame[height // 3:height // 3 + side, x:x + side] = 255
-        frames.append(frame)
-    return frames
-
-
-def write_clip(path: Path, width: int, height: int, n: int) -> Path:
-    with FrameSink(path, width=width, height=height, fps=30) as sink:
-        for frame in synthetic_frames(width, height, n):
-            sink.write(frame)
-    return path
-
-
-def measure_end_to_end(net: torch.nn.Module, row: EndToEndRow, clip: Path, device: torch.device,
-                       dtype: torch.dtype) -> EndToEndRow:
-    """Run ``clip`` through ``interpolate_video`` at factor 2 and fill ``row`` with the stage times."""
-    timings = StageTimes()
-    out = clip.with_name(f"out_{clip.stem}.mp4")
-    try:
-        report = interpolate_video(clip, out, net, ScheduleConfig(factor=2, batch_size=row.batch), device=device,
-                                   dtype=dtype, keep_audio=False, overwrite=True, timings=timings)
-    except Exception as e:  # as for the model alone: the row says what failed
-        log.debug("end-to-end run failed", exc_info=True)
-        row.status = _failure(e)
-        return row
-    finally:
-        out.unlink(missing_ok=True)
-    row.frames_in, row.frames_out = report.frames_in, report.frames_out
-    row.fps_out = report.frames_out / timings.wall
-    row.stages = asdict(timings)
-    row.shares = {k: getattr(timings, k) / timings.wall for k in ("decode", "model", "encode")}
-    return row
 
 
 # --- the whole bench ------------------------------------------------------------------------------------------

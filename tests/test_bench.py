@@ -22,15 +22,9 @@ from conftest import LOSSLESS, assert_one_error, moving_square, plain, write_cli
 from typer.testing import CliRunner
 
 import framefill.bench
-from framefill.bench import (
-    ModelRow,
-    PeakMemory,
-    default_sizes,
-    measure_model,
-    model_presets,
-    parse_size,
-    synthetic_frames,
-)
+from framefill.bench import default_sizes, model_presets, parse_size
+from framefill.bench_e2e import synthetic_frames
+from framefill.bench_model import ModelRow, PeakMemory, measure_model
 from framefill.cli import app
 from framefill.interpolate import ScheduleConfig
 from framefill.models import REGISTRY, build_model

@@ -460,7 +460,7 @@ def test_eval_gives_a_four_frame_model_the_outer_frames_of_the_clip(tmp_path: Pa
 
 
 def test_bench_times_a_four_frame_model():
-    from framefill.bench import ModelRow, measure_model
+    from framefill.bench_model import ModelRow, measure_model
 
     model = build_model("convlstm", "convlstm-tiny").eval()
     row = ModelRow(model="convlstm", preset="convlstm-tiny", weights="random", size="40x24", padded="",

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from conftest import write_clip
 
-from framefill.bench import synthetic_frames
+from framefill.bench_e2e import synthetic_frames
 from framefill.checkpoint import read_metadata
 
 ROOT = Path(__file__).resolve().parent.parent
