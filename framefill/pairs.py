@@ -31,22 +31,10 @@ from fractions import Fraction
 import numpy as np
 import torch
 
+from framefill import schedule
 from framefill.debug import ModelFrame, pack_aux
 from framefill.models.layers import crop, pad_to_multiple
-from framefill.schedule import (
-    HALF,
-    Frame,
-    InterpolationStats,
-    ScheduleConfig,
-    Timeline,
-    check_dtype,
-    check_frame,
-    depth_for,
-    pair_kind,
-    snap_time,
-    thumbnail,
-    white,
-)
+from framefill.schedule import HALF, Frame, InterpolationStats, ScheduleConfig, Timeline
 from framefill.tiling import TileConfig, Tiler
 
 log = logging.getLogger(__name__)
@@ -62,7 +50,7 @@ class Runner:
 
     def __init__(self, model: torch.nn.Module, device: torch.device, dtype: torch.dtype,
                  stats: InterpolationStats, tiling: TileConfig | None = None, aux: bool = False) -> None:
-        check_dtype(dtype)
+        schedule.check_dtype(dtype)
         self.model, self.device, self.dtype, self.stats = model, torch.device(device), dtype, stats
         self.aux = aux
         self.gives_aux = aux and "return_aux" in inspect.signature(model.forward).parameters
@@ -85,10 +73,11 @@ class Runner:
         if frame.dtype == np.uint16:
             frame = frame.astype(np.int32)  # (torch reads no uint16 arrays)
         x = torch.from_numpy(frame).to(self.device).permute(2, 0, 1).unsqueeze(0)  # (1, 3, H, W) integers
-        return pad_to_multiple(x.float().div_(white(self.frame_dtype)), self.divisor)[0]  # (1, 3, Hp, Wp) float32
+        x = x.float().div_(schedule.white(self.frame_dtype))  # (1, 3, H, W) in [0, 1]
+        return pad_to_multiple(x, self.divisor)[0]  # (1, 3, Hp, Wp) float32
 
     def to_frame(self, x: torch.Tensor, hw: tuple[int, int]) -> np.ndarray:
-        x = crop(x, hw)[0].float().clamp(0, 1).mul(white(self.frame_dtype)).round()  # (3, H, W)
+        x = crop(x, hw)[0].float().clamp(0, 1).mul(schedule.white(self.frame_dtype)).round()  # (3, H, W)
         x = x.to(torch.uint8 if self.frame_dtype == np.uint8 else torch.int32)  # small on the way off a GPU
         return np.ascontiguousarray(x.permute(1, 2, 0).cpu().numpy().astype(self.frame_dtype))  # (H, W, 3)
 
@@ -208,7 +197,7 @@ def interpolate_pairs(frames: Iterator[np.ndarray], timeline: Timeline, model: t
                       on_debug: Callable[[ModelFrame], None] | None = None) -> Iterator[np.ndarray]:
     """The output frames of ``framefill.interpolate.interpolate_frames`` for a two-frame model."""
     runner = Runner(model, device, dtype, stats, config.tiling, aux=on_debug is not None)
-    depth = 0 if runner.arbitrary else depth_for(timeline.widest(), config.max_depth)
+    depth = 0 if runner.arbitrary else schedule.depth_for(timeline.widest(), config.max_depth)
     return _generate(frames, timeline, depth, runner, config, stats, on_progress, on_debug)
 
 
@@ -227,7 +216,7 @@ def _generate(frames: Iterator[np.ndarray], timeline: Timeline, depth: int, runn
         return image
 
     def plan_pair(a: Frame, b: Frame) -> list[tuple[int, Fraction | None]]:
-        kind = pair_kind(a, b, config)
+        kind = schedule.pair_kind(a, b, config)
         if kind != "motion":
             log.debug("frames %d-%d: %s", a.index, b.index, kind)
             stats.pairs_duplicate += kind == "duplicate"
@@ -237,7 +226,7 @@ def _generate(frames: Iterator[np.ndarray], timeline: Timeline, depth: int, runn
             if t == 0 or kind != "motion":
                 plan.append((0 if t < HALF else 1, None))
                 continue
-            snapped, err = (t, Fraction(0)) if runner.arbitrary else snap_time(t, depth)
+            snapped, err = (t, Fraction(0)) if runner.arbitrary else schedule.snap_time(t, depth)
             stats.max_timing_error = max(stats.max_timing_error, float(err))
             plan.append((int(snapped), None) if snapped in (0, 1) else (0, snapped))
         return plan
@@ -267,9 +256,9 @@ def _generate(frames: Iterator[np.ndarray], timeline: Timeline, depth: int, runn
                 yield emit(window[j + side].image if t is None else made[(j, t)])
 
     for index, image in enumerate(frames):
-        image = check_frame(image, index, window[0].image if window else None, deep=True)
+        image = schedule.check_frame(image, index, window[0].image if window else None, deep=True)
         stats.frames_in += 1
-        thumb, hist = thumbnail(image) if detect else (None, None)
+        thumb, hist = schedule.thumbnail(image) if detect else (None, None)
         frame = Frame(index, image, thumb, hist)
         if window:
             plans.append(plan_pair(window[-1], frame))
@@ -294,7 +283,7 @@ def interpolate_one_pair(img0: np.ndarray, img1: np.ndarray, model: torch.nn.Mod
                          ) -> np.ndarray:
     """The frame at time ``t`` of one pair for a two-frame model (``framefill.interpolate.interpolate_pair``)."""
     runner = Runner(model, device, dtype, stats, tiling, aux=on_debug is not None)
-    snapped = t if runner.arbitrary else snap_time(t, max_depth)[0]
+    snapped = t if runner.arbitrary else schedule.snap_time(t, max_depth)[0]
     if snapped in (0, 1):
         return (img0 if snapped == 0 else img1).copy()
 

@@ -33,19 +33,9 @@ from fractions import Fraction
 import numpy as np
 import torch
 
+from framefill import schedule
 from framefill.models.layers import crop, pad_to_multiple
-from framefill.schedule import (
-    Frame,
-    InterpolationStats,
-    ScheduleConfig,
-    Timeline,
-    check_dtype,
-    check_frame,
-    depth_for,
-    pair_kind,
-    snap_time,
-    thumbnail,
-)
+from framefill.schedule import Frame, InterpolationStats, ScheduleConfig, Timeline
 from framefill.schedule import (
     is_windowed as is_windowed,  # re-exported: the flavour test importers know from here
 )
@@ -75,7 +65,7 @@ class WindowRunner:
 
     def __init__(self, model: torch.nn.Module, device: torch.device | str, dtype: torch.dtype,
                  stats: InterpolationStats) -> None:
-        check_dtype(dtype)
+        schedule.check_dtype(dtype)
         self.model, self.device, self.dtype, self.stats = model, torch.device(device), dtype, stats
         self.divisor = int(getattr(model, "divisor", 1))
 
@@ -140,13 +130,13 @@ def _labelled(frames: Iterator[np.ndarray], config: ScheduleConfig, stats: Inter
     prev: Frame | None = None
     detect = config.detect_scenes or config.skip_duplicates
     for index, image in enumerate(frames):
-        image = check_frame(image, index, prev.image if prev else None)
+        image = schedule.check_frame(image, index, prev.image if prev else None)
         stats.frames_in += 1
-        thumb, hist = thumbnail(image) if detect else (None, None)
+        thumb, hist = schedule.thumbnail(image) if detect else (None, None)
         frame = Frame(index, image, thumb, hist)
         kind = None
         if prev is not None:
-            kind = pair_kind(prev, frame, config)
+            kind = schedule.pair_kind(prev, frame, config)
             stats.pairs_duplicate += kind == DUPLICATE
             stats.scene_cuts += kind == CUT
             stats.pairs_interpolated += kind == MOTION
@@ -167,7 +157,7 @@ def passes_for(ratio: Fraction, max_depth: int) -> int:
     """Passes for an output/input fps ratio: ``log2(ratio)`` when it is a power of two, else the snapping depth."""
     if ratio.denominator == 1 and ratio.numerator & (ratio.numerator - 1) == 0:
         return ratio.numerator.bit_length() - 1
-    return depth_for(ratio, max_depth)
+    return schedule.depth_for(ratio, max_depth)
 
 
 def interpolate_windows(frames: Iterator[np.ndarray], ratio: Fraction, model: torch.nn.Module,
@@ -204,7 +194,7 @@ def _select(grid: Iterator[np.ndarray], timeline: Timeline, depth: int, stats: I
     following = next(frames, None)  # one frame of look-ahead: is ``g`` the last grid frame?
     for i in itertools.count():
         for t in timeline.pair_times(i):
-            snapped, err = snap_time(t, depth)
+            snapped, err = schedule.snap_time(t, depth)
             target = i * scale + int(snapped * scale)
             while g < target and following is not None:
                 g, image = following
@@ -227,7 +217,7 @@ def interpolate_pair_windows(img0: np.ndarray, img1: np.ndarray, model: torch.nn
                              max_depth: int, device: torch.device | str, dtype: torch.dtype,
                              stats: InterpolationStats) -> np.ndarray:
     """The frame at time ``t`` of one pair for a four-frame model: the outer frames are copies of the pair."""
-    snapped = snap_time(t, max_depth)[0]
+    snapped = schedule.snap_time(t, max_depth)[0]
     if snapped in (0, 1):
         return (img0 if snapped == 0 else img1).copy()
     depth = int(math.log2(snapped.denominator))
