@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 from collections.abc import Iterator
 from fractions import Fraction
@@ -18,6 +19,8 @@ import numpy as np
 import pytest
 import torch
 
+from framefill.checkpoint import save_model
+from framefill.models import build_model
 from framefill.video import EncodeOptions, FrameSink, write_image
 
 FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
@@ -126,6 +129,23 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 
 LOSSLESS = EncodeOptions(codec="ffv1")
+no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+
+
+def save_tiny_film(path: Path) -> Path:
+    """An untrained film-tiny weights file at ``path`` (its output is about the blend): enough to test the plumbing
+    quickly."""
+    save_model(path, build_model("film", "film-tiny"), architecture="film")
+    return path
+
+
+def work_in(tmp_path: Path, inputs: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """``tmp_path`` with copies of the files in ``inputs``, made the current directory (short paths, short
+    messages), with ``FRAMEFILL_DEBUG`` unset (one-line errors, no tracebacks)."""
+    shutil.copytree(inputs, tmp_path, dirs_exist_ok=True)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("FRAMEFILL_DEBUG", raising=False)
+    return tmp_path
 
 
 @pytest.fixture

@@ -10,10 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import make_clip, moving_square, psnr
+from conftest import make_clip, moving_square, psnr, save_tiny_film
 
 import framefill
-from framefill.checkpoint import save_model
 from framefill.models import build_model
 from framefill.video import probe, write_image
 
@@ -24,9 +23,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 @pytest.fixture(scope="module")
 def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An untrained film-tiny (its output is about the blend): enough to test the plumbing quickly."""
-    path = tmp_path_factory.mktemp("weights") / "film-tiny.safetensors"
-    save_model(path, build_model("film", "film-tiny"), architecture="film")
-    return path
+    return save_tiny_film(tmp_path_factory.mktemp("weights") / "film-tiny.safetensors")
 
 
 def readme_example() -> str:

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import LOSSLESS, assert_one_error, moving_square, plain, write_clip
+from conftest import LOSSLESS, assert_one_error, moving_square, no_cuda, plain, save_tiny_film, write_clip
 from typer.testing import CliRunner
 
 import framefill.bench
@@ -191,16 +191,12 @@ def test_bench_command_writes_complete_json(tmp_path: Path) -> None:
 
 
 def test_bench_uses_shipped_weights_only_for_their_preset(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from framefill.checkpoint import save_model
 
     shipped = tmp_path / "film.safetensors"
-    save_model(shipped, build_model("film", "film-tiny"), architecture="film")
+    save_tiny_film(shipped)
     monkeypatch.setattr(framefill.bench, "default_weights", lambda arch: shipped)
     assert framefill.bench.load_for_bench("film", "film-tiny", CPU, torch.float32)[1] == "shipped (film.safetensors)"
     assert framefill.bench.load_for_bench("film", "film-s", CPU, torch.float32)[1] == "random"
-
-
-no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
 
 
 @pytest.mark.parametrize(("args", "message"), [

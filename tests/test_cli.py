@@ -8,7 +8,6 @@ folder holding copies of the session's inputs, so "nothing changed" is a snapsho
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -31,6 +30,8 @@ from conftest import (
     ramp_clip,
     retime_unevenly,
     run_ffmpeg,
+    save_tiny_film,
+    work_in,
 )
 from typer.testing import CliRunner, Result
 
@@ -50,9 +51,7 @@ MKV_CLUSTER = b"\x1f\x43\xb6\x75"  # EBML id of a Matroska Cluster: the frames s
 @pytest.fixture(scope="session")
 def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An untrained film-tiny: its output is a blend, enough for pipeline tests (no shipped weights needed)."""
-    path = tmp_path_factory.mktemp("weights") / "film-tiny.safetensors"
-    save_model(path, build_model("film", "film-tiny"), architecture="film")
-    return path
+    return save_tiny_film(tmp_path_factory.mktemp("weights") / "film-tiny.safetensors")
 
 
 @pytest.fixture(scope="session")
@@ -89,10 +88,7 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def work(tmp_path: Path, inputs: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A folder with copies of the inputs, made the current directory (short paths, short messages)."""
-    shutil.copytree(inputs, tmp_path, dirs_exist_ok=True)
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("FRAMEFILL_DEBUG", raising=False)
-    return tmp_path
+    return work_in(tmp_path, inputs, monkeypatch)
 
 
 @pytest.fixture(autouse=True)

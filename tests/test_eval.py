@@ -12,11 +12,18 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import torch
-from conftest import LOSSLESS, assert_one_error, moving_square, plain, retime_unevenly, write_clip
+from conftest import (
+    LOSSLESS,
+    assert_one_error,
+    moving_square,
+    no_cuda,
+    plain,
+    retime_unevenly,
+    save_tiny_film,
+    write_clip,
+)
 from typer.testing import CliRunner
 
-from framefill.checkpoint import save_model
 from framefill.cli import app
 from framefill.evaluate import (
     BASELINES,
@@ -31,7 +38,6 @@ from framefill.evaluate import (
     ssim,
     triplet_starts,
 )
-from framefill.models import build_model
 from framefill.video import write_image
 
 runner = CliRunner()
@@ -42,9 +48,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("weights") / "film-tiny.safetensors"
-    save_model(path, build_model("film", "film-tiny"), architecture="film")
-    return path
+    return save_tiny_film(tmp_path_factory.mktemp("weights") / "film-tiny.safetensors")
 
 
 def flat(value: int | tuple[int, int, int], h: int = 24, w: int = 32) -> np.ndarray:
@@ -270,9 +274,6 @@ def test_eval_baselines_only_choice(data: Path, weights: Path) -> None:
     assert result.exit_code == 0, result.output
     text = plain(result.stdout)
     assert "blend" in text and "repeat" not in text and "given triplets" in text
-
-
-no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
 
 
 @pytest.mark.parametrize(("args", "message"), [

@@ -19,15 +19,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import FFMPEG, assert_one_error, make_clip, plain, psnr, retime_unevenly
+from conftest import FFMPEG, assert_one_error, make_clip, plain, psnr, retime_unevenly, save_tiny_film, work_in
 from typer.testing import CliRunner, Result
 
 import framefill
 import framefill.resume
 import framefill.segments
-from framefill.checkpoint import save_model
 from framefill.cli import app
-from framefill.models import build_model
 from framefill.video import FrameSource, probe
 
 runner = CliRunner()
@@ -40,9 +38,7 @@ def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import torch
 
     torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("weights") / "film-tiny.safetensors"
-    save_model(path, build_model("film", "film-tiny"), architecture="film")
-    return path
+    return save_tiny_film(tmp_path_factory.mktemp("weights") / "film-tiny.safetensors")
 
 
 @pytest.fixture(scope="module")
@@ -56,10 +52,7 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def work(tmp_path: Path, clips: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    shutil.copytree(clips, tmp_path, dirs_exist_ok=True)
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("FRAMEFILL_DEBUG", raising=False)
-    return tmp_path
+    return work_in(tmp_path, clips, monkeypatch)
 
 
 def cli(*args: str, weights: Path) -> Result:
@@ -163,7 +156,7 @@ def test_changed_settings_are_refused_and_no_resume_starts_over(work: Path, weig
     import torch
 
     torch.manual_seed(1)
-    save_model(other, build_model("film", "film-tiny"), architecture="film")
+    save_tiny_film(other)
     for change, message in [(["--factor", "3"], "it was made with --factor 2, not --factor 3"),
                             (["--fps", "50"], "it was made with --factor 2, not --fps 50"),
                             (["--crf", "20"], "it was made with crf 18, not 20"),

@@ -14,15 +14,13 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import assert_one_error, make_clip, plain, psnr
+from conftest import assert_one_error, make_clip, plain, psnr, save_tiny_film
 from typer.testing import CliRunner
 
 import framefill.memory
-from framefill.checkpoint import save_model
 from framefill.cli import UsageError, app, parse_memory
 from framefill.interpolate import InterpolationStats, ScheduleConfig, interpolate_frames, interpolate_pair
 from framefill.memory import CPU_OVERHEAD, TensorBytes, bytes_per_pixel, device_headroom
-from framefill.models import build_model
 from framefill.models.film import build_film
 from framefill.tiling import (
     TileConfig,
@@ -309,9 +307,7 @@ def test_parse_memory() -> None:
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("weights") / "film-tiny.safetensors"
-    save_model(path, build_model("film", "film-tiny"), architecture="film")
-    return path
+    return save_tiny_film(tmp_path_factory.mktemp("weights") / "film-tiny.safetensors")
 
 
 @pytest.mark.parametrize(("args", "message"), [
