@@ -2,7 +2,7 @@
 
 The network predicts the frame halfway between two frames (t = 0.5: the scheduler recurses for
 other times), or, trained with ``--arbitrary-time``, the frame at any time t between them. Its four
-stages, one module each:
+stages, one ``nn.Module`` each (the first, second and fourth in ``framefill.models.film_parts``):
 
 1. ``FeatureExtractor``: a *cascaded* feature pyramid. The same small conv stack (``sub_levels``
    deep, pooling 2x between depths) runs on every level of the image pyramid; the feature at pyramid
@@ -63,15 +63,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from framefill.models.film_parts import FeatureExtractor, Fusion, PyramidFlowEstimator
 from framefill.models.layers import (
     box_filter,
     conv_input,
     fb_consistency,
     grey,
     image_pyramid,
-    lucas_kanade_step,
-    resize_flow,
-    upsample2,
     warp,
 )
 
@@ -134,170 +132,6 @@ class FilmConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def _conv(cin: int, cout: int, k: int = 3) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, k, padding=k // 2), nn.LeakyReLU(0.2, inplace=True))
-
-
-class FeatureExtractor(nn.Module):
-    """Cascaded feature pyramid shared across scales.
-
-    Shape:
-        input: image pyramid, finest first, level j ``(N, 3, H / 2**j, W / 2**j)``.
-        output: feature pyramid, level j ``(N, channels(j), H / 2**j, W / 2**j)``.
-    """
-
-    def __init__(self, *, filters: int, sub_levels: int, skip_levels: int = 0) -> None:
-        super().__init__()
-        self.sub_levels = sub_levels
-        self.skip_levels = skip_levels
-        self.blocks = nn.ModuleList()
-        cin = 3
-        for d in range(sub_levels):
-            cout = filters << d
-            self.blocks.append(nn.Sequential(_conv(cin, cout), _conv(cout, cout)))
-            cin = cout
-        self.filters = filters
-
-    def channels(self, level: int) -> int:
-        """Channels of the cascaded feature at pyramid ``level`` (0 for skipped levels)."""
-        if level < self.skip_levels:
-            return 0
-        return sum(self.filters << d for d in range(min(level - self.skip_levels, self.sub_levels - 1) + 1))
-
-    def forward(self, pyramid: list[torch.Tensor]) -> list[torch.Tensor | None]:
-        levels = len(pyramid)
-        weight = self.blocks[0][0][0].weight  # the convolutions run in the weights' precision and layout
-        per_level: list[list[torch.Tensor]] = [[] for _ in range(levels)]  # per_level[j] gets depth-d features
-        for i, img in enumerate(pyramid):
-            if i < self.skip_levels:
-                continue
-            x = conv_input(img, weight)
-            for d in range(min(self.sub_levels, levels - i)):
-                if d > 0:
-                    x = nn.functional.avg_pool2d(x, 2)
-                x = self.blocks[d](x)
-                per_level[i + d].append(x)
-        return [torch.cat(feats, dim=1) if feats else None for feats in per_level]
-
-
-class FlowLevel(nn.Module):
-    """One level's learned residual flow from (features A, features B warped to A): FILM's conv stack."""
-
-    def __init__(self, *, channels: int, filters: int, convs: int) -> None:
-        super().__init__()
-        layers = [_conv(2 * channels, filters)] + [_conv(filters, filters) for _ in range(convs - 1)]
-        self.body = nn.Sequential(*layers)
-        self.out = nn.Conv2d(filters, 2, 1)
-        nn.init.zeros_(self.out.weight)
-        nn.init.zeros_(self.out.bias)
-
-    def forward(self, feat_a: torch.Tensor, feat_b_warped: torch.Tensor) -> torch.Tensor:
-        x = conv_input(torch.cat([feat_a, feat_b_warped], dim=1), self.out.weight)
-        return self.out(self.body(x))  # (N, 2, h, w)
-
-
-class PyramidFlowEstimator(nn.Module):
-    """Coarse-to-fine residual flow; the finest levels are specialised, coarser ones share weights.
-
-    ``forward(fa, fb)`` returns the flow pyramid (finest first) mapping A's grid into B:
-    ``A[y, x] ~ B[y + dy, x + dx]``.
-    """
-
-    def __init__(self, cfg: FilmConfig, extractor: FeatureExtractor) -> None:
-        super().__init__()
-        self.cfg = cfg
-        first = cfg.skip_levels
-        self.specialized = nn.ModuleList(
-            FlowLevel(channels=extractor.channels(first + j), filters=cfg.flow_filters, convs=cfg.flow_convs)
-            for j in range(cfg.specialized_levels)
-        )
-        self.shared = FlowLevel(
-            channels=extractor.channels(first + cfg.specialized_levels), filters=cfg.flow_filters, convs=cfg.flow_convs
-        )
-
-    def _smooth(self, flow: torch.Tensor, conf: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        """Confidence-weighted local mean of the flow (normalised convolution): textured pixels that the
-        updated flow matches well speak for their flat or mismatched neighbours, so flow spreads from where
-        it is measured into where it is not, and less across motion boundaries than a plain box mean."""
-        cfg = self.cfg
-        if cfg.lk_smooth <= 1:
-            return flow
-        if not cfg.lk_sigma:
-            return box_filter(flow, cfg.lk_smooth)
-        residual = (a - warp(b, flow)).abs() / cfg.lk_sigma
-        weight = (conf + 1e-5) / (1 + residual * residual)
-        return box_filter(weight * flow, cfg.lk_smooth) / box_filter(weight, cfg.lk_smooth)
-
-    def _level(self, j: int) -> FlowLevel:
-        j -= self.cfg.skip_levels
-        return self.specialized[j] if j < len(self.specialized) else self.shared
-
-    def forward(self, fa: list[torch.Tensor | None], fb: list[torch.Tensor | None], ga: list[torch.Tensor],
-                gb: list[torch.Tensor]) -> list[torch.Tensor]:
-        """``fa``/``fb``: feature pyramids of A and B; ``ga``/``gb``: their grey image pyramids (Lucas-Kanade)."""
-        levels = len(fa)
-        coarsest = ga[-1]
-        flow = coarsest.new_zeros(coarsest.shape[0], 2, *coarsest.shape[-2:])  # float32 like the grey images
-        flows: list[torch.Tensor] = [flow] * levels
-        cfg = self.cfg
-        for j in range(levels - 1, -1, -1):
-            if j < levels - 1:
-                flow = resize_flow(flow, ga[j].shape[-2:])
-            iters = cfg.lk_iters if fa[j] is not None else cfg.lk_fine_iters if j >= cfg.lk_finest else 0
-            for _ in range(iters):
-                step, conf = lucas_kanade_step(ga[j], warp(gb[j], flow), cfg.lk_window, cfg.lk_damping,
-                                               with_confidence=True)
-                flow = flow + step
-                flow = self._smooth(flow, conf, ga[j], gb[j])
-            if fa[j] is not None:
-                flow = flow + self._level(j)(fa[j], warp(fb[j], flow))
-            flows[j] = flow
-        return flows
-
-
-class Fusion(nn.Module):
-    """U-Net decoder from the coarsest fused level up to full resolution.
-
-    Level j input: warped images (2 x 3), warped features (2 x C_j), scaled flows (2 x 2), and with
-    ``fusion_cues`` the ``CUES`` occlusion cues (average-pooled to the level).
-    Head: 1 mask logit + 3 residual channels at full resolution, and with ``fusion_cues`` a fifth: an offset to
-    the fallback's logit.
-    """
-
-    CUES = 4  # |warped 0 - warped 1|, the fallback weight, and the two flows' forward-backward consistency at t
-
-    def __init__(self, cfg: FilmConfig, extractor: FeatureExtractor) -> None:
-        super().__init__()
-        self.levels = cfg.fusion_levels
-        width = [min(cfg.fusion_filters << j, cfg.fusion_max_filters) for j in range(self.levels)]
-        cues = self.CUES if cfg.fusion_cues else 0
-        in_ch = [2 * 3 + 2 * extractor.channels(j) + 4 + cues for j in range(self.levels)]
-        self.reduce = nn.ModuleList()  # coarser decoder output -> this level's width, then upsampled
-        self.blocks = nn.ModuleList()
-        for j in range(self.levels):
-            up = width[j + 1] if j + 1 < self.levels else 0
-            if up:
-                self.reduce.append(_conv(up, width[j], 1))
-            else:
-                self.reduce.append(nn.Identity())
-            self.blocks.append(nn.Sequential(_conv(in_ch[j] + (width[j] if up else 0), width[j]),
-                                             _conv(width[j], width[j])))
-        self.head = nn.Conv2d(width[0], 5 if cfg.fusion_cues else 4, 3, padding=1)
-        nn.init.zeros_(self.head.weight)
-        nn.init.zeros_(self.head.bias)
-
-    def forward(self, inputs: list[torch.Tensor]) -> torch.Tensor:
-        x = None
-        for j in range(self.levels - 1, -1, -1):
-            level_in = inputs[j]
-            if x is not None:
-                # 1x1 channel reduction before the upsampling: the same decoder, 4x fewer full-size copies.
-                x = upsample2(self.reduce[j](x), level_in.shape[-2:])
-                level_in = torch.cat([level_in, x], dim=1)
-            x = self.blocks[j](level_in)
-        return self.head(x)  # (N, 4 or 5, H, W)
 
 
 class Film(nn.Module):

@@ -12,6 +12,11 @@ with DistributedDataParallel: ``batch`` is the global batch, each rank trains on
 writes, validates and reports. Without a process group the loop is the single-process one, bit for bit.
 
 Library code: progress goes through a callback; only the CLI draws it.
+
+Why this module is long: ``TrainConfig`` and the ``Trainer`` are one unit (every field of the config is what a
+checkpoint records and what an exact resume restores: model, EMA, optimisers, loss scalers, critics and the data
+generator's state), and the loss terms and validation it calls are short functions beside it; split, a reader of
+the resume logic would hold three files instead of one.
 """
 
 from __future__ import annotations
