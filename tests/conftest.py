@@ -159,6 +159,17 @@ def plain(text: str) -> str:
     return re.sub(r"\x1b\[[0-9;]*m", "", text)
 
 
+def help_text(*command: str) -> str:
+    """``framefill COMMAND -h`` as a user reads it at 120 columns (colours stripped); the help must exit 0."""
+    from typer.testing import CliRunner
+
+    from framefill.cli import app
+
+    result = CliRunner().invoke(app, [*command, "-h"], env={"COLUMNS": "120"})
+    assert result.exit_code == 0, result.output
+    return plain(result.stdout)
+
+
 def assert_one_error(stderr: str, stdout: str = "", message: str = "") -> None:
     """A refusal as users see it: exactly one ``error:`` line (containing ``message``), no traceback."""
     lines = plain(stderr).strip().splitlines()

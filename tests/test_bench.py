@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import LOSSLESS, assert_one_error, moving_square, no_cuda, plain, save_tiny_film, write_clip
+from conftest import LOSSLESS, assert_one_error, help_text, moving_square, no_cuda, plain, save_tiny_film, write_clip
 from typer.testing import CliRunner
 
 import framefill.bench
@@ -221,9 +221,7 @@ def test_bench_bad_input_is_one_error_line(tmp_path: Path, monkeypatch: pytest.M
 
 
 def test_bench_help_reads_well() -> None:
-    result = runner.invoke(app, ["bench", "-h"], env={"COLUMNS": "120"})
-    assert result.exit_code == 0
-    text = plain(result.stdout)
+    text = help_text("bench")
     for words in ("--device", "--preset", "--size", "--dtype", "--batch", "--compile", "--repeat", "--json",
                   "random", "framefill bench --preset film-s"):
         assert words in text

@@ -15,6 +15,7 @@ import pytest
 from conftest import (
     LOSSLESS,
     assert_one_error,
+    help_text,
     moving_square,
     no_cuda,
     plain,
@@ -305,9 +306,7 @@ def test_eval_bad_input_is_one_error_line(tmp_path: Path, weights: Path, monkeyp
 
 
 def test_eval_help_reads_well() -> None:
-    result = runner.invoke(app, ["eval", "-h"], env={"COLUMNS": "120"})
-    assert result.exit_code == 0
-    text = plain(result.stdout)
+    text = help_text("eval")
     for words in ("--data", "--stride", "--max-triplets", "--baselines", "--save", "--json", "Middlebury",
                   "drop-frame", "framefill eval --data clips/"):
         assert words in text

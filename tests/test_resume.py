@@ -19,7 +19,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import FFMPEG, assert_one_error, make_clip, plain, psnr, retime_unevenly, save_tiny_film, work_in
+from conftest import (
+    FFMPEG,
+    assert_one_error,
+    help_text,
+    make_clip,
+    plain,
+    psnr,
+    retime_unevenly,
+    save_tiny_film,
+    work_in,
+)
 from typer.testing import CliRunner, Result
 
 import framefill
@@ -297,9 +307,8 @@ def test_fan_out_refusals_and_missing_segments(work: Path, weights: Path) -> Non
 
 
 def test_help_shows_resume_fan_out_and_join() -> None:
-    text = plain(runner.invoke(app, ["interp", "-h"], env={"COLUMNS": "120"}).stdout)
+    text = help_text("interp")
     for words in ("--resume", "--no-resume", "--segment-length", "--segments", "--segment", "--work"):
         assert words in text
-    result = runner.invoke(app, ["join", "-h"], env={"COLUMNS": "120"})
-    assert result.exit_code == 0 and "join [OPTIONS] DIR OUTPUT" in plain(result.stdout)
+    assert "join [OPTIONS] DIR OUTPUT" in help_text("join")
     assert "join" in plain(runner.invoke(app, ["-h"]).stdout)
