@@ -4,6 +4,7 @@ warped by the Lucas-Kanade flow alone (with the blend fallback where it is on), 
 triplets of a run_peers list, per stride.
 
     python tools/lk_sweep.py LIST
+    python tools/lk_sweep.py LIST --try lk_window=13 --try pyramid_levels=7,lk_iters=12   # film-s and these
 
 The settings were chosen on triplets of the *training* clips (clip_triplets.py of ../shared/tools/peers on
 ../shared/data/train/videos), not on the validation triplets that `make compare` writes.
@@ -37,10 +38,20 @@ def psnr(pred: np.ndarray, gt: np.ndarray) -> float:
     return float(10 * np.log10(255**2 / np.mean((pred.astype(np.float64) - gt.astype(np.float64)) ** 2)))
 
 
+def _value(text: str) -> int | float:
+    return float(text) if "." in text else int(text)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("list", type=Path)
+    ap.add_argument("--try", dest="tries", action="append", default=[], metavar="FIELD=VALUE,...",
+                    help="score film-s and these FilmConfig overrides instead of the built-in rows (repeatable)")
     args = ap.parse_args()
+    settings = SETTINGS
+    if args.tries:
+        settings = {"film-s": {}} | {t: {k: _value(v) for k, v in (kv.split("=") for kv in t.split(","))}
+                                     for t in args.tries}
     trips = []
     for line in args.list.read_text().splitlines():
         f0, f1, gt, name = line.split()[:4]
@@ -48,7 +59,7 @@ def main() -> None:
     strides = sorted({t[3] for t in trips})
     print("| Lucas-Kanade setting | " + " | ".join(f"{s} PSNR" for s in strides) + " | s/frame |")
     print("|---|" + "---|" * len(strides) + "---|")
-    for label, overrides in SETTINGS.items():
+    for label, overrides in settings.items():
         torch.manual_seed(0)
         model = build_film("film-s", **overrides).eval()
         scores: dict[str, list[float]] = {}
