@@ -24,7 +24,7 @@ from framefill.frames import read_image, transparency_note
 from framefill.models import architectures
 from framefill.pipeline import JobReport, load_interpolator, resolve_device, resolve_dtype
 from framefill.pipeline import interpolate_video as _interpolate_video
-from framefill.schedule import ScheduleConfig
+from framefill.schedule import ScheduleConfig, slowmo_rates
 from framefill.tiling import TileConfig
 from framefill.video import EncodeOptions, as_rate
 
@@ -119,9 +119,7 @@ def interpolate_video(src: str | os.PathLike, dst: str | os.PathLike, *, factor:
     if slowmo < 1:
         raise ValueError(f"slowmo must be a whole number >= 1, got {slowmo}")
     net, dev, dtype = _resolve_model(model, device, precision)
-    target = as_rate(fps) * slowmo if fps is not None else None  # frames per second of footage; played at fps
-    if target is None:
-        factor = slowmo if factor is None and slowmo > 1 else (factor or 2) * slowmo
+    factor, target = slowmo_rates(factor, as_rate(fps) if fps is not None else None, slowmo)
     schedule = ScheduleConfig(factor=factor, fps=target, max_depth=max_depth, batch_size=batch_size,
                               detect_scenes=scene_detect, tiling=TileConfig(max_memory=max_memory))
     total: int | None = None

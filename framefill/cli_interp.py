@@ -120,12 +120,6 @@ def interp(
     in_rate = _parse_fps(in_fps, "--in-fps") if in_fps else None
     memory = parse_memory(max_memory) if max_memory is not None else None
     slow = slowmo or 1
-    if target is not None:
-        target *= slow  # interpolated frames per second of footage; played at --fps
-    elif factor is None:
-        factor = slow if slowmo else 2  # slow motion alone keeps the input's rate
-    else:
-        factor *= slow
 
     from framefill.pipeline import (
         interpolate_images,
@@ -134,9 +128,11 @@ def interp(
         resolve_device,
         resolve_dtype,
     )
-    from framefill.schedule import ScheduleConfig
+    from framefill.schedule import ScheduleConfig, slowmo_rates
     from framefill.tiling import TileConfig
     from framefill.video import EncodeOptions
+
+    factor, target = slowmo_rates(factor, target, slow)  # interpolated frames per second of footage
 
     dev = resolve_device(device)
     dtype = resolve_dtype(precision, dev)

@@ -107,6 +107,17 @@ def check_factor(factor: object) -> None:
         raise ValueError(f"factor must be an integer >= 2, got {factor!r}")
 
 
+def slowmo_rates(factor: int | None, fps: Fraction | None, slowmo: int = 1) -> tuple[int | None, Fraction | None]:
+    """The ``(factor, fps)`` to interpolate to for ``slowmo`` times slow motion played at ``factor`` or ``fps``
+    (1: none): ``slowmo`` times the frames per second of footage. Neither given: factor 2, or ``slowmo`` alone
+    (slow motion at the input's own rate)."""
+    if fps is not None:
+        return None, fps * slowmo
+    if factor is None:
+        return (slowmo if slowmo > 1 else 2), None
+    return factor * slowmo, None
+
+
 def fps_ratio(in_fps: Fraction | int, factor: int | None, fps: Fraction | None) -> Fraction:
     """``out_fps / in_fps``, validated."""
     in_fps = Fraction(in_fps)

@@ -238,11 +238,11 @@ class Film(nn.Module):
             # A block's first conv reads (the level's inputs, then the coarser decoder output): the cues go in
             # between, with zero weights.
             key = f"fusion.blocks.{j}.0.0.weight"
-            inputs = 2 * 3 + 2 * self.extractor.channels(j) + 4
+            inputs = self.fusion.level_inputs[j]
             w = grown[key].zero_()
             w[:, :inputs] = state[key][:, :inputs]
             w[:, inputs + Fusion.CUES:] = state[key][:, inputs:]
-        new.load_state_dict({k: grown[k] if k in grown and grown[k].shape != v.shape else v for k, v in state.items()})
+        new.load_state_dict({k: v if v.shape == grown[k].shape else grown[k] for k, v in state.items()})
         return new.train(self.training)
 
     def _cues(self, flow: torch.Tensor, half: torch.Tensor, w0: torch.Tensor, w1: torch.Tensor,

@@ -152,8 +152,9 @@ class Fusion(nn.Module):
         super().__init__()
         self.levels = cfg.fusion_levels
         width = [min(cfg.fusion_filters << j, cfg.fusion_max_filters) for j in range(self.levels)]
-        cues = self.CUES if cfg.fusion_cues else 0
-        in_ch = [2 * 3 + 2 * extractor.channels(j) + 4 + cues for j in range(self.levels)]
+        # Per level: warped images, warped features and scaled flows of both inputs (the cues come after them).
+        self.level_inputs = [2 * 3 + 2 * extractor.channels(j) + 2 * 2 for j in range(self.levels)]
+        in_ch = [c + (self.CUES if cfg.fusion_cues else 0) for c in self.level_inputs]
         self.reduce = nn.ModuleList()  # coarser decoder output -> this level's width, then upsampled
         self.blocks = nn.ModuleList()
         for j in range(self.levels):

@@ -92,12 +92,9 @@ def initial_model(cfg: TrainConfig) -> torch.nn.Module:
         model = build_model(cfg.model, cfg.preset)
     if cfg.film_weights:
         model.load_film(Path(cfg.film_weights))
-    if cfg.fusion_cues or cfg.freeze_flow:
-        if not hasattr(model, "with_cues"):
-            raise ValueError(f"--fusion-cues and --freeze-flow are for film, not {cfg.model}")
-        if cfg.fusion_cues:
-            model = model.with_cues()
-    return model
+    if (cfg.fusion_cues or cfg.freeze_flow) and not hasattr(model, "with_cues"):
+        raise ValueError(f"--fusion-cues and --freeze-flow are for film, not {cfg.model}")
+    return model.with_cues() if cfg.fusion_cues else model
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
