@@ -110,6 +110,37 @@ class JobReport:
     fps_play: Fraction | None = None  # the rate the output plays at, when slower than fps_out (slow motion)
 
 
+
+@dataclass
+class Job:
+    """How a video job runs, decided from the input before any frame is made (``plan_job``)."""
+
+    info: VideoInfo
+    fps_out: Fraction  # interpolated frames per second of the input's time
+    fps_play: Fraction  # the rate the output plays at (fps_out / slowmo)
+    timeline: Timeline  # where the outputs sit among the input frames (the frames' own times at a variable rate)
+    total: int | None  # output frames (None when the input's frames could not be counted)
+    deep: bool  # 16-bit frames, 10-bit output
+    audio: bool  # the input's audio and subtitles are carried into the output
+    notes: list[str]  # warnings for the user
+
+
+def plan_job(src: Path, info: VideoInfo, net: torch.nn.Module, schedule: ScheduleConfig, encode: EncodeOptions,
+             *, like: Path, slowmo: int = 1, keep_audio: bool = True) -> Job:
+    """The job ``interpolate_video`` (and a resumable or fanned-out run of it) makes of ``src``; ``like`` is the
+    output's path (its kind decides the bit depth), ``encode`` its encoding."""
+    fps_out = out_fps_for(info.fps, schedule)
+    # A variable frame rate is followed through the frames' own timestamps (two-frame models; a constant-rate
+    # video keeps the exact constant-rate plan, which its rounded timestamps would only blur).
+    times = info.frame_times if uneven_timing(info) and not is_windowed(net) else None
+    timeline = Timeline(fps_out / info.fps, times, fps_out)
+    notes = timing_warnings(src, info, net)
+    carries = keep_audio and src.is_file() and (info.has_audio or info.has_subtitles)
+    if carries and slowmo > 1:
+        notes.append(f"audio and subtitles left out: the {slowmo}x slow-motion video lasts {slowmo} times as long")
+    return Job(info, fps_out, fps_out / slowmo, timeline, timeline.count(info.n_frames) if info.n_frames else None,
+               keeps_depth(src, like, info, net, encode), carries and slowmo == 1, notes)
+
 @dataclass
 class StageTimes:
     """Where the time of one ``interpolate_video`` job went, in seconds (filled in when passed as ``timings``).
@@ -247,19 +278,12 @@ def interpolate_video(src: Path, dst: Path, net: torch.nn.Module, schedule: Sche
     if info.n_frames is not None and info.n_frames < 2:
         source.close()
         raise VideoError(f"{src} has {info.n_frames} frame(s); interpolation needs at least 2")
-    fps_out = out_fps_for(info.fps, schedule)
-    # A variable frame rate is followed through the frames' own timestamps (two-frame models; a constant-rate
-    # video keeps the exact constant-rate plan, which its rounded timestamps would only blur).
-    times = info.frame_times if uneven_timing(info) and not is_windowed(net) else None
-    timeline = Timeline(fps_out / info.fps, times, fps_out)
-    total = timeline.count(info.n_frames) if info.n_frames else None
-    fps_play = fps_out / slowmo
-    notes = _timing_warnings(src, info, net)
-    carries = keep_audio and src.is_file() and (info.has_audio or info.has_subtitles)
-    if carries and slowmo > 1:
-        notes.append(f"audio and subtitles left out: the {slowmo}x slow-motion video lasts {slowmo} times as long")
-    audio = src if carries and slowmo == 1 else None
-    deep = _keeps_depth(src, dst, info, net, encode or EncodeOptions.for_path(dst))
+    job = plan_job(src, info, net, schedule, encode or EncodeOptions.for_path(dst), like=dst, slowmo=slowmo,
+                   keep_audio=keep_audio)
+    fps_out, fps_play, timeline, total, deep, notes = (job.fps_out, job.fps_play, job.timeline, job.total, job.deep,
+                                                      job.notes)
+    times = timeline.times
+    audio = src if job.audio else None
     source.deep = deep
     stats = InterpolationStats()
     if debug is not None and is_windowed(net):
@@ -321,7 +345,7 @@ def interpolate_video(src: Path, dst: Path, net: torch.nn.Module, schedule: Sche
                      notes + list(source.warnings) + list(sink.warnings), fps_play if slowmo > 1 else None)
 
 
-def _keeps_depth(src: Path, dst: Path, info: VideoInfo, net: torch.nn.Module, opts: EncodeOptions) -> bool:
+def keeps_depth(src: Path, dst: Path, info: VideoInfo, net: torch.nn.Module, opts: EncodeOptions) -> bool:
     """Whether a video of more than 8 bits (10-bit HDR from phones, pro cameras) goes through as uint16 frames and
     comes out 10-bit instead of banding through 8 bits: for HEVC and VP9 by default (their 10-bit profiles play on
     most devices, where H.264's High 10 mostly does not), for H.264 when ``--pix-fmt`` asks for a 10-bit format.
@@ -341,7 +365,7 @@ def uneven_timing(info: VideoInfo) -> bool:
     return info.drift is not None and info.drift > DRIFT_WARNING
 
 
-def _timing_warnings(src: Path, info: VideoInfo, net: torch.nn.Module) -> list[str]:
+def timing_warnings(src: Path, info: VideoInfo, net: torch.nn.Module) -> list[str]:
     """A warning when the input has a variable frame rate that the model's scheduler cannot follow."""
     if not uneven_timing(info) or not is_windowed(net):
         return []

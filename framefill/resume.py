@@ -39,10 +39,10 @@ from framefill import __version__
 from framefill.ffmpeg import Ffmpeg, file_arg, relevant, scan
 from framefill.ffmpeg_args import ALIAS, OUTPUT_EXTS, carry_args
 from framefill.frames import VideoError, check_parent, publish_mode
-from framefill.pipeline import JobReport, _keeps_depth, _timing_warnings, uneven_timing
-from framefill.schedule import InterpolationStats, ScheduleConfig, Timeline, is_windowed, out_fps_for
+from framefill.pipeline import Job, JobReport, plan_job
+from framefill.schedule import InterpolationStats, ScheduleConfig
 from framefill.segments import Feed, Segment, context_for, plan, segment_frames, split
-from framefill.video import EncodeOptions, FrameSink, FrameSource, ThreadedSink, VideoInfo, prefetch, probe
+from framefill.video import EncodeOptions, FrameSink, FrameSource, ThreadedSink, prefetch, probe
 
 WORK_SUFFIX = ".framefill-work"
 MANIFEST = "manifest.json"
@@ -72,18 +72,6 @@ class JobSpec:
     slowmo: int = 1  # play the interpolated frames this many times slower
 
 
-@dataclass
-class _Job:
-    info: VideoInfo
-    fps_out: Fraction  # interpolated frames per second of the input's time
-    fps_play: Fraction  # the rate the output plays at
-    timeline: Timeline
-    total: int  # output frames
-    deep: bool  # 16-bit frames, 10-bit output
-    audio: bool  # carry the input's audio and subtitles at the join
-    notes: list[str]
-
-
 def work_dir_for(dst: Path) -> Path:
     """The work folder of a resumable job writing ``dst``: ``dst.framefill-work`` beside it."""
     return Path(dst).with_name(Path(dst).name + WORK_SUFFIX)
@@ -104,7 +92,7 @@ def segment_path(work: Path, index: int) -> Path:
     return work / f"{index:05d}{SEGMENT_EXT}"
 
 
-def _open(src: Path, net: torch.nn.Module, spec: JobSpec, like: Path) -> tuple[FrameSource, _Job]:
+def _open(src: Path, net: torch.nn.Module, spec: JobSpec, like: Path) -> tuple[FrameSource, Job]:
     """The input, and the job as ``interpolate_video`` would run it (``like``: the output's kind)."""
     source = FrameSource(src, fps=spec.in_fps)
     info = source.info
@@ -112,18 +100,9 @@ def _open(src: Path, net: torch.nn.Module, spec: JobSpec, like: Path) -> tuple[F
         source.close()
         what = "could not be counted" if info.n_frames is None else f"is {info.n_frames}"
         raise VideoError(f"{src}: its number of frames {what}; segments need a video of at least 2 counted frames")
-    fps_out = out_fps_for(info.fps, spec.schedule)
-    times = info.frame_times if uneven_timing(info) and not is_windowed(net) else None
-    timeline = Timeline(fps_out / info.fps, times, fps_out if times is not None else None)
-    notes = _timing_warnings(src, info, net)
-    carries = spec.keep_audio and src.is_file() and (info.has_audio or info.has_subtitles)
-    if carries and spec.slowmo > 1:
-        notes.append(f"audio and subtitles left out: the {spec.slowmo}x slow-motion video lasts {spec.slowmo} times "
-                     "as long")
-    deep = _keeps_depth(src, like, info, net, spec.encode)
-    source.deep = deep
-    job = _Job(info, fps_out, fps_out / spec.slowmo, timeline, timeline.count(info.n_frames), deep,
-               carries and spec.slowmo == 1, notes)
+    job = plan_job(src, info, net, spec.schedule, spec.encode, like=like, slowmo=spec.slowmo,
+                   keep_audio=spec.keep_audio)
+    source.deep = job.deep
     return source, job
 
 
@@ -153,7 +132,7 @@ def file_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _manifest(src: Path, spec: JobSpec, job: _Job, ranges: list[range]) -> dict[str, object]:
+def _manifest(src: Path, spec: JobSpec, job: Job, ranges: list[range]) -> dict[str, object]:
     s = spec.schedule
     return json.loads(json.dumps({  # as it reads back: lists, not tuples
         "format": FORMAT, "framefill": __version__, "input": input_identity(src), "model": spec.model,
@@ -231,7 +210,7 @@ def _clean(work: Path) -> None:
             p.unlink(missing_ok=True)
 
 
-def _render(source: FrameSource, job: _Job, work: Path, todo: list[Segment], net: torch.nn.Module, spec: JobSpec,
+def _render(source: FrameSource, job: Job, work: Path, todo: list[Segment], net: torch.nn.Module, spec: JobSpec,
             device: torch.device, stats: InterpolationStats, on_progress: Callable[[int], None] | None,
             done: int) -> None:
     """Make the segments ``todo`` (in order) in one pass over the input; ``done`` frames were made before."""
