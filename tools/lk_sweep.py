@@ -6,8 +6,13 @@ triplets of a run_peers list, per stride.
     python tools/lk_sweep.py LIST
     python tools/lk_sweep.py LIST --try lk_window=13 --try pyramid_levels=7,lk_iters=12   # film-s and these
 
-The settings were chosen on triplets of the *training* clips (clip_triplets.py of ../shared/tools/peers on
-../shared/data/train/videos), not on the validation triplets that `make compare` writes.
+The settings were chosen on triplets of the *training* clips, not on the validation triplets that `make compare`
+writes; LIST was made in ../shared/data/train/videos by
+
+    /tmp/peers-venv/bin/python ../../tools/peers/clip_triplets.py 01_dog.mp4 03_blocks.mp4 04_coffee.mp4 \
+        05_default_juggle.mp4 bikes.mp4 car-detection.mp4 tree.avi moviepy_example2_bbb_720p.mp4 bedroom.mp4 \
+        cup.mp4 tlbvfi_vfi_test_480p.mp4 carphone_pristine.mp4 --count 3 --strides 1,2,3 --out /tmp/traintrip
+(103 triplets; LIST is /tmp/traintrip/list.txt).
 """
 
 from __future__ import annotations

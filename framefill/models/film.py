@@ -23,7 +23,10 @@ stages, one ``nn.Module`` each (the first, second and fourth in ``framefill.mode
    warped frames still differ), which spreads flow from textured, well-matched pixels into flat ones.
 3. Warping: image and feature pyramids of frame 0 are backward-warped by ``t * flow_10`` (flow that
    maps frame 1's grid into frame 0; t = 0.5 by default), those of frame 1 by ``(1 - t) * flow_01``:
-   FILM's approximation of the flow at time t by the flow anchored at the other end.
+   FILM's approximation of the flow at time t by the flow anchored at the other end. At full resolution the
+   images are instead warped along one motion per pixel of the frame at time t, matched so that the two inputs
+   agree along it (``framefill.models.time_flow``, ``time_levels``), wherever both flows pass the
+   forward-backward check.
 4. ``Fusion``: a U-Net decoder over the ``fusion_levels`` finest levels of (warped images, warped
    features, scaled flows). Unlike FILM, which regresses the image, its head predicts a blend mask
    and an RGB residual: ``out = m * w0 + (1 - m) * w1 + r``. That trains faster from scratch and
@@ -72,6 +75,7 @@ from framefill.models.layers import (
     image_pyramid,
     warp,
 )
+from framefill.models.time_flow import time_warps
 
 
 @dataclass(frozen=True)
@@ -99,6 +103,10 @@ class FilmConfig:
     fusion_cues: bool = False  # fusion also sees parameter-free occlusion cues (warp disagreement, the fallback
     # weight, forward-backward consistency of the flows) and its head adds a learned offset to the fallback's logit
     vis_sigma: float = 1.0  # forward-backward flow mismatch (pixels) at which the consistency cue falls to 1/e
+    time_levels: int = 2  # the motion at time t is matched symmetrically on the pyramid levels below this
+    # (``framefill.models.time_flow``; 0: off, FILM's approximation alone), down to ``time_finest``
+    time_finest: int = 1  # (finer levels upsample it)
+    time_iters: int = 4  # Lucas-Kanade updates per level of that matching
     arbitrary_time: bool = False  # trained at any t (``framefill train --arbitrary-time``): the scheduler then
     # asks for every output time directly instead of bisecting at t = 0.5
 
@@ -110,6 +118,9 @@ class FilmConfig:
             raise ValueError(f"fusion_levels must be in 1..pyramid_levels, got {self.fusion_levels}")
         if not 0 <= self.skip_levels < self.pyramid_levels - 1:
             raise ValueError(f"skip_levels must be in 0..pyramid_levels-2, got {self.skip_levels}")
+        if self.time_levels and not 0 <= self.time_finest < self.time_levels <= self.pyramid_levels:
+            raise ValueError(f"time_levels ({self.time_levels}) must be in 0..pyramid_levels and time_finest "
+                             f"({self.time_finest}) below it")
         if self.lk_window % 2 == 0 or self.lk_smooth % 2 == 0 or (self.fallback_window and
                                                                   self.fallback_window % 2 == 0):
             raise ValueError("lk_window, lk_smooth and fallback_window must be odd, got "
@@ -199,6 +210,11 @@ class Film(nn.Module):
             warped = warp(both, half)
             levels.append((warped[:n], warped[n:], half))
         w0_img, w1_img = levels[0][0][:, :3], levels[0][1][:, :3]  # (N, 3, H, W) each
+        if cfg.time_levels:  # the images along the symmetric motion at t where the flows are consistent
+            w0_img, w1_img = time_warps(img0, img1, w0_img, w1_img, [g[:n] for g in grey_pyr],
+                                        [g[n:] for g in grey_pyr], flows, t, cfg)
+            w0, w1, half = levels[0]
+            levels[0] = (torch.cat([w0_img, w0[:, 3:]], 1), torch.cat([w1_img, w1[:, 3:]], 1), half)
         fallback_logit = self._fallback_logit(img0, img1, w0_img, w1_img)  # (N, 1, H, W) or None
         cues = self._cues(flows[0], levels[0][2], w0_img, w1_img, fallback_logit) if cfg.fusion_cues else None
         fusion_in = []
@@ -296,7 +312,7 @@ PRESETS: dict[str, FilmConfig] = {
     # Tests only: a few thousand parameters.
     "film-tiny": FilmConfig(pyramid_levels=3, sub_levels=2, filters=4, specialized_levels=1, flow_filters=8,
                             flow_convs=2, skip_levels=0, fusion_levels=2, fusion_filters=4,
-                            fusion_max_filters=8, lk_iters=2, lk_window=5, lk_smooth=3),
+                            fusion_max_filters=8, lk_iters=2, lk_window=5, lk_smooth=3, time_iters=2),
 }
 
 
