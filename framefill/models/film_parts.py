@@ -5,6 +5,7 @@ the U-Net fusion decoder.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import torch
@@ -62,6 +63,25 @@ class FeatureExtractor(nn.Module):
         return [torch.cat(feats, dim=1) if feats else None for feats in per_level]
 
 
+def confidence_mean(flow: torch.Tensor, conf: torch.Tensor, mismatch: Callable[[torch.Tensor], torch.Tensor],
+                    cfg: FilmConfig) -> torch.Tensor:
+    """The confidence-weighted local mean of a flow (normalised convolution over ``cfg.lk_smooth``): textured
+    pixels that the flow matches well speak for their flat or mismatched neighbours, so flow spreads from where
+    it is measured into where it is not, and less across motion boundaries than a plain box mean.
+
+    ``conf``: the structure tensor's smaller eigenvalue (``lucas_kanade_step(..., with_confidence=True)``);
+    ``mismatch(flow)``: the grey-level difference the flow leaves (residuals over ``cfg.lk_sigma`` lower a
+    pixel's weight).
+    """
+    if cfg.lk_smooth <= 1:
+        return flow
+    if not cfg.lk_sigma:
+        return box_filter(flow, cfg.lk_smooth)
+    residual = mismatch(flow).abs() / cfg.lk_sigma
+    weight = (conf + 1e-5) / (1 + residual * residual)
+    return box_filter(weight * flow, cfg.lk_smooth) / box_filter(weight, cfg.lk_smooth)
+
+
 class FlowLevel(nn.Module):
     """One level's learned residual flow from (features A, features B warped to A): FILM's conv stack."""
 
@@ -97,19 +117,6 @@ class PyramidFlowEstimator(nn.Module):
             channels=extractor.channels(first + cfg.specialized_levels), filters=cfg.flow_filters, convs=cfg.flow_convs
         )
 
-    def _smooth(self, flow: torch.Tensor, conf: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        """Confidence-weighted local mean of the flow (normalised convolution): textured pixels that the
-        updated flow matches well speak for their flat or mismatched neighbours, so flow spreads from where
-        it is measured into where it is not, and less across motion boundaries than a plain box mean."""
-        cfg = self.cfg
-        if cfg.lk_smooth <= 1:
-            return flow
-        if not cfg.lk_sigma:
-            return box_filter(flow, cfg.lk_smooth)
-        residual = (a - warp(b, flow)).abs() / cfg.lk_sigma
-        weight = (conf + 1e-5) / (1 + residual * residual)
-        return box_filter(weight * flow, cfg.lk_smooth) / box_filter(weight, cfg.lk_smooth)
-
     def _level(self, j: int) -> FlowLevel:
         j -= self.cfg.skip_levels
         return self.specialized[j] if j < len(self.specialized) else self.shared
@@ -129,8 +136,7 @@ class PyramidFlowEstimator(nn.Module):
             for _ in range(iters):
                 step, conf = lucas_kanade_step(ga[j], warp(gb[j], flow), cfg.lk_window, cfg.lk_damping,
                                                with_confidence=True)
-                flow = flow + step
-                flow = self._smooth(flow, conf, ga[j], gb[j])
+                flow = confidence_mean(flow + step, conf, lambda f, a=ga[j], b=gb[j]: a - warp(b, f), cfg)
             if fa[j] is not None:
                 flow = flow + self._level(j)(fa[j], warp(fb[j], flow))
             flows[j] = flow

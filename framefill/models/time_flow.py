@@ -8,10 +8,10 @@ picture, and lets the two warped frames disagree (the output is then a double im
     frame0(x - t v) ~ frame1(x + (1 - t) v),
 
 the "bilateral" matching of motion-compensated interpolation, solved like the flow pyramid: damped Lucas-Kanade
-steps on the grey images, each followed by the confidence-weighted mean of ``v`` (``PyramidFlowEstimator``'s
-smoothing), coarse to fine over the ``time_levels`` finest pyramid levels down to ``time_finest``. It starts, per
-pixel, from whichever of three candidates the two inputs agree on best (over a 5-pixel box): the mean of the two
-FILM approximations, or either one of them.
+steps on the grey images, each followed by the confidence-weighted mean of ``v`` (``film_parts.confidence_mean``,
+as the flow pyramid smooths its flows), coarse to fine over the ``time_levels`` finest pyramid levels down to
+``time_finest``. It starts, per pixel, from whichever of three candidates the two inputs agree on best (over a
+5-pixel box): the mean of the two FILM approximations, or either one of them.
 
 Symmetric matching has no answer where a pixel of the frame at time t is visible in one input only (occlusion,
 content entering the picture): there it finds any vector along which the two inputs happen to look alike. So
@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from framefill.models.film_parts import confidence_mean
 from framefill.models.layers import box_filter, fb_consistency, lucas_kanade_step, resize_flow, upsample2, warp
 
 if TYPE_CHECKING:
@@ -82,7 +83,7 @@ def symmetric_motion(grey0: list[torch.Tensor], grey1: list[torch.Tensor], flows
         for _ in range(cfg.time_iters):
             a, b = _sides(g0, g1, v, t)
             step, conf = lucas_kanade_step(a, b, cfg.lk_window, cfg.lk_damping, with_confidence=True)
-            v = _smooth(g0, g1, v + step, t, conf, cfg)
+            v = confidence_mean(v + step, conf, lambda u, g0=g0, g1=g1: torch.sub(*_sides(g0, g1, u, t)), cfg)
     return v
 
 
@@ -94,17 +95,3 @@ def _sides(g0: torch.Tensor, g1: torch.Tensor, v: torch.Tensor, t: torch.Tensor)
 def _mismatch(g0: torch.Tensor, g1: torch.Tensor, v: torch.Tensor, t: torch.Tensor, box: int) -> torch.Tensor:
     a, b = _sides(g0, g1, v, t)
     return box_filter((a - b).abs(), box)
-
-
-def _smooth(g0: torch.Tensor, g1: torch.Tensor, v: torch.Tensor, t: torch.Tensor, conf: torch.Tensor,
-            cfg: FilmConfig) -> torch.Tensor:
-    """The confidence-weighted local mean of ``v``, as ``PyramidFlowEstimator`` smooths its flows: pixels whose
-    two sides agree and are textured speak for their neighbours."""
-    if cfg.lk_smooth <= 1:
-        return v
-    if not cfg.lk_sigma:
-        return box_filter(v, cfg.lk_smooth)
-    a, b = _sides(g0, g1, v, t)
-    residual = (a - b).abs() / cfg.lk_sigma
-    weight = (conf + 1e-5) / (1 + residual * residual)
-    return box_filter(weight * v, cfg.lk_smooth) / box_filter(weight, cfg.lk_smooth)
