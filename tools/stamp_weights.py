@@ -11,6 +11,7 @@ import argparse
 import json
 import re
 import statistics
+import time
 from pathlib import Path
 
 from framefill.checkpoint import load_safetensors, save_safetensors
@@ -26,7 +27,8 @@ def main() -> None:
     rows = [r for r in json.loads(args.results.read_text()) if r["peer"] == args.peer and "psnr" in r]
     if not rows:
         raise SystemExit(f"no scored rows for {args.peer} in {args.results}")
-    quality = {"protocol": "drop-frame triplets of ../shared/data/val/videos (make compare), PSNR/SSIM on 8-bit RGB"}
+    quality = {"protocol": "drop-frame triplets of every item of ../shared/data/val (make compare), PSNR/SSIM on "
+                           "8-bit RGB", "measured": time.strftime("%Y-%m-%d")}
     for stride in sorted({re.search(r"_s(\d+)$", r["pair"])[1] for r in rows}):
         rs = [r for r in rows if r["pair"].endswith(f"_s{stride}")]
         quality[f"stride{stride}"] = {"psnr": round(statistics.mean(r["psnr"] for r in rs), 3),
