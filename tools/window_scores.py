@@ -7,9 +7,9 @@ The list is clip_triplets.py's: directories named ``CLIP_INDEX_sSTRIDE`` holding
 peers get) and, as the window's outer frames, frames i - 2s and i + 4s of the clip, decoded with OpenCV as
 clip_triplets.py decodes them (missing ones at the clip's ends are copies of the pair, as in a video). PSNR/SSIM as
 run_peers computes them (8-bit RGB; SSIM with an 11x11 Gaussian window, per channel), ``sec_core`` the median of
-``--repeat`` timed calls after a warm-up (array in, array out, as tools/time_pairs.py). Rows are written in
-run_peers' format (peer ``framefill_<model>``); ``--merge`` appends them to a run_peers results file, so that
-tools/peer_table.py prints everyone in one table.
+``--repeat`` timed calls after a warm-up (none with ``--repeat 0``; array in, array out, as tools/time_pairs.py).
+Rows are written in run_peers' format (peer ``framefill_<model>``); ``--merge`` appends them to a run_peers
+results file, so that tools/peer_table.py prints everyone in one table.
 """
 
 from __future__ import annotations
@@ -93,15 +93,16 @@ def main() -> None:
         else:
             def run(a=a, b=b) -> np.ndarray:
                 return interpolate_pair(a, b, net, device=dev, dtype=dtype)
-        run()  # warm-up
+        out = run()  # the warm-up, and with --repeat 0 the only call (scores without times)
         times = []
         for _ in range(args.repeat):
             start = time.perf_counter()
             out = run()
             times.append(time.perf_counter() - start)
+        sec = statistics.median(times) if times else None
         rows.append({"peer": f"framefill_{args.model}", "pair": name, "psnr": psnr(out, truth),
-                     "ssim": ssim(out, truth), "sec_core": statistics.median(times), "sec_e2e": None})
-        print(f"{name}: {rows[-1]['psnr']:.2f} dB, {rows[-1]['sec_core']:.3f} s", flush=True)
+                     "ssim": ssim(out, truth), "sec_core": sec, "sec_e2e": None})
+        print(f"{name}: {rows[-1]['psnr']:.2f} dB" + (f", {sec:.3f} s" if times else ""), flush=True)
     if args.merge:
         rows = json.loads(args.merge.read_text()) + rows
     args.json.write_text(json.dumps(rows, indent=1))
