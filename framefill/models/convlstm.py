@@ -10,9 +10,11 @@ aligned to time t by film's flows, and adds its residual to film's own output:
 
 1. ``film``: a ``Film`` sub-model (``ConvLSTMConfig.film``) on (I1, I2) gives the base frame and its full-resolution
    flows ``flow_10`` (I2's grid into I1) and ``flow_01``, both ``(N, 2, H, W)``.
-2. ``align_window``: each frame of the window backward-warped to t = 1.5 (window time, I1 at 1). The middle pair as
-   film warps them (``0.5 flow_10``, ``0.5 flow_01``); the outer frames by the same flows scaled by 1.5, the
-   constant-velocity motion from t to a frame 1.5 intervals away (``1.5 flow_10`` for I0, ``1.5 flow_01`` for I3).
+2. ``align_window``: each frame of the window backward-warped to t = 1.5 (window time, I1 at 1). The middle pair by
+   FILM's approximation (``0.5 flow_10``, ``0.5 flow_01``; film's own output now warps along the symmetric motion
+   at t where it trusts it, ``framefill.models.time_flow``, so this pair can differ from film's there); the outer
+   frames by the same flows scaled by 1.5, the constant-velocity motion from t to a frame 1.5 intervals away
+   (``1.5 flow_10`` for I0, ``1.5 flow_01`` for I3).
    Scaling, not chaining a flow I1 -> I0 from a second film run: two more flow estimations would make a frame
    about three times film's cost, and what the outer frames add, the curvature of the motion and what the middle
    frames occlude, shows exactly where the scaled warp misses (the warp error the network reads). An outer frame
@@ -125,7 +127,7 @@ def align_window(frames: torch.Tensor, flow_10: torch.Tensor, flow_01: torch.Ten
     """
     n = frames.shape[0]
     flows = torch.cat([flow_10, flow_01])  # (2N, 2, H, W): toward I1 (and I0), toward I2 (and I3)
-    middle = warp(torch.cat([frames[:, 1], frames[:, 2]]), 0.5 * flows)  # (2N, 3, H, W): film's warped pair
+    middle = warp(torch.cat([frames[:, 1], frames[:, 2]]), 0.5 * flows)  # (2N, 3, H, W): FILM's approximation
     outer = warp(torch.cat([frames[:, 0], frames[:, 3]]), OUTER_SCALE * flows)  # (2N, 3, H, W)
     copy = torch.cat([_same(frames[:, 0], frames[:, 1]), _same(frames[:, 3], frames[:, 2])])  # (2N, 1, 1, 1)
     outer = torch.where(copy, middle, outer)

@@ -213,14 +213,13 @@ class Film(nn.Module):
         if cfg.time_levels:  # the images along the symmetric motion at t where the flows are consistent
             w0_img, w1_img = time_warps(img0, img1, w0_img, w1_img, [g[:n] for g in grey_pyr],
                                         [g[n:] for g in grey_pyr], flows, t, cfg)
-            w0, w1, half = levels[0]
-            levels[0] = (torch.cat([w0_img, w0[:, 3:]], 1), torch.cat([w1_img, w1[:, 3:]], 1), half)
         fallback_logit = self._fallback_logit(img0, img1, w0_img, w1_img)  # (N, 1, H, W) or None
         cues = self._cues(flows[0], levels[0][2], w0_img, w1_img, fallback_logit) if cfg.fusion_cues else None
         fusion_in = []
         for j, (w0, w1, half) in enumerate(levels):
             # Straight into the convolutions' dtype and layout: (images, features, flows) of frame 0 then 1, cues.
-            parts = [w0[:, :3], w1[:, :3], w0[:, 3:], w1[:, 3:], half[:n], half[n:]]
+            images = (w0_img, w1_img) if j == 0 else (w0[:, :3], w1[:, :3])  # level 0: the images as blended
+            parts = [*images, w0[:, 3:], w1[:, 3:], half[:n], half[n:]]
             if cues is not None:
                 parts.append(cues if j == 0 else F.avg_pool2d(cues, 2**j))
             fusion_in.append(conv_input(torch.cat(parts, dim=1), self.fusion.head.weight))
