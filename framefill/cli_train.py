@@ -58,6 +58,10 @@ def train(
     freeze_flow: Annotated[bool, _flag("--freeze-flow/--no-freeze-flow", help="film: train the fusion alone "
                                        "(features and flow kept as they start): a step costs the fusion's "
                                        "share.")] = False,
+    selector: Annotated[int, typer.Option("--selector", min=0, help="film: add a learned selector of this width "
+                                          "(16) between the warped frames and the blend, and train it alone; "
+                                          "from --finetune weights without one, the model starts as those "
+                                          "weights (0: no selector).")] = 0,
     gan: Annotated[bool, _flag("--gan/--no-gan", help="Adversarial fine-tuning: a per-frame and a frame-tuple "
                                "(3D-conv) discriminator, non-saturating loss, next to the usual losses. Meant "
                                "with --finetune: it trades some PSNR for sharper detail.")] = False,
@@ -86,8 +90,8 @@ def train(
         raise UsageError(f"--film-weights {film_weights} does not exist; check the path")
     if arbitrary_time and model != "film":
         raise UsageError(f"--arbitrary-time trains film; {model} reads four frames and is trained at t = 0.5 only")
-    if (fusion_cues or freeze_flow) and model != "film":
-        raise UsageError(f"--fusion-cues and --freeze-flow are for film, not {model}")
+    if (fusion_cues or freeze_flow or selector) and model != "film":
+        raise UsageError(f"--fusion-cues, --freeze-flow and --selector are for film, not {model}")
     for option, path in (("--data", data), ("--photos", photos)):
         if path is not None and not path.exists():
             raise UsageError(f"{option} {path} does not exist; check the path")
@@ -117,7 +121,8 @@ def train(
     cfg = TrainConfig(model=model, preset=preset, steps=steps, batch=batch, lr=lr, seed=seed,
                       precision=train_precision(precision, dev), prefetch=dev.type == "cuda",
                       finetune=str(finetune) if finetune else None, fusion_cues=fusion_cues,
-                      freeze_flow=freeze_flow, film_weights=str(film_weights) if film_weights else None,
+                      freeze_flow=freeze_flow, selector=selector,
+                      film_weights=str(film_weights) if film_weights else None,
                       data=DataConfig(crop=crop, max_frames=max_frames, motion_crops=motion_crops,
                                       arbitrary_time=arbitrary_time),
                       synth=SynthConfig(ratio=ratio),

@@ -284,6 +284,26 @@ def test_fusion_cues_refused_for_convlstm(data_dir: Path, tmp_path: Path):
         Trainer(tiny_config(model="convlstm", preset="convlstm-tiny", fusion_cues=True), data_dir, tmp_path / "run",
                 cache_dir=tmp_path / "cache")
 
+def test_selector_trains_alone_and_lowers_the_loss(data_dir: Path, tmp_path: Path):
+    trainer = Trainer(tiny_config(selector=4), data_dir, tmp_path / "run", cache_dir=tmp_path / "cache")
+    assert trainer.model.config.selector_filters == 4
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    rng = np.random.default_rng(0)
+    batch = torch.stack([trainer.dataset.sample(rng) for _ in range(2)])
+    totals = [trainer.train_step(batch)["total"] for _ in range(30)]
+    assert np.mean(totals[-5:]) < 0.995 * np.mean(totals[:5]), totals
+    after = trainer.model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in after if not k.startswith("selector."))
+    assert not torch.equal(before["selector.head.weight"], after["selector.head.weight"])
+    assert "warp" not in trainer.train_step(batch)  # the flows are fixed: no warp loss
+
+
+def test_selector_refused_for_convlstm(data_dir: Path, tmp_path: Path):
+    with pytest.raises(ValueError, match="for film"):
+        Trainer(tiny_config(model="convlstm", preset="convlstm-tiny", selector=4), data_dir, tmp_path / "run",
+                cache_dir=tmp_path / "cache")
+
+
 def test_warp_loss_uses_each_inputs_share_of_the_flow():
     """Two frames of a smooth pattern 4 px apart and the exact flows: warped by t and 1 - t of them, both inputs
     land on the frame at t (loss near zero); by half of them, on the middle frame instead."""

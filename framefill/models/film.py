@@ -66,13 +66,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from framefill.models.film_parts import FeatureExtractor, Fusion, PyramidFlowEstimator
+from framefill.models.film_parts import FeatureExtractor, Fusion, PyramidFlowEstimator, Selector
 from framefill.models.layers import (
     box_filter,
     conv_input,
     fb_consistency,
     grey,
     image_pyramid,
+    upsample2,
     warp,
 )
 from framefill.models.time_flow import time_warps
@@ -107,6 +108,8 @@ class FilmConfig:
     # (``framefill.models.time_flow``; 0: off, FILM's approximation alone), down to ``time_finest``
     time_finest: int = 1  # (finer levels upsample it)
     time_iters: int = 4  # Lucas-Kanade updates per level of that matching
+    selector_filters: int = 0  # a learned choice between warped frame 0, warped frame 1 and the blend, on top of
+    # the fixed rule (``film_parts.Selector``, half resolution; 0: the rule alone)
     arbitrary_time: bool = False  # trained at any t (``framefill train --arbitrary-time``): the scheduler then
     # asks for every output time directly instead of bisecting at t = 0.5
 
@@ -121,6 +124,8 @@ class FilmConfig:
         if self.time_levels and not 0 <= self.time_finest < self.time_levels <= self.pyramid_levels:
             raise ValueError(f"time_levels ({self.time_levels}) must be in 0..pyramid_levels and time_finest "
                              f"({self.time_finest}) below it")
+        if self.selector_filters and not self.fallback_window:
+            raise ValueError("selector_filters needs the blend fallback (fallback_window > 0): it refines that rule")
         if self.lk_window % 2 == 0 or self.lk_smooth % 2 == 0 or (self.fallback_window and
                                                                   self.fallback_window % 2 == 0):
             raise ValueError("lk_window, lk_smooth and fallback_window must be odd, got "
@@ -168,6 +173,8 @@ class Film(nn.Module):
                                           skip_levels=self.config.skip_levels)
         self.flow = PyramidFlowEstimator(self.config, self.extractor)
         self.fusion = Fusion(self.config, self.extractor)
+        self.selector = Selector(self.config.selector_filters) if self.config.selector_filters else None
+        self.selector_only = False  # training the selector alone: everything before it runs without autograd
 
     @property
     def divisor(self) -> int:
@@ -189,11 +196,43 @@ class Film(nn.Module):
                              "(framefill.models.layers.pad_to_multiple)")
         n, in_dtype = img0.shape[0], img0.dtype
         t = _times(t, n, img0.device)  # (N, 1, 1, 1) float32
+        img0, img1 = img0.float(), img1.float()
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not (self.selector_only and self.selector is not None)):
+            head, flows, pyr, w0_img, w1_img, fallback_logit = self._base(img0, img1, t)
+        mask = torch.sigmoid(head[:, :1])
+        blend = torch.lerp(img0, img1, t)
+        fallback = None
+        if self.selector is not None:  # the rule's weights of (warped 0, warped 1, blend), moved by the selector
+            rule = torch.cat([F.logsigmoid(-fallback_logit) + F.logsigmoid(head[:, :1]),
+                              F.logsigmoid(-fallback_logit) + F.logsigmoid(-head[:, :1]),
+                              F.logsigmoid(fallback_logit)], dim=1)
+            x = self._selector_inputs(img0, img1, w0_img, w1_img, blend, fallback_logit, flows[1],
+                                      flows[1] * torch.cat([t, 1 - t]))
+            offset = self.selector(conv_input(x, self.selector.head.weight)).float()
+            weights = torch.softmax(rule + upsample2(offset, rule.shape[-2:]), dim=1)  # (N, 3, H, W)
+            base = weights[:, :1] * w0_img + weights[:, 1:2] * w1_img + weights[:, 2:] * blend
+            fallback = weights[:, 2:]
+        else:
+            base = torch.lerp(w1_img, w0_img, mask)  # mask * w0 + (1 - mask) * w1
+            if fallback_logit is not None:
+                fallback = torch.sigmoid(fallback_logit)
+                base = torch.lerp(base, blend, fallback)
+        out = (base + head[:, 1:4]).clamp(0, 1).to(in_dtype)
+        if return_aux:
+            return out, {"flows": flows, "pyramid": pyr, "warped0": w0_img, "warped1": w1_img, "mask": mask,
+                         "fallback": fallback, "time": t}
+        return out
+
+    def _base(self, img0: torch.Tensor, img1: torch.Tensor, t: torch.Tensor):
+        """Everything before the choice between the candidates: the fusion's head ``(N, 4 or 5, H, W)``, the flow
+        pyramid, the image pyramid, the two warped frames, the fallback's logit (with the fusion's offset when it
+        has cues)."""
+        cfg = self.config
+        n = img0.shape[0]
         # Mixed precision: the convolutions run in the weights' dtype (bf16/fp16 when the model was converted),
         # everything geometric (pyramids, Lucas-Kanade, flows, warping, blending) in float32: half-precision
         # flow and warp coordinates would misplace pixels, and the Lucas-Kanade normal equations lose their
         # small determinants.
-        img0, img1 = img0.float(), img1.float()
         # Both frames through the shared extractor in one batch.
         pyr = image_pyramid(torch.cat([img0, img1], dim=0), cfg.pyramid_levels)  # level j: (2N, 3, h_j, w_j)
         feats = self.extractor(pyr)
@@ -224,19 +263,37 @@ class Film(nn.Module):
                 parts.append(cues if j == 0 else F.avg_pool2d(cues, 2**j))
             fusion_in.append(conv_input(torch.cat(parts, dim=1), self.fusion.head.weight))
         head = self.fusion(fusion_in).float()
-        mask = torch.sigmoid(head[:, :1])
-        base = torch.lerp(w1_img, w0_img, mask)  # mask * w0 + (1 - mask) * w1
-        fallback = None
-        if fallback_logit is not None:
-            if cfg.fusion_cues:  # the network may move the fallback either way (its offset starts at zero)
-                fallback_logit = fallback_logit + head[:, 4:5]
-            fallback = torch.sigmoid(fallback_logit)
-            base = torch.lerp(base, torch.lerp(img0, img1, t), fallback)
-        out = (base + head[:, 1:4]).clamp(0, 1).to(in_dtype)
-        if return_aux:
-            return out, {"flows": flows, "pyramid": pyr, "warped0": w0_img, "warped1": w1_img, "mask": mask,
-                         "fallback": fallback, "time": t}
-        return out
+        if fallback_logit is not None and cfg.fusion_cues:  # the network may move the fallback either way (its
+            fallback_logit = fallback_logit + head[:, 4:5]  # offset starts at zero)
+        return head, flows, pyr, w0_img, w1_img, fallback_logit
+
+    def _selector_inputs(self, img0: torch.Tensor, img1: torch.Tensor, w0: torch.Tensor, w1: torch.Tensor,
+                         blend: torch.Tensor, fallback_logit: torch.Tensor, flow: torch.Tensor, half: torch.Tensor
+                         ) -> torch.Tensor:
+        """The selector's evidence at half resolution, ``(N, Selector.INPUTS, H / 2, W / 2)`` float32: the three
+        candidates (grey), how far each pair of them disagrees, how far the inputs do, the fallback rule's margin
+        (grey levels), each input's forward-backward consistency at time t and the length of its motion (pixels
+        of the full frame / 16). ``flow``/``half``: pyramid level 1 of the flows and of their share at t."""
+        n = w0.shape[0]
+        g0, g1, gb = grey(w0), grey(w1), grey(blend)
+        full = torch.cat([g0 - 0.5, g1 - 0.5, gb - 0.5, 4 * (g0 - g1).abs(), 4 * (g0 - gb).abs(), 4 * (g1 - gb).abs(),
+                          4 * grey(img0 - img1).abs(), fallback_logit * (4 * self.config.fallback_temp)], dim=1)
+        flow_10, flow_01 = flow[:n], flow[n:]
+        consistency = fb_consistency(torch.cat([flow_01, flow_10]), torch.cat([flow_10, flow_01]),
+                                     self.config.vis_sigma)
+        at_t = warp(consistency, half)  # (2N, 1, h, w): frame 0's rows, then frame 1's
+        motion = half.square().sum(1, keepdim=True).sqrt() / 8  # (2 x pixels of level 1) / 16
+        return torch.cat([F.avg_pool2d(full, 2), at_t[:n], at_t[n:], motion[:n], motion[n:]], dim=1)
+
+    def with_selector(self, filters: int = 16) -> Film:
+        """This model with a fresh selector (zero head: the same output until it is trained; ``framefill train
+        --finetune W --selector``). A model that has one is returned as it is."""
+        if self.selector is not None:
+            return self
+        new = Film(dataclasses.replace(self.config, selector_filters=filters)).to(self.fusion.head.weight.device)
+        missing, unexpected = new.load_state_dict(self.state_dict(), strict=False)
+        assert not unexpected and all(k.startswith("selector.") for k in missing)
+        return new.train(self.training)
 
     def with_cues(self) -> Film:
         """This model with ``fusion_cues`` switched on and nothing else changed: the fusion's input convolutions

@@ -185,3 +185,45 @@ class Fusion(nn.Module):
                 level_in = torch.cat([level_in, x], dim=1)
             x = self.blocks[j](level_in)
         return self.head(x)  # (N, 4 or 5, H, W)
+
+
+class Selector(nn.Module):
+    """Learned weights of the three candidates for each pixel of the output: warped frame 0, warped frame 1 and
+    the plain blend of the inputs (``FilmConfig.selector_filters``).
+
+    The parameter-free path decides between them by a fixed rule (the fusion's mask between the warped frames,
+    the blend fallback where they disagree more than the inputs do over a fixed window); that rule is right on
+    most camera footage and wrong where a motion is larger than its window (thin lines that moved far are blended
+    away) or where one input is hidden (the blend doubles the object). This small U-Net reads cheap per-pixel
+    evidence at half resolution (``INPUTS`` channels, see ``Film._selector_inputs``) and adds logits to the rule's,
+    so it starts as the rule (zero head) and a step trains only it: the flows and warps it judges are fixed.
+
+    Shape: input ``(N, INPUTS, H / 2, W / 2)``, H and W multiples of 32; output ``(N, 3, H / 2, W / 2)`` logits.
+    """
+
+    INPUTS = 12
+
+    def __init__(self, filters: int) -> None:
+        super().__init__()
+        f = filters
+        self.enc = nn.ModuleList([
+            _conv(self.INPUTS, f),  # 1/2
+            nn.Sequential(nn.AvgPool2d(2), _conv(f, 2 * f), _conv(2 * f, 2 * f)),  # 1/4
+            nn.Sequential(nn.AvgPool2d(2), _conv(2 * f, 2 * f), _conv(2 * f, 2 * f)),  # 1/8
+            nn.Sequential(nn.AvgPool2d(2), _conv(2 * f, 2 * f), _conv(2 * f, 2 * f)),  # 1/16: context for far motion
+        ])
+        self.dec = nn.ModuleList([_conv(4 * f, 2 * f), _conv(4 * f, 2 * f), _conv(3 * f, f)])  # 1/8, 1/4, 1/2
+        self.head = nn.Conv2d(f, 3, 3, padding=1)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skips = []
+        for block in self.enc:
+            x = block(x)
+            skips.append(x)
+        x = skips.pop()
+        for block in self.dec:
+            skip = skips.pop()
+            x = block(torch.cat([upsample2(x, skip.shape[-2:]), skip], dim=1))
+        return self.head(x)

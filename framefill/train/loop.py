@@ -74,6 +74,8 @@ class TrainConfig:
     fusion_cues: bool = False  # film: give the fusion the occlusion cues (Film.with_cues keeps the start's output)
     freeze_flow: bool = False  # film: train the fusion alone; the feature extractor and flow stay as they start
     # (no backward through the flow pyramid: a step costs about the fusion's share; the warp loss is skipped)
+    selector: int = 0  # film: add a selector of this width (Film.with_selector: the start's output) and train it
+    # alone; everything before it runs without autograd, so a step costs a forward pass and the selector's share
     film_weights: str | None = None  # convlstm: its (frozen) film part from these film weights
     data: DataConfig = field(default_factory=DataConfig)
     synth: SynthConfig = field(default_factory=SynthConfig)  # synthetic triplets from photos, mixed in (synth.py)
@@ -92,9 +94,11 @@ def initial_model(cfg: TrainConfig) -> torch.nn.Module:
         model = build_model(cfg.model, cfg.preset)
     if cfg.film_weights:
         model.load_film(Path(cfg.film_weights))
-    if (cfg.fusion_cues or cfg.freeze_flow) and not hasattr(model, "with_cues"):
-        raise ValueError(f"--fusion-cues and --freeze-flow are for film, not {cfg.model}")
-    return model.with_cues() if cfg.fusion_cues else model
+    if (cfg.fusion_cues or cfg.freeze_flow or cfg.selector) and not hasattr(model, "with_cues"):
+        raise ValueError(f"--fusion-cues, --freeze-flow and --selector are for film, not {cfg.model}")
+    if cfg.fusion_cues:
+        model = model.with_cues()
+    return model.with_selector(cfg.selector) if cfg.selector else model
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -155,7 +159,7 @@ def loss_terms(model: torch.nn.Module, batch: torch.Tensor, cfg: TrainConfig, co
         terms["census"] = cfg.w_census * census(pred, gt)
     if cfg.w_lap:
         terms["lap"] = cfg.w_lap * laplacian_l1(pred, gt)
-    if cfg.w_warp and "flows" in aux and not cfg.freeze_flow:
+    if cfg.w_warp and "flows" in aux and not (cfg.freeze_flow or cfg.selector):
         terms["warp"] = cfg.w_warp * warp_loss(aux["pyramid"], gt, aux["flows"], aux.get("time"))
     terms["total"] = sum(terms.values())
     return terms
@@ -263,6 +267,10 @@ class Trainer:
         if cfg.freeze_flow:
             for part in (self.model.extractor, self.model.flow):
                 part.requires_grad_(False)
+        if cfg.selector:  # the selector alone learns; what it chooses from is computed without autograd
+            self.model.requires_grad_(False)
+            self.model.selector.requires_grad_(True)
+            self.model.selector_only = True
         self.model.to(device).train()
         self.context = int(getattr(self.model, "context", 2))  # frames per sample the model reads
         if cfg.data.arbitrary_time:  # the model learns every time: its config (and so its export) says so

@@ -1,0 +1,83 @@
+"""The learned selector between warped frame 0, warped frame 1 and the blend (``film_parts.Selector``): it starts as
+the parameter-free rule, its weights really choose, it trains alone, and it survives a save and load."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from framefill.checkpoint import save_model
+from framefill.models import load_model
+from framefill.models.film import Film, build_film
+from framefill.models.film_parts import Selector
+
+
+def _trained_looking(model: Film) -> Film:
+    torch.manual_seed(0)
+    for p in model.fusion.parameters():  # a fusion whose mask and residual are not zero, so the tests mean something
+        p.data.normal_(0, 0.1)
+    return model.eval()
+
+
+def _pair(h: int = 32, w: int = 48) -> tuple[torch.Tensor, torch.Tensor]:
+    torch.manual_seed(1)
+    x0 = torch.nn.functional.avg_pool2d(torch.rand(1, 3, h + 2, w + 2), 3, stride=1)  # a smooth texture
+    return x0, torch.roll(x0, (1, 2), (2, 3))
+
+
+def test_with_selector_starts_as_the_rule_it_refines():
+    model = _trained_looking(build_film("film-tiny"))
+    chosen = model.with_selector(4).eval()
+    assert chosen.config.selector_filters == 4 and model.selector is None
+    x0, x1 = _pair()
+    with torch.no_grad():
+        out, aux = chosen(x0, x1, return_aux=True)
+        ref, ref_aux = model(x0, x1, return_aux=True)
+    assert torch.allclose(out, ref, atol=1e-5)
+    assert torch.allclose(aux["fallback"], ref_aux["fallback"], atol=1e-5)  # the blend's weight is the rule's
+    assert chosen.with_selector(8) is chosen  # one that has a selector keeps it
+
+
+@pytest.mark.parametrize("pick", [0, 1, 2])
+def test_the_selectors_logits_choose_the_candidate(pick: int):
+    """A strong bias toward one candidate makes the output that candidate (plus the fusion's residual)."""
+    model = _trained_looking(build_film("film-tiny")).with_selector(4).eval()
+    with torch.no_grad():
+        model.selector.head.bias[pick] = 30.0
+        x0, x1 = _pair()
+        out, aux = model(x0, x1, return_aux=True)
+        head = model._base(x0, x1, torch.full((1, 1, 1, 1), 0.5))[0]
+    candidate = [aux["warped0"], aux["warped1"], (x0 + x1) / 2][pick]
+    assert torch.allclose(out, (candidate + head[:, 1:4]).clamp(0, 1), atol=1e-4)
+
+
+def test_selector_inputs_and_output_shapes():
+    model = build_film("film-tiny", selector_filters=4).eval()
+    x0, x1 = _pair(64, 96)
+    with torch.no_grad():
+        out, aux = model(x0, x1, return_aux=True)
+        x = model._selector_inputs(x0, x1, aux["warped0"], aux["warped1"], (x0 + x1) / 2, torch.zeros(1, 1, 64, 96),
+                                   aux["flows"][1], 0.5 * aux["flows"][1])
+    assert out.shape == x0.shape
+    assert x.shape == (1, Selector.INPUTS, 32, 48) and torch.isfinite(x).all()
+    assert model.selector(x).shape == (1, 3, 32, 48)
+    assert aux["fallback"].shape == (1, 1, 64, 96)
+
+
+def test_selector_needs_the_fallback_it_refines():
+    with pytest.raises(ValueError, match="fallback"):
+        build_film("film-tiny", selector_filters=4, fallback_window=0)
+
+
+def test_selector_weights_save_and_load(tmp_path: Path):
+    model = build_film("film-tiny", selector_filters=4).eval()
+    with torch.no_grad():
+        model.selector.head.weight.normal_(0, 0.1)
+    path = tmp_path / "sel.safetensors"
+    save_model(path, model, architecture="film")
+    loaded, _ = load_model(path)
+    x0, x1 = _pair()
+    with torch.no_grad():
+        assert torch.equal(loaded(x0, x1), model(x0, x1))
