@@ -62,6 +62,12 @@ def train(
                                           "(16) between the warped frames and the blend, and train it alone; "
                                           "from --finetune weights without one, the model starts as those "
                                           "weights (0: no selector).")] = 0,
+    choice_weight: Annotated[float, typer.Option("--choice-weight", min=0.0, help="film with --selector: weight "
+                                                 "of a per-pixel target for the selector (cross-entropy toward "
+                                                 "whichever of warped frame 0, warped frame 1 and the blend is "
+                                                 "closest to the truth there).")] = 0.05,
+    strides: Annotated[str, typer.Option("--strides", help="Temporal strides of the clip triplets, comma-separated "
+                                         "(larger: larger motion).")] = "1,2,3",
     gan: Annotated[bool, _flag("--gan/--no-gan", help="Adversarial fine-tuning: a per-frame and a frame-tuple "
                                "(3D-conv) discriminator, non-saturating loss, next to the usual losses. Meant "
                                "with --finetune: it trades some PSNR for sharper detail.")] = False,
@@ -92,6 +98,12 @@ def train(
         raise UsageError(f"--arbitrary-time trains film; {model} reads four frames and is trained at t = 0.5 only")
     if (fusion_cues or freeze_flow or selector) and model != "film":
         raise UsageError(f"--fusion-cues, --freeze-flow and --selector are for film, not {model}")
+    try:
+        stride_list = tuple(int(x) for x in strides.split(","))
+    except ValueError:
+        stride_list = ()
+    if not stride_list or min(stride_list) < 1:
+        raise UsageError(f"--strides {strides!r} is not a comma-separated list of positive whole numbers (1,2,3)")
     for option, path in (("--data", data), ("--photos", photos)):
         if path is not None and not path.exists():
             raise UsageError(f"{option} {path} does not exist; check the path")
@@ -121,9 +133,10 @@ def train(
     cfg = TrainConfig(model=model, preset=preset, steps=steps, batch=batch, lr=lr, seed=seed,
                       precision=train_precision(precision, dev), prefetch=dev.type == "cuda",
                       finetune=str(finetune) if finetune else None, fusion_cues=fusion_cues,
-                      freeze_flow=freeze_flow, selector=selector,
+                      freeze_flow=freeze_flow, selector=selector, w_choice=choice_weight,
                       film_weights=str(film_weights) if film_weights else None,
                       data=DataConfig(crop=crop, max_frames=max_frames, motion_crops=motion_crops,
+                                      strides=stride_list,
                                       arbitrary_time=arbitrary_time),
                       synth=SynthConfig(ratio=ratio),
                       gan=GanConfig(enabled=gan, weight=gan_weight), val_every=500)

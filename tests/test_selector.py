@@ -12,6 +12,7 @@ from framefill.checkpoint import save_model
 from framefill.models import load_model
 from framefill.models.film import Film, build_film
 from framefill.models.film_parts import Selector
+from framefill.train.losses import choice_loss
 
 
 def _trained_looking(model: Film) -> Film:
@@ -81,3 +82,21 @@ def test_selector_weights_save_and_load(tmp_path: Path):
     x0, x1 = _pair()
     with torch.no_grad():
         assert torch.equal(loaded(x0, x1), model(x0, x1))
+
+
+def test_choice_loss_rewards_the_candidate_closest_to_the_truth():
+    """Per pixel, the cross-entropy points at whichever candidate matches the truth there; where the candidates
+    agree the pixel carries no weight."""
+    torch.manual_seed(2)
+    truth = torch.rand(1, 3, 16, 16)
+    wrong = torch.rand(1, 3, 16, 16)
+    left = torch.cat([truth[..., :8], wrong[..., 8:]], dim=-1)  # right on the left half
+    right = torch.cat([wrong[..., :8], truth[..., 8:]], dim=-1)  # right on the right half
+    pick = torch.zeros(1, 3, 16, 16)
+    pick[:, 0, :, :8] = pick[:, 1, :, 8:] = 10.0  # the correct choice everywhere
+    swapped = pick[:, [1, 0, 2]]  # the wrong one everywhere
+    candidates = [left, right, (left + right) / 2]
+    assert choice_loss(pick, candidates, truth) < 0.01 < 5 < choice_loss(swapped, candidates, truth)
+    same = [truth, truth, truth]
+    assert choice_loss(swapped, same, truth) == 0  # nothing to choose: no weight anywhere
+

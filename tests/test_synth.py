@@ -258,6 +258,8 @@ def test_cli_train_with_photos_alone(photos: Path, tmp_path: Path):
         (["--data", "CLIPS", "--synthetic", "0.5"], "needs --photos"),
         (["--photos", "PHOTOS", "--synthetic", "0.5"], "leaves 50% of the triplets to --data"),
         (["--photos", "missing"], "--photos missing does not exist"),
+        (["--data", "CLIPS", "--strides", "1,x"], "--strides '1,x' is not a comma-separated list"),
+        (["--data", "CLIPS", "--strides", "0,2"], "--strides '0,2' is not a comma-separated list"),
     ],
 )
 def test_cli_train_refuses_bad_sources(photos: Path, clips: Path, tmp_path: Path, args, message):

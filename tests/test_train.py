@@ -298,6 +298,17 @@ def test_selector_trains_alone_and_lowers_the_loss(data_dir: Path, tmp_path: Pat
     assert "warp" not in trainer.train_step(batch)  # the flows are fixed: no warp loss
 
 
+def test_choice_term_is_logged_only_with_a_selector(data_dir: Path, tmp_path: Path):
+    trainer = Trainer(tiny_config(selector=4, w_choice=0.05), data_dir, tmp_path / "run",
+                      cache_dir=tmp_path / "cache")
+    rng = np.random.default_rng(0)
+    batch = torch.stack([trainer.dataset.sample(rng) for _ in range(2)])
+    rec = trainer.train_step(batch)
+    assert rec["choice"] > 0 and rec["total"] > rec["choice"]
+    plain = Trainer(tiny_config(w_choice=0.05), data_dir, tmp_path / "run2", cache_dir=tmp_path / "cache")
+    assert "choice" not in plain.train_step(batch)
+
+
 def test_selector_refused_for_convlstm(data_dir: Path, tmp_path: Path):
     with pytest.raises(ValueError, match="for film"):
         Trainer(tiny_config(model="convlstm", preset="convlstm-tiny", selector=4), data_dir, tmp_path / "run",

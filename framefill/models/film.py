@@ -201,7 +201,7 @@ class Film(nn.Module):
             head, flows, pyr, w0_img, w1_img, fallback_logit = self._base(img0, img1, t)
         mask = torch.sigmoid(head[:, :1])
         blend = torch.lerp(img0, img1, t)
-        fallback = None
+        fallback = choice = None
         if self.selector is not None:  # the rule's weights of (warped 0, warped 1, blend), moved by the selector
             rule = torch.cat([F.logsigmoid(-fallback_logit) + F.logsigmoid(head[:, :1]),
                               F.logsigmoid(-fallback_logit) + F.logsigmoid(-head[:, :1]),
@@ -209,7 +209,8 @@ class Film(nn.Module):
             x = self._selector_inputs(img0, img1, w0_img, w1_img, blend, fallback_logit, flows[1],
                                       flows[1] * torch.cat([t, 1 - t]))
             offset = self.selector(conv_input(x, self.selector.head.weight)).float()
-            weights = torch.softmax(rule + upsample2(offset, rule.shape[-2:]), dim=1)  # (N, 3, H, W)
+            choice = rule + upsample2(offset, rule.shape[-2:])  # (N, 3, H, W) logits
+            weights = torch.softmax(choice, dim=1)
             base = weights[:, :1] * w0_img + weights[:, 1:2] * w1_img + weights[:, 2:] * blend
             fallback = weights[:, 2:]
         else:
@@ -220,7 +221,7 @@ class Film(nn.Module):
         out = (base + head[:, 1:4]).clamp(0, 1).to(in_dtype)
         if return_aux:
             return out, {"flows": flows, "pyramid": pyr, "warped0": w0_img, "warped1": w1_img, "mask": mask,
-                         "fallback": fallback, "time": t}
+                         "fallback": fallback, "time": t, "blend": blend, "choice": choice}
         return out
 
     def _base(self, img0: torch.Tensor, img1: torch.Tensor, t: torch.Tensor):

@@ -43,7 +43,7 @@ from framefill.models.layers import crop, image_pyramid, pad_to_multiple, warp
 from framefill.train import distributed
 from framefill.train.data import DataConfig, find_clips, load_clip, sample_indices, valid_triplets, window_span
 from framefill.train.gan import Critics, GanConfig, critic_loss, generator_loss
-from framefill.train.losses import census, charbonnier, laplacian_l1, psnr
+from framefill.train.losses import census, charbonnier, choice_loss, laplacian_l1, psnr
 from framefill.train.synth import SynthConfig, training_source
 
 log = logging.getLogger(__name__)
@@ -65,6 +65,8 @@ class TrainConfig:
     w_census: float = 0.1  # census loss weight
     w_lap: float = 0.5  # Laplacian-pyramid L1 weight
     w_warp: float = 0.5  # robust L1 of each input warped to the middle, at every pyramid level (trains the flow)
+    w_choice: float = 0.0  # film with a selector: cross-entropy toward the candidate closest to the truth
+    # (losses.choice_loss: warped frame 0, warped frame 1 or the blend, per pixel)
     seed: int = 0
     precision: str = "fp32"  # autocast of the forward passes: fp32 (none), bf16, fp16 (with loss scaling)
     prefetch: bool = False  # build the next batch on a background thread while this one trains (CUDA: on)
@@ -161,6 +163,9 @@ def loss_terms(model: torch.nn.Module, batch: torch.Tensor, cfg: TrainConfig, co
         terms["lap"] = cfg.w_lap * laplacian_l1(pred, gt)
     if cfg.w_warp and "flows" in aux and not (cfg.freeze_flow or cfg.selector):
         terms["warp"] = cfg.w_warp * warp_loss(aux["pyramid"], gt, aux["flows"], aux.get("time"))
+    if cfg.w_choice and aux.get("choice") is not None:
+        candidates = [aux["warped0"], aux["warped1"], aux["blend"]]
+        terms["choice"] = cfg.w_choice * choice_loss(aux["choice"], candidates, gt)
     terms["total"] = sum(terms.values())
     return terms
 

@@ -67,3 +67,19 @@ def psnr(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Per-image PSNR in dB for images in [0, 1], ``(N,)``."""
     mse = ((pred - target) ** 2).flatten(1).mean(dim=1).clamp_min(1e-10)
     return 10 * torch.log10(1 / mse)
+
+
+def choice_loss(logits: torch.Tensor, candidates: list[torch.Tensor], target: torch.Tensor, window: int = 5,
+                max_margin: float = 0.1) -> torch.Tensor:
+    """A per-pixel target for a learned choice between candidate frames: cross-entropy of ``logits``
+    ``(N, K, H, W)`` against the candidate closest to ``target`` (mean absolute error over a ``window`` x
+    ``window`` neighbourhood, so that a choice follows regions, not noise), each pixel weighted by how much the
+    choice matters there (the best candidate's margin over the second best, capped at ``max_margin``). Where
+    the candidates agree the weight is zero: nothing to learn there, and such pixels do not drown the rest.
+    """
+    err = torch.stack([(c.float() - target).abs().mean(1) for c in candidates], dim=1)  # (N, K, H, W)
+    err = F.avg_pool2d(err, window, stride=1, padding=window // 2, count_include_pad=False)
+    ranked = err.topk(2, dim=1, largest=False)
+    margin = (ranked.values[:, 1] - ranked.values[:, 0]).clamp(max=max_margin)  # (N, H, W)
+    ce = F.cross_entropy(logits.float(), ranked.indices[:, 0], reduction="none")  # (N, H, W)
+    return (margin * ce).sum() / (margin.sum() + 1e-6)
