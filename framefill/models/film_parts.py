@@ -6,15 +6,12 @@ the U-Net fusion decoder.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn as nn
 
+from framefill.models.film_config import FilmConfig
 from framefill.models.layers import box_filter, conv_input, lucas_kanade_step, resize_flow, upsample2, warp
-
-if TYPE_CHECKING:
-    from framefill.models.film import FilmConfig
 
 
 def _conv(cin: int, cout: int, k: int = 3) -> nn.Sequential:

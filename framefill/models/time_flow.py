@@ -27,15 +27,11 @@ Measured on 103 drop-frame triplets of 12 training clips at strides 1, 2 and 3 (
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 
+from framefill.models.film_config import FilmConfig
 from framefill.models.film_parts import confidence_mean
 from framefill.models.layers import box_filter, fb_consistency, lucas_kanade_step, resize_flow, upsample2, warp
-
-if TYPE_CHECKING:
-    from framefill.models.film import FilmConfig
 
 CANDIDATE_BOX = 5  # pixels over which the starting candidates are compared
 
