@@ -109,7 +109,7 @@ def load_clip(path: Path, cfg: DataConfig, cache_dir: Path | None) -> np.ndarray
     key = hashlib.sha1(f"{Path(path).resolve()}|{cfg.max_side}|{cfg.max_frames}".encode()).hexdigest()[:16]
     cached = cache_dir / f"{key}.npy" if cache_dir else None
     if cached is not None and cached.exists():
-        return np.load(cached, mmap_mode=None)
+        return np.load(cached, mmap_mode="r")  # read-only and paged in on demand: samples copy their crops
     frames = _decode(Path(path), cfg.max_frames)
     h, w = frames.shape[1:3]
     frames = _resize(frames, min(1.0, cfg.max_side / max(h, w)))
