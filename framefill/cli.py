@@ -2,7 +2,7 @@
 
 Every expected failure (bad input, a missing file, an existing output, no CUDA...) ends in one
 ``error: ...`` line on stderr and exit code 2 (bad usage or input) or 1 (a failure while running); Ctrl-C
-ends in 130. The policy lives in the app itself (``_App.main``), so the ``framefill`` script,
+ends in 130, SIGTERM in 143. The policy lives in the app itself (``_App.main``), so the ``framefill`` script,
 ``python -m framefill`` and ``typer.testing.CliRunner`` all behave alike. Set ``FRAMEFILL_DEBUG=1`` to see
 the traceback instead.
 """
@@ -13,7 +13,7 @@ import logging
 import os
 import signal
 
-from framefill.cli_app import UsageError, _Command, app, parse_memory
+from framefill.cli_app import UsageError, _Command, app, parse_memory, stop_on_signal
 from framefill.cli_info import info
 from framefill.cli_interp import interp, join
 from framefill.cli_measure import bench, eval_
@@ -33,11 +33,8 @@ app.command(cls=_Command)(bench)
 def main() -> None:
     """Entry point of ``framefill`` and ``python -m framefill``: logging as FRAMEFILL_LOG says, then the app."""
     logging.basicConfig(level=os.environ.get("FRAMEFILL_LOG", "WARNING"), format="%(levelname)s %(name)s: %(message)s")
-    # kill and `docker stop` send SIGTERM, which ends Python without unwinding and so leaves a hidden partial
-    # output behind; turned into a KeyboardInterrupt it cleans up like Ctrl-C.
-    signal.signal(signal.SIGTERM, _interrupt)
+    # kill, timeout, SLURM, systemd and `docker stop` send SIGTERM, which ends Python without unwinding and so
+    # leaves a hidden partial output behind; turned into a KeyboardInterrupt it cleans up like Ctrl-C, and the app
+    # ends in 143.
+    signal.signal(signal.SIGTERM, stop_on_signal)
     app()
-
-
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt

@@ -3,14 +3,16 @@ share, and the helpers that draw progress and tables (``framefill.cli`` puts the
 
 Every expected failure (bad input, a missing file, an existing output, no CUDA...) ends in one
 ``error: ...`` line on stderr and exit code 2 (bad usage or input) or 1 (a failure while running); Ctrl-C
-ends in 130. The policy lives in the app itself (``_App.main``), so the ``framefill`` script,
-``python -m framefill`` and ``typer.testing.CliRunner`` all behave alike. Set ``FRAMEFILL_DEBUG=1`` to see
-the traceback instead.
+(SIGINT) ends in 130 and SIGTERM (``kill``, ``timeout``, SLURM, systemd, ``docker stop``) in 143, the codes a shell
+and a scheduler expect (128 + the signal's number), both after cleaning up as any failure does. The policy lives in
+the app itself (``_App.main``), so the ``framefill`` script, ``python -m framefill`` and
+``typer.testing.CliRunner`` all behave alike. Set ``FRAMEFILL_DEBUG=1`` to see the traceback instead.
 """
 from __future__ import annotations
 
 import os
 import re
+import signal
 import sys
 from fractions import Fraction
 from pathlib import Path
@@ -32,6 +34,17 @@ class UsageError(Exception):
     """Bad usage or input: exit code 2."""
 
 
+_stopped_by: list[int] = []  # the signal ``stop_on_signal`` turned into the KeyboardInterrupt that ended a command
+
+
+def stop_on_signal(signum: int, frame: object) -> None:
+    """A handler for SIGTERM: unwind as Ctrl-C does (a ``KeyboardInterrupt``, so every ``finally`` stops ffmpeg and
+    removes what is half-written; a signal's default action would end Python without unwinding), and remember the
+    signal, so that the command ends in its own exit code (143), not Ctrl-C's."""
+    _stopped_by.append(signum)
+    raise KeyboardInterrupt
+
+
 class _App(TyperGroup):
     """framefill's error policy (see the module docstring) around every command, argument parsing included."""
 
@@ -39,6 +52,7 @@ class _App(TyperGroup):
              standalone_mode: bool = True, **extra: Any) -> Any:
         if not standalone_mode or os.environ.get("FRAMEFILL_DEBUG"):  # the caller handles exceptions itself
             return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        _stopped_by.clear()
         try:
             code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except Exception as e:
@@ -47,7 +61,11 @@ class _App(TyperGroup):
                 _error(message)
             sys.exit(code)
         if code == 130:  # typer turns Ctrl-C into Exit(130), which it returns when not standalone
-            _error("interrupted")
+            if _stopped_by and _stopped_by[0] == signal.SIGTERM:
+                code = 128 + signal.SIGTERM
+                _error("terminated")
+            else:
+                _error("interrupted")
         sys.exit(code if isinstance(code, int) else 0)
 
 

@@ -465,6 +465,67 @@ def test_process_exits_2_with_one_error_line(work: Path, weights: Path, args: li
     assert snapshot(work) == before
 
 
+SIGNAL_SCRIPT = """
+import sys, time
+import framefill.pipeline, framefill.resume
+from framefill.cli import main
+
+def waits_for_a_signal(real):
+    def frames(*args, **kwargs):
+        for i, frame in enumerate(real(*args, **kwargs)):
+            if i == 3:  # mid-run: ffmpeg decoding and encoding, the output half-written beside its path
+                print("ready", flush=True)
+                time.sleep(50)
+            yield frame
+    return frames
+
+framefill.pipeline.interpolate_frames = waits_for_a_signal(framefill.pipeline.interpolate_frames)
+framefill.resume.segment_frames = waits_for_a_signal(framefill.resume.segment_frames)
+sys.argv = ["framefill", *sys.argv[1:]]
+main()
+"""
+
+
+@pytest.mark.skipif(os.name != "posix", reason="sends signals")
+@pytest.mark.parametrize(("sig", "code", "message"), [(signal.SIGTERM, 143, "terminated"),
+                                                      (signal.SIGINT, 130, "interrupted")], ids=["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize("resume", [False, True], ids=["single run", "resume"])
+def test_a_signal_mid_run_exits_with_its_code_and_leaves_nothing(work: Path, weights: Path, sig: int, code: int,
+                                                                 message: str, resume: bool) -> None:
+    """SIGTERM (kill, timeout, SLURM, systemd) ends in 143 and Ctrl-C in 130, as schedulers and shells read them;
+    both clean up: nothing at the output path, no hidden partial file, ffmpeg stopped (with --resume the work
+    folder is kept on purpose, and the same command then finishes the job)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("FRAMEFILL_DEBUG", "FRAMEFILL_LOG")}
+    args = ["interp", "in.mp4", "out.mp4", "--weights", str(weights), "--device", "cpu", "-q",
+            *(["--resume", "--segment-length", "6"] if resume else [])]
+    before = snapshot(work)
+    proc = subprocess.Popen([sys.executable, "-c", SIGNAL_SCRIPT, *args], cwd=work, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready", proc.communicate(timeout=5)  # type: ignore[union-attr]
+        ffmpegs = [line.split()[0] for line in child_processes(proc.pid)]
+        assert ffmpegs
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == code, err
+    assert_one_error(err, "", message)
+    assert not any(Path(f"/proc/{pid}").exists() for pid in ffmpegs)  # stopped and reaped, not orphaned
+    folder = work / "out.mp4.framefill-work"
+    if not resume:
+        assert snapshot(work) == before
+        return
+    assert not (work / "out.mp4").exists()
+    assert sorted(p.name for p in work.iterdir() if p.name.startswith(".")) == []
+    assert (folder / "manifest.json").exists() and not [p for p in folder.iterdir() if p.name.startswith(".")]
+    result = interp(*args[1:], weights=weights)
+    assert result.exit_code == 0, result.output
+    assert probe(work / "out.mp4").n_frames == 23 and not folder.exists()
+
+
 # --- the four-frame model --------------------------------------------------------------------------------------
 
 
