@@ -165,10 +165,12 @@ def train(
                 info += f"  val {rec['val_psnr']:.2f} dB / SSIM {rec['val_ssim']:.4f}"
             progress.update(task, completed=step, info=info)
 
-        trainer.run(max_seconds=max_minutes * 60 if max_minutes else None, on_step=on_step)
-    if export and trainer.step >= steps:
-        trainer.export(export)  # on rank 0
-        say(f"exported {export}")
+        try:
+            trainer.run(max_seconds=max_minutes * 60 if max_minutes else None, on_step=on_step)
+        finally:  # wherever the run stopped (done, --max-minutes, Ctrl-C or a scheduler's SIGTERM): the weights
+            if export:  # of the step it reached, which its checkpoint also holds (on rank 0)
+                trainer.export(export)
+                say(f"exported {export} at step {trainer.step}")
     say(f"step {trainer.step}/{steps}; checkpoint {last}")
     if launch.distributed:  # leave the process group, then end without the interpreter's shutdown (see exit_now)
         ctx.close()

@@ -664,3 +664,15 @@ def test_motion_crops_keep_the_moving_part(data_dir: Path):
 
     uniform, picked = moving_share(1), moving_share(8)
     assert uniform < 0.8 and picked >= 0.95 and picked > uniform + 0.2, (uniform, picked)
+
+
+def test_cli_export_works_from_a_run_stopped_by_max_minutes(data_dir: Path, tmp_path: Path):
+    """A run stopped by its time limit still writes the weights of the step it reached (and its checkpoint)."""
+    weights = tmp_path / "w.safetensors"
+    result = CliRunner().invoke(app, ["train", "--data", str(data_dir), "--out", str(tmp_path / "run"), "--preset",
+                                 "film-tiny", "--steps", "1000", "--batch", "1", "--crop", "32", "--max-frames", str(N),
+                                 "--device", "cpu", "--max-minutes", "0.0001", "--export", str(weights)])
+    assert result.exit_code == 0, (result.output, result.exception)
+    steps = json.loads(load_model(weights)[1]["training"])["steps"]
+    assert 1 <= steps < 1000
+    assert torch.load(tmp_path / "run" / "last.pt", weights_only=True)["step"] == steps
