@@ -252,7 +252,7 @@ def _interp_segments(src: Path, dst: Path, net: Any, spec: Any, dev: Any, *, fan
                      segment: int | None, fresh: bool, length: int | None, force: bool, quiet: bool,
                      on_start: Any, on_progress: Any) -> None:
     """interp through segments: one range of a fan-out into --work, or a resumable job."""
-    from framefill.resume import interpolate_resumable, render_part
+    from framefill.resume import finished_job, interpolate_resumable, render_part
 
     t0 = time.perf_counter()
     if fan_out:
@@ -262,6 +262,10 @@ def _interp_segments(src: Path, dst: Path, net: Any, spec: Any, dev: Any, *, fan
         what = (f"wrote segment {segment} of {segments} to {dst}: output frames {seg.outputs.start} to "
                 f"{seg.outputs.stop - 1}, from input frames {seg.first} to {seg.last}" if made else
                 f"segment {segment} of {segments} is already in {dst}; nothing to do")
+    elif not force and (done := finished_job(src, dst, net, spec)) is not None:  # a rerun of a finished job
+        report, made = done, False
+        what = (f"{dst} is already complete ({report.frames_out} frames at {report.fps_play or report.fps_out} fps, "
+                "made by this same job); nothing to do")
     else:
         report = interpolate_resumable(src, dst, net, spec, device=dev, overwrite=force, fresh=fresh,
                                        segment_length=length, on_start=on_start, on_progress=on_progress)
@@ -269,8 +273,10 @@ def _interp_segments(src: Path, dst: Path, net: Any, spec: Any, dev: Any, *, fan
         what = (f"wrote {dst}: {report.frames_in} -> {report.frames_out} frames at {report.fps_play or report.fps_out} "
                 f"fps ({s.pairs_interpolated} pairs interpolated in this run, {s.pairs_duplicate} duplicates, "
                 f"{s.scene_cuts} scene cuts)")
+        made = True
     if not quiet:
-        err.print(escape(f"{what} in {time.perf_counter() - t0:.1f} s"), highlight=False, soft_wrap=True)
+        took = f" in {time.perf_counter() - t0:.1f} s" if made else ""
+        err.print(escape(what + took), highlight=False, soft_wrap=True)
         for w in report.warnings:
             err.print(f"warning: {escape(w)}", highlight=False, soft_wrap=True)
 

@@ -34,7 +34,7 @@ from framefill.ffmpeg_args import (
     carry_args,
     video_args,
 )
-from framefill.ffmpeg_banner import BT709, Colour, Stream, packet_times, parse_header
+from framefill.ffmpeg_banner import BT709, Colour, Stream, comment, packet_times, parse_header
 from framefill.frames import VideoError, check_parent, publish_mode, unwritable
 
 GENERIC = re.compile(  # ffmpeg's closing lines that say that it failed, not why
@@ -136,6 +136,15 @@ def scan(path: Path, count_frames: bool) -> tuple[list[Stream], str, int | None,
     if not count_frames or done.returncode != 0:
         return streams, header, None, None
     return streams, header, *packet_times(done.stdout.decode(errors="replace"))
+
+
+
+def comment_of(path: Path) -> str:
+    """A file's own comment tag (the container's); "" when it has none or is no readable video."""
+    try:
+        return comment(scan(path, False)[1]) or ""
+    except VideoError:
+        return ""
 
 
 def read_exactly(stream: Any, buf: bytearray) -> int:

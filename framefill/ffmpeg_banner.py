@@ -210,3 +210,9 @@ def bit_depth(stream_text: str) -> int:
     if re.match(r"(rgb|bgr)48|rgba64|bgra64", name):
         return 16
     return int(bits[1]) if bits and 8 < int(bits[1]) <= 16 else 8
+
+
+def comment(header: str) -> str | None:
+    """The file's own ``comment`` tag (the first in the header: the container's, before its streams'), or None."""
+    found = re.search(r"^\s+comment\s*:\s*(.*?)\s*$", header, re.M | re.I)
+    return found[1] if found else None

@@ -36,7 +36,7 @@ from pathlib import Path
 import torch
 
 from framefill import __version__
-from framefill.ffmpeg import Ffmpeg, file_arg, relevant, scan
+from framefill.ffmpeg import Ffmpeg, comment_of, file_arg, relevant, scan
 from framefill.ffmpeg_args import ALIAS, OUTPUT_EXTS, carry_args
 from framefill.frames import VideoError, check_parent, publish_mode
 from framefill.pipeline import Job, JobReport, plan_job
@@ -50,6 +50,7 @@ SEGMENT_EXT = ".mp4"
 SEGMENT_SECONDS = 4  # of output per resumable segment: what an interruption loses at most
 FORMAT = 1  # of the manifest
 SAMPLE = 1 << 20  # bytes hashed at each end of the input: its identity, also for a copy on another machine
+JOB_TAG = "framefill job "  # a joined output's comment: this, then its job's id (``finished_job`` reads it)
 LABELS = {  # manifest keys -> how a refusal names them
     "input": "input video", "model": "model", "weights": "weights", "precision": "precision", "factor": "--factor",
     "fps": "target rate", "max_depth": "--max-depth", "scene_detect": "--scene-detect", "tile": "--tile",
@@ -166,6 +167,26 @@ def _differs(old: dict, new: dict, compare_plan: bool) -> str | None:
             return f"it was made with {sub.replace('_', ' ')} {_shown(a.get(sub))}, not {_shown(b.get(sub))}"
         return f"it was made with {LABELS.get(key, key.replace('_', ' '))} {_shown(a)}, not {_shown(b)}"
     return None
+
+
+def _job_tag(manifest: dict) -> str:
+    """A joined output's comment, naming its job: a hash of its manifest less the plan and the input's path."""
+    same = json.dumps({k: v for k, v in manifest.items() if k not in ("segments", "source")}, sort_keys=True)
+    return JOB_TAG + hashlib.sha256(same.encode()).hexdigest()[:16]
+
+
+def finished_job(src: Path, dst: Path, net: torch.nn.Module, spec: JobSpec) -> JobReport | None:
+    """The report of the job writing ``dst`` if ``dst`` is its complete output already (the same command run again
+    once the job is done, as a retrying scheduler does: nothing to do; what a kill after the join left is removed)."""
+    if not (made := comment_of(Path(dst)) if Path(dst).is_file() else "").startswith(JOB_TAG):
+        return None
+    source, job = _open(Path(src), net, spec, Path(dst))
+    with source:
+        if made != _job_tag(_manifest(Path(src), spec, job, [])):
+            return None
+    shutil.rmtree(work_dir_for(dst), ignore_errors=True)
+    return JobReport(job.info.n_frames, job.total, job.info.fps, job.fps_out, InterpolationStats(), job.notes,
+                     job.fps_play if spec.slowmo > 1 else None)
 
 
 def _rate(manifest: dict) -> str:
@@ -360,6 +381,7 @@ def join(work: Path, dst: Path, *, source: Path | None = None, overwrite: bool =
     tmp = work / f".join{dst.suffix}"
     args = ["-nostdin", "-y", "-f", "concat", "-safe", "0", "-i", file_arg(listing),
             *(["-i", file_arg(src)] if carry else []), "-map", "0:v:0", "-c:v", "copy", *carry,
+            "-metadata", f"comment={_job_tag(manifest)}",
             *(["-movflags", "+faststart"] if ext in (".mp4", ".mov") else []), file_arg(tmp)]
     ff = Ffmpeg(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
     try:

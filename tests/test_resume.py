@@ -218,6 +218,57 @@ def test_a_kill_during_the_join_keeps_the_segments(work: Path, weights: Path, mo
     assert packets(work / "out.mkv") == packets(work / "whole.mkv")
 
 
+def test_a_finished_job_run_again_is_complete_and_changes_nothing(work: Path, weights: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A retrying scheduler runs the same command again after it succeeded: exit 0, nothing recomputed or rewritten
+    (the output's comment names its job). Another job's output, or a file framefill did not join, is refused."""
+    job = ["interp", "in.mp4", "out.mp4", "--resume", "--segment-length", "10", "--weights", str(weights),
+           "--precision", "fp32", "--device", "cpu"]
+    real_rmtree = shutil.rmtree
+
+    def killed_after_the_join(path: str | Path, *args: object, **kwargs: object) -> None:
+        if Path(path).name == "out.mp4.framefill-work":
+            raise KeyboardInterrupt
+        real_rmtree(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    with monkeypatch.context() as m:  # the output is complete, the work folder still there
+        m.setattr(framefill.resume.shutil, "rmtree", killed_after_the_join)
+        assert runner.invoke(app, [*job, "-q"]).exit_code == 130
+    folder = work / "out.mp4.framefill-work"
+    assert folder.exists() and probe(work / "out.mp4").n_frames == 47
+    before = (work / "out.mp4").stat().st_mtime_ns, (work / "out.mp4").read_bytes()
+    for _ in range(2):
+        with monkeypatch.context() as m:  # nothing may be made or joined again
+            m.setattr(framefill.resume, "segment_frames", None)
+            m.setattr(framefill.resume, "join", None)
+            result = runner.invoke(app, job)
+        assert result.exit_code == 0, result.output
+        assert "out.mp4 is already complete (47 frames" in plain(result.stderr)
+        assert ((work / "out.mp4").stat().st_mtime_ns, (work / "out.mp4").read_bytes()) == before
+        assert not folder.exists()
+    for other in (["--factor", "3"], ["--crf", "20"]):
+        result = cli(*job, *other, weights=weights)
+        assert result.exit_code == 2, result.output
+        assert_one_error(result.stderr, result.stdout, "out.mp4 exists; use --force to overwrite")
+    shutil.copy(work / "in.mp4", work / "taken.mp4")  # a video framefill did not write
+    result = cli(*[a if a != "out.mp4" else "taken.mp4" for a in job], weights=weights)
+    assert_one_error(result.stderr, result.stdout, "taken.mp4 exists; use --force to overwrite")
+    assert ((work / "out.mp4").stat().st_mtime_ns, (work / "out.mp4").read_bytes()) == before
+
+
+def test_a_finished_segment_run_again_changes_nothing(work: Path, weights: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    fan_out("in.mp4", 2, "parts", weights=weights)
+    made = work / "parts" / "00000.mp4"
+    before = made.stat().st_mtime_ns, made.read_bytes()
+    monkeypatch.setattr(framefill.resume, "segment_frames", None)
+    result = runner.invoke(app, ["interp", "in.mp4", "--segments", "2", "--segment", "1", "--work", "parts",
+                                 "--weights", str(weights), "--precision", "fp32", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert "segment 1 of 2 is already in parts; nothing to do" in plain(result.stderr)
+    assert (made.stat().st_mtime_ns, made.read_bytes()) == before
+
+
 def test_resume_refuses_what_it_cannot_join(work: Path, weights: Path) -> None:
     for out, message in [("out.gif", "segments join into video files"), ("frames/", "segments join into video")]:
         result = cli("interp", "in.mp4", out, "--resume", weights=weights)
