@@ -25,8 +25,8 @@ Scene cuts and duplicates, judged on grey thumbnails at most 64 px wide (values 
 - a cut: mean absolute difference above ``scene_threshold`` (0.10) *and* distance between 32-bin grey
   histograms (total variation, 0..1) above ``scene_hist_threshold`` (0.20). The histogram keeps fast pans
   (large difference, same histogram) from counting; the difference keeps fades, exposure changes and flat
-  animation (histogram moved, small difference) from counting. Measured on the project's clips
-  (shared/data): motion pairs stay below a difference of 0.08; the five cuts of bikes.mp4 have a difference
+  animation (histogram moved, small difference) from counting. Measured on the clips of the training set
+  (``weights/README.md``): motion pairs stay below a difference of 0.08; the five cuts of bikes.mp4 have a difference
   of 0.18 to 0.32 and a histogram distance of 0.249 to 0.71; flat animation (Big Buck Bunny) reaches a
   histogram distance of 0.66 at a difference of 0.03.
 - a duplicate: mean absolute difference below ``duplicate_threshold`` (0.5/255) *and* largest difference at

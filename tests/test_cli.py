@@ -570,13 +570,13 @@ def test_convlstm_refusals(work: Path, convlstm_weights: Path, weights: Path, ar
 
 
 def test_convlstm_without_trained_weights_refuses_in_one_line(work: Path) -> None:
-    """No convlstm weights of the motion-compensated design are shipped yet: interp and info say so."""
+    """No convlstm weights are shipped: interp and info say so, in words a user can act on."""
     result = runner.invoke(app, ["interp", "in.mp4", "out.mp4", "--model", "convlstm"])
     assert_refused(result)
-    assert "not yet trained for its new design" in plain(result.stderr) and "--weights FILE" in plain(result.stderr)
+    assert "framefill ships no convlstm weights" in plain(result.stderr) and "--weights FILE" in plain(result.stderr)
     assert not (work / "out.mp4").exists()
     result = runner.invoke(app, ["info"])
-    assert result.exit_code == 0 and "convlstm: the shipped convlstm weights are not yet trained" in result.stdout
+    assert result.exit_code == 0 and "convlstm: framefill ships no convlstm weights" in result.stdout
 
 
 def test_auto_precision_follows_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:

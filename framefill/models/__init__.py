@@ -27,9 +27,8 @@ REGISTRY: dict[str, tuple[type, type, dict]] = {
 DEFAULT_PRESET = {"film": "film-s", "convlstm": "convlstm-s"}
 # Architectures without shipped weights, and the one line that says so when they are asked for without --weights.
 NOT_SHIPPED = {
-    "convlstm": "the shipped convlstm weights are not yet trained for its new design (film's flows with a ConvLSTM "
-                "residual, issue 15); use the default model, or train convlstm (README: Training) and give "
-                "--weights FILE",
+    "convlstm": "framefill ships no convlstm weights (none trained so far scores better than the default model, "
+                "film); use the default model, or train convlstm (README: Training) and give --weights FILE",
 }
 
 
