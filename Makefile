@@ -6,6 +6,7 @@ DEMO_IN := demo/bbb_720p_24fps.mp4
 DEMO_OUT := demo_out/bbb_48fps.mp4
 PEERS := ../shared/tools/peers
 VAL := ../shared/data/val
+TRAIN := ../shared/data/train
 STAMP := .install.stamp
 
 .PHONY: install demo test lint compare bench eval clean gpu-pack gpu-rehearse
@@ -45,9 +46,21 @@ clean:
 
 # A lent GPU: fill .gpu/ (wheels the GPU image lacks, a small training set), rehearse the GPU run on the CPU.
 # README "On a lent GPU" gives the one device call (tools/gpu_run.sh with .gpu carried).
+# GPU_WHEELS: what the GPU machine's image lacks, as wheels for its Python (3.12, x86-64 Linux), since nothing
+# outside that machine can be reached from it. imageio-ffmpeg 0.6.0, the one package framefill needs that the image
+# lacks (its package list, read 2026-11-17, holds torch, numpy, opencv-python-headless, typer, rich, tqdm and
+# pytest); 0.6.0 because its wheel (ffmpeg 7.0.2, 29 MB) fits the 64 MiB the working tree may take there, 0.8.1's
+# is 68 MB. Name others if a later image lacks them (make gpu-pack GPU_WHEELS="typer==0.12.5 ..."): each is
+# fetched without its dependencies, so name those too.
+GPU_WHEELS := imageio-ffmpeg==0.6.0
+GPU_PLATFORMS := manylinux_2_28_x86_64 manylinux_2_27_x86_64 manylinux_2_17_x86_64 manylinux2014_x86_64 \
+	manylinux2010_x86_64 manylinux1_x86_64
+
 gpu-pack: install
-	bash tools/pack_gpu_wheels.sh
-	$(PYTHON) tools/pack_gpu_data.py --src ../shared/data/train --out .gpu/data
+	$(PIP) download --quiet --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+		$(addprefix --platform ,$(GPU_PLATFORMS)) -d .gpu/wheels $(GPU_WHEELS)
+	@du -sh .gpu/wheels
+	$(PYTHON) tools/gpu_stages.py pack --src $(TRAIN) --out .gpu/data
 
 gpu-rehearse: install
 	OUT=runs/gpu_rehearsal bash tools/gpu_run.sh --rehearse

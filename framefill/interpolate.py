@@ -42,7 +42,6 @@ __all__ = [  # the entry points, and the core's names as before the split
     "interpolate_frames", "interpolate_pair", "is_windowed", "out_fps_for", "output_count", "plan_output", "snap_time",
 ]
 
-_Runner = Runner  # its name before the split: tools/gpu_profile.py imports it from here
 CPU = torch.device("cpu")
 
 

@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
 # Quality and speed of framefill next to the peers of ../shared/tools/peers, in one run, on drop-frame triplets
-# (stride 1 and 2) of every validation item: the videos and frame folders of VAL (or any folder of clips:
-# tools/motion_clips.py makes some).
+# (stride 1 and 2) of every validation item: the videos and frame folders of VAL (or any folder of clips).
 # framefill is film through the CLI (end to end, PNG in and out) and in-process (model-only time and the scores:
 # tools/time_pairs.py), a freshly initialised model of the shipped config beside it ("does training help"), and
 # convlstm (when weights/convlstm.safetensors is there) through tools/window_scores.py.

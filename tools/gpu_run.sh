@@ -6,16 +6,17 @@
 #
 # Stages, each under `timeout` (a stage that fails or runs out of time is recorded and the next one runs):
 #   env      nvidia-smi, python, torch, CUDA, the packages
-#   install  the wheels in $WHEELS (tools/pack_gpu_wheels.sh) into a temporary folder put first on PYTHONPATH;
+#   install  the wheels in $WHEELS (make gpu-pack fetches them) into a temporary folder put first on PYTHONPATH;
 #            passes when framefill's dependencies import
 #   tests    pytest -m "cuda or device" --device $DEVICE: the CUDA tests and the model and scheduler tests on it
 #   bench    framefill bench, eager, one run per preset of $PRESETS: $SIZES x $DTYPES x batch $BATCHES (the best
 #            batch is in the report)
 #   compile  framefill bench --compile on $COMPILE_PRESETS at $COMPILE_SIZE: eager and torch.compile side by side,
 #            and its end-to-end rows (decode, model and encode shares)
-#   e2e      framefill interp --factor 2 on real footage at $E2E_SIZES (WxH:MEMORY adds --max-memory MEMORY)
-#   profile  tools/gpu_profile.py: kernels by kind, the top kernels, launches per call, time per part of the model
-#   train    framefill train --finetune weights/film.safetensors on $DATA (tools/pack_gpu_data.py) for $TRAIN_MIN
+#   e2e      framefill interp --factor 2 on real footage at $E2E_SIZES (WxH:MEMORY adds --max-memory MEMORY;
+#            tools/gpu_stages.py e2e)
+#   profile  tools/profile_model.py: kernels by kind, the top kernels, launches per call, time per part of the model
+#   train    framefill train --finetune weights/film.safetensors on $DATA (make gpu-pack) for $TRAIN_MIN
 #            minutes (resuming from .gpu/resume/last.pt where a earlier chunk left one); its checkpoint is
 #            exported by tools/export_checkpoint.py
 # Out ($OUT, at most 8 files come back from the GPU machine): summary.txt (each stage's result and the figures),
@@ -161,7 +162,7 @@ train_chunk() {
     [ -f "$run/last.pt" ] || return 1
     cp "$run/last.pt" "$OUT/last.pt"
     "$PYTHON" tools/export_checkpoint.py "$run/last.pt" "$OUT/film_gpu.safetensors" \
-        --note "gpu_run.sh chunk on $DEVICE, data $DATA ($(head -c 200 "$DATA/MANIFEST.txt" 2>/dev/null | head -n 1))" \
+        --note "a tools/gpu_run.sh chunk on $DEVICE, $(head -c 200 "$DATA/MANIFEST.txt" 2>/dev/null | head -n 1)" \
         || return 1
     return $rc
 }
@@ -185,10 +186,10 @@ stage compile "$(share 20)" "$PYTHON" -m framefill bench --device "$DEVICE" --pr
     --json "$OUT/compile.json"
 e2e_sizes=()
 for s in $E2E_SIZES; do e2e_sizes+=(--size "$s"); done
-stage e2e "$(share 14)" "$PYTHON" tools/gpu_e2e.py --device "$DEVICE" "${e2e_sizes[@]}" --seconds "$E2E_SECONDS" \
+stage e2e "$(share 14)" "$PYTHON" tools/gpu_stages.py e2e --device "$DEVICE" "${e2e_sizes[@]}" --seconds "$E2E_SECONDS" \
     --json "$LOGS/e2e.json" -- --batch-size "$E2E_BATCH"
 # shellcheck disable=SC2086
-stage profile "$(share 10)" "$PYTHON" tools/gpu_profile.py --device "$DEVICE" $PROFILE_ARGS --json "$LOGS/profile.json"
+stage profile "$(share 10)" "$PYTHON" tools/profile_model.py --device "$DEVICE" $PROFILE_ARGS --json "$LOGS/profile.json"
 stage train "$TRAIN_CAP" train_chunk
 
 {
@@ -197,7 +198,7 @@ stage train "$TRAIN_CAP" train_chunk
     echo
     reports=()
     for f in "$OUT"/bench_*.json "$OUT/compile.json" "$LOGS/e2e.json"; do [ -f "$f" ] && reports+=("$f"); done
-    [ ${#reports[@]} -gt 0 ] && "$PYTHON" tools/gpu_report.py "${reports[@]}"
+    [ ${#reports[@]} -gt 0 ] && "$PYTHON" tools/gpu_stages.py report "${reports[@]}"
     if [ -f "$LOGS/profile.log" ]; then echo; grep -v "^USDT\|^STAGE" "$LOGS/profile.log" | head -n 30; fi
     if [ -f "$LOGS/train.log" ]; then echo; grep -E "training|resumed|step [0-9]+/|exported" "$LOGS/train.log"; fi
 } >>"$SUMMARY" 2>&1
