@@ -6,7 +6,9 @@ Imports are read from the source with ``ast`` (nothing is imported): module-leve
 (they never run, but two modules that need each other's names are still one tangle: the type checker, the reader
 and any refactoring see a circle; the shared name belongs in a module below both). A package's ``__init__`` counts
 only where a name is taken from it that is not one of its submodules: every module imports its parent package
-first, and that is no cycle.
+first, and that is no cycle. Its own ``if TYPE_CHECKING:`` block is left out: there it only declares the names its
+``__getattr__`` re-exports on first use (``framefill.load_model``), the package's face to its users, which none
+of its modules depends on.
 """
 
 from __future__ import annotations
@@ -30,9 +32,26 @@ def module_names(root: Path) -> dict[str, Path]:
     return names
 
 
-def _imports(tree: ast.AST) -> list[ast.Import | ast.ImportFrom]:
-    """Every import statement in ``tree``, at any depth (``if TYPE_CHECKING:`` blocks included)."""
-    return [node for node in ast.walk(tree) if isinstance(node, (ast.Import, ast.ImportFrom))]
+def _type_checking_only(node: ast.AST) -> bool:
+    test = node.test if isinstance(node, ast.If) else None
+    return isinstance(test, ast.Name) and test.id == "TYPE_CHECKING" or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+
+
+def _imports(tree: ast.AST, is_package: bool) -> list[ast.Import | ast.ImportFrom]:
+    """Every import statement in ``tree``, at any depth; under ``if TYPE_CHECKING:`` too, but in a package's
+    ``__init__`` (its lazy re-exports)."""
+    found = []
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            found.append(node)
+        children = list(ast.iter_child_nodes(node))
+        if is_package and _type_checking_only(node):
+            children = list(node.orelse)
+        stack.extend(children)
+    return found
 
 
 def _resolve(module: str, is_package: bool, node: ast.ImportFrom) -> str:
@@ -50,7 +69,7 @@ def import_graph(root: Path) -> dict[str, set[str]]:
     graph: dict[str, set[str]] = {}
     for name, path in names.items():
         deps: set[str] = set()
-        for node in _imports(ast.parse(path.read_text(), str(path))):
+        for node in _imports(ast.parse(path.read_text(), str(path)), path.name == "__init__.py"):
             if isinstance(node, ast.Import):
                 targets = [alias.name for alias in node.names]
             else:
@@ -101,14 +120,14 @@ def test_framefill_has_no_import_cycle():
 def test_the_check_finds_a_cycle_through_a_function_level_import(tmp_path: Path):
     pkg = tmp_path / "framefill"
     pkg.mkdir()
-    (pkg / "__init__.py").write_text("from typing import TYPE_CHECKING\n"
-                                     "if TYPE_CHECKING:\n    from framefill import a\n")
+    (pkg / "__init__.py").write_text("from typing import TYPE_CHECKING\n__version__ = '1'\n"
+                                     "if TYPE_CHECKING:\n    from framefill.d import thing\n")
     (pkg / "a.py").write_text("from framefill.b import thing\n")
     (pkg / "b.py").write_text("thing = 1\n\ndef later():\n    from framefill import c\n")
     (pkg / "c.py").write_text("import framefill.a\n")
-    (pkg / "d.py").write_text("from framefill import __version__\n")
+    (pkg / "d.py").write_text("from framefill import __version__\nthing = 2\n")
     graph = import_graph(pkg)
-    assert graph["framefill"] == {"framefill.a"}  # a submodule named under TYPE_CHECKING
+    assert graph["framefill"] == set()  # the package's lazy re-exports, declared under TYPE_CHECKING
     assert graph["framefill.d"] == {"framefill"}
     assert find_cycle(graph) == ["framefill.a", "framefill.b", "framefill.c", "framefill.a"]
 
@@ -142,3 +161,12 @@ def test_long_modules_say_why(name: str):
     assert lines <= MAX_LINES or "Why this module is long" in (ast.get_docstring(ast.parse(source)) or ""), (
         f"{name} has {lines} lines: split it along its seams, or say at its top why it is one piece "
         "('Why this module is long: ...')")
+
+
+def test_tools_are_few_and_each_is_named_in_the_readme():
+    """tools/ keeps what a maintainer runs again (at most 12 scripts), each in the README's table of tools with what
+    it is for; one-off experiments are removed, their figures naming the commit that had them."""
+    tools = sorted(p.name for p in (PACKAGE.parent / "tools").iterdir() if p.suffix in (".py", ".sh"))
+    table = (PACKAGE.parent / "README.md").read_text().split("| script | what it is for |", 1)[1].split("\n\n", 1)[0]
+    assert len(tools) <= 12, tools
+    assert [t for t in tools if f"| `{t}` |" not in table] == []
