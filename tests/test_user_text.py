@@ -41,6 +41,14 @@ def test_the_package_names_no_issue_and_no_development_path(path: Path) -> None:
     assert not found, f"{path.relative_to(ROOT)}: {found}"
 
 
+@pytest.mark.parametrize("name", ["README.md", "weights/README.md"])
+def test_the_readmes_name_no_issue_and_no_folder_beside_the_checkout(name: str) -> None:
+    """The READMEs' commands may write to /tmp or runs/ (the reader's own folders); the data is named by what it is
+    (TRAIN, VAL: weights/README.md, "Data"), not by where it lay on the development machine."""
+    found = findings((ROOT / name).read_text(), [STAMP.ISSUE, STAMP.SHARED])
+    assert not found, f"{name}: {found}"
+
+
 def test_the_check_finds_what_it_is_for() -> None:
     for text in ("36 clips of ../shared/data/train/videos", "see issue 15", "issue #28", "/tmp/framefill_compare/x",
                  "packed into .gpu/data", "/work/shared/data/val", "shared/tools/peers"):
