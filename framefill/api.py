@@ -74,8 +74,8 @@ def interpolate_video(src: str | os.PathLike, dst: str | os.PathLike, *, factor:
                       precision: str = "auto", batch_size: int = 2, max_depth: int = 3, in_fps: Rate | None = None,
                       audio: bool = True,
                       scene_detect: bool = True, max_memory: int | None = None, encode: EncodeOptions | None = None,
-                      overwrite: bool = False, progress: Callable[[int, int | None], None] | None = None
-                      ) -> JobReport:
+                      overwrite: bool = False, progress: Callable[[int, int | None], None] | None = None,
+                      adapt: bool | float = False, save_adapted: str | os.PathLike | None = None) -> JobReport:
     """Interpolate a video or a folder of frames into a video or a folder of frames (``framefill interp IN OUT``).
 
     The output is written beside ``dst`` and moved there only when the whole job succeeds; audio and subtitles are
@@ -106,10 +106,16 @@ def interpolate_video(src: str | os.PathLike, dst: str | os.PathLike, *, factor:
         overwrite: replace an existing ``dst``.
         progress: called as ``progress(frames_written, total_frames)`` once before the first frame and after each
             frame written; ``total_frames`` is ``None`` when the input's frame count is not known in advance.
+        adapt: first fine-tune film's learned selector on ``src``'s own frames (``framefill interp --adapt``):
+            ``True`` for the default budget (60 s), or a number of seconds. The adapted weights are used only where
+            they score better on held-out triplets of ``src``; ``report.adaptation`` says which. The weights file
+            is not changed.
+        save_adapted: with ``adapt``, also write the weights the job used to this ``.safetensors`` file.
 
     Returns:
         The job's report: ``frames_in``, ``frames_out``, ``fps_in``, ``fps_out``, ``fps_play`` (slow motion),
-        ``stats`` (model calls, duplicates, scene cuts, tiles) and ``warnings``.
+        ``stats`` (model calls, duplicates, scene cuts, tiles), ``warnings`` and ``adaptation`` (with ``adapt``:
+        a ``framefill.adapt.AdaptReport``; its ``summary()`` is interp's line).
 
     Raises:
         VideoError: unreadable input, an existing ``dst`` without ``overwrite``, an unwritable output...
@@ -119,6 +125,9 @@ def interpolate_video(src: str | os.PathLike, dst: str | os.PathLike, *, factor:
     if slowmo < 1:
         raise ValueError(f"slowmo must be a whole number >= 1, got {slowmo}")
     net, dev, dtype = _resolve_model(model, device, precision)
+    adaptation = None
+    if adapt is not False:
+        net, adaptation = _adapted(Path(src), model, net, dev, dtype, adapt, in_fps, save_adapted)
     factor, target = slowmo_rates(factor, as_rate(fps) if fps is not None else None, slowmo)
     schedule = ScheduleConfig(factor=factor, fps=target, max_depth=max_depth, batch_size=batch_size,
                               detect_scenes=scene_detect, tiling=TileConfig(max_memory=max_memory))
@@ -134,9 +143,36 @@ def interpolate_video(src: str | os.PathLike, dst: str | os.PathLike, *, factor:
         if progress:
             progress(done, total)
 
-    return _interpolate_video(Path(src), Path(dst), net, schedule, device=dev, dtype=dtype, encode=encode,
-                              in_fps=as_rate(in_fps) if in_fps is not None else None, keep_audio=audio,
-                              overwrite=overwrite, on_start=on_start, on_progress=on_progress, slowmo=slowmo)
+    report = _interpolate_video(Path(src), Path(dst), net, schedule, device=dev, dtype=dtype, encode=encode,
+                                in_fps=as_rate(in_fps) if in_fps is not None else None, keep_audio=audio,
+                                overwrite=overwrite, on_start=on_start, on_progress=on_progress, slowmo=slowmo)
+    report.adaptation = adaptation
+    return report
+
+
+def _adapted(src: Path, model: ModelLike, net: torch.nn.Module, dev: torch.device, dtype: torch.dtype,
+             adapt: bool | float, in_fps: Rate | None, save: str | os.PathLike | None
+             ) -> tuple[torch.nn.Module, object]:
+    """``interpolate_video(adapt=...)``: the model to interpolate with and the adaptation's report."""
+    import copy
+
+    from framefill.adapt import DEFAULT_SECONDS, AdaptConfig, adapt_model
+    from framefill.checkpoint import save_model
+    from framefill.models import default_weights
+    from framefill.models import load_model as load_weights
+    from framefill.pipeline import prepare_interpolator
+
+    seconds = DEFAULT_SECONDS if adapt is True else float(adapt)
+    if isinstance(model, torch.nn.Module):  # a loaded model: adapted from a float32 copy of it
+        base = copy.deepcopy(model).float().cpu()
+    else:  # from the file, in float32 as it holds the weights
+        path = default_weights(str(model)) if str(model) in architectures() else Path(model)
+        base = load_weights(path, expect="film")[0]
+    chosen, report = adapt_model(src, base, device=dev, dtype=dtype, cfg=AdaptConfig(seconds=seconds),
+                                 in_fps=as_rate(in_fps) if in_fps is not None else None)
+    if save is not None:
+        save_model(Path(save), chosen, architecture="film", extra={"adaptation": report.to_dict()})
+    return (prepare_interpolator(chosen, dev, dtype) if report.kept else net), report
 
 
 def interpolate_pair(a: ImageLike, b: ImageLike, t: float | Fraction = 0.5, *, model: ModelLike = "film",

@@ -73,6 +73,18 @@ def interp(
                                                       "until its next frame), the output right, same frames, rate and "
                                                       "audio. The normal output is written too. For A B MID: an "
                                                       "image, A beside MID.")] = None,
+    adapt: Annotated[bool, _flag("--adapt", help="First fine-tune film's learned selector on the input's own frames "
+                                               "(triplets of them) for --adapt-seconds, and interpolate with it where "
+                                               "it scores better than the loaded weights on held-out triplets of "
+                                               "the input (the summary says which). The weights file is not "
+                                               "changed.")] = False,
+    adapt_seconds: Annotated[str | None, typer.Option("--adapt-seconds", metavar="SECONDS", show_default=False,
+                                                      help="The time --adapt may take, sampling and checking "
+                                                           "included: 60 by default (giving it implies --adapt)."
+                                                      )] = None,
+    save_adapted: Annotated[Path | None, typer.Option("--save-adapted", metavar="FILE", show_default=False,
+                                                      help="With --adapt: also write the weights the run used to "
+                                                           "FILE (.safetensors), for --weights FILE later.")] = None,
     force: Annotated[bool, _flag("--force", "-y", help="Overwrite an existing output.")] = False,
     quiet: Annotated[bool, _flag("--quiet", "-q", help="No progress bar.")] = False,
     resume: Annotated[bool | None, _flag("--resume/--no-resume", show_default=False,
@@ -100,6 +112,7 @@ def interp(
     framefill interp frames/ out_frames/ --factor 2     folders of PNG/JPEG frames
     framefill interp a.png b.png mid.png                one in-between frame of a pair
     framefill interp clip.mp4 out.mp4 --montage side.mp4 --debug dbg/   see how it was made
+    framefill interp clip.mp4 smooth.mp4 --adapt       learn the clip for a minute first
     framefill interp clip.mp4 --segments 8 --segment 3 --work parts/   one of 8 ranges; then framefill join
     """
     # Checks that need neither torch nor the input's contents first: a typo fails at once.
@@ -120,6 +133,7 @@ def interp(
     in_rate = _parse_fps(in_fps, "--in-fps") if in_fps else None
     memory = parse_memory(max_memory) if max_memory is not None else None
     slow = slowmo or 1
+    adapt_s = _adapt_budget(adapt, adapt_seconds, save_adapted, paths, model)
 
     from framefill.pipeline import (
         interpolate_images,
@@ -176,15 +190,23 @@ def interp(
     if segmented and (debug is not None or montage is not None):
         raise UsageError("--debug and --montage are for a single run; they do not combine with --resume, "
                          "--segments or a resumable work folder (give --no-resume)")
+    used = Path(weights) if weights else _default_weights(model)
+    note = ""
+    if adapt_s is not None:
+        if resume is False:  # before the adaptation, which a resumable job keeps in its work folder
+            _discard_work(dst)
+        work = (dst if fan_out else _work_dir(dst)) if segmented else None
+        net, used, note = _adapted(src, used, model, dev, dtype, adapt_s, in_rate, work, quiet, save_adapted)
+        note = f"; {note}"
     if segmented:
         from framefill.resume import JobSpec
 
-        spec = JobSpec(model, Path(weights) if weights else _default_weights(model), dtype, schedule,
+        spec = JobSpec(model, used, dtype, schedule,
                        encode or EncodeOptions.for_path(dst if not fan_out else Path("out.mp4")), in_rate, audio, slow)
         with progress:
             _interp_segments(src, dst, net, spec, dev, fan_out=fan_out, segments=segments, segment=segment,
-                             fresh=resume is False, length=segment_length, force=force, quiet=quiet,
-                             on_start=on_start, on_progress=on_progress)
+                             fresh=resume is False and adapt_s is None, length=segment_length, force=force,
+                             quiet=quiet, on_start=on_start, on_progress=on_progress, note=note)
         return
     if resume is False:
         _discard_work(dst)
@@ -200,7 +222,7 @@ def interp(
         also = f" (and the montage {montage})" if montage is not None else ""
         err.print(escape(f"wrote {dst}{also}: {report.frames_in} -> {report.frames_out} frames at {rate} "
                          f"({s.pairs_interpolated} pairs interpolated, {s.pairs_duplicate} duplicates, "
-                         f"{s.scene_cuts} scene cuts{tiled}) in {time.perf_counter() - t0:.1f} s"),
+                         f"{s.scene_cuts} scene cuts{tiled}) in {time.perf_counter() - t0:.1f} s{note}"),
                   highlight=False, soft_wrap=True)
         for w in report.warnings:
             err.print(f"warning: {escape(w)}", highlight=False, soft_wrap=True)
@@ -242,6 +264,50 @@ def _discard_work(dst: Path) -> None:
     discard_work(dst)
 
 
+def _work_dir(dst: Path) -> Path:
+    from framefill.resume import work_dir_for
+
+    return work_dir_for(dst)
+
+
+def _adapt_budget(adapt: bool, seconds: str | None, save: Path | None, paths: list[Path], model: str) -> float | None:
+    """``--adapt``'s budget in seconds (None: no adaptation), checked before anything is loaded."""
+    if seconds is None and not adapt:
+        if save is not None:
+            raise UsageError("--save-adapted keeps the weights --adapt makes; add --adapt")
+        return None
+    value = 60.0 if seconds is None else _seconds(seconds)  # framefill.adapt.DEFAULT_SECONDS (a test checks)
+    if len(paths) == 3:
+        raise UsageError("--adapt learns from the triplets of a video or a folder of frames; a pair has none")
+    if model != "film":
+        raise UsageError(f"--adapt fine-tunes film's learned selector; it is not for --model {model}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise UsageError(f"--adapt-seconds takes a number of seconds (such as 60), not {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise UsageError(f"--adapt-seconds must be more than 0 seconds, not {text}; give for instance 60")
+    return value
+
+
+def _adapted(src: Path, weights: Path, model: str, dev: Any, dtype: Any, seconds: float, in_fps: Fraction | None,
+             work: Path | None, quiet: bool, save: Path | None) -> tuple[Any, Path, str]:
+    """``--adapt`` with a bar (``framefill.adapt.adapt_for_job``): the model, the job's weights file, the summary's
+    clause."""
+    from framefill.adapt import adapt_for_job
+
+    bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), TimeElapsedColumn(), console=err,
+                   transient=True, disable=quiet or not err.is_terminal)
+    with bar:
+        task = bar.add_task(f"adapting to {escape(src.name)}", total=seconds)
+        return adapt_for_job(src, weights, model=model, device=dev, dtype=dtype, seconds=seconds, in_fps=in_fps,
+                             work=work, save=save, progress=lambda done, total: bar.update(task, completed=done))
+
+
 def _default_weights(model: str) -> Path:
     from framefill.models import default_weights
 
@@ -250,7 +316,7 @@ def _default_weights(model: str) -> Path:
 
 def _interp_segments(src: Path, dst: Path, net: Any, spec: Any, dev: Any, *, fan_out: bool, segments: int | None,
                      segment: int | None, fresh: bool, length: int | None, force: bool, quiet: bool,
-                     on_start: Any, on_progress: Any) -> None:
+                     on_start: Any, on_progress: Any, note: str = "") -> None:
     """interp through segments: one range of a fan-out into --work, or a resumable job."""
     from framefill.resume import finished_job, interpolate_resumable, render_part
 
@@ -276,7 +342,7 @@ def _interp_segments(src: Path, dst: Path, net: Any, spec: Any, dev: Any, *, fan
         made = True
     if not quiet:
         took = f" in {time.perf_counter() - t0:.1f} s" if made else ""
-        err.print(escape(what + took), highlight=False, soft_wrap=True)
+        err.print(escape(what + took + note), highlight=False, soft_wrap=True)
         for w in report.warnings:
             err.print(f"warning: {escape(w)}", highlight=False, soft_wrap=True)
 

@@ -14,6 +14,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -92,7 +93,12 @@ def load_interpolator(model: str, weights: Path | None, device: torch.device, dt
         hint = "pass --weights PATH" if weights is None else "check the path"
         raise WeightsError(f"weights not found: {path} ({hint})")
     net, _ = load_model(path, expect=model)
-    net = net.to(device=device, dtype=dtype)
+    return prepare_interpolator(net, device, dtype)
+
+
+def prepare_interpolator(net: torch.nn.Module, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
+    """``net`` (a loaded model, moved in place) on ``device`` in ``dtype``, laid out for inference there."""
+    net = net.to(device=device, dtype=dtype).eval()
     if device.type == "cpu":
         net = net.to(memory_format=torch.channels_last)  # measured faster for the convolutions on CPU
         keep_freed_memory()
@@ -108,6 +114,7 @@ class JobReport:
     stats: InterpolationStats
     warnings: list[str]
     fps_play: Fraction | None = None  # the rate the output plays at, when slower than fps_out (slow motion)
+    adaptation: Any = None  # interpolate_video(adapt=...): its framefill.adapt.AdaptReport
 
 
 

@@ -161,7 +161,7 @@ def _differs(old: dict, new: dict, compare_plan: bool) -> str | None:
         if key == "input":
             return "it was made from another input (another file, or the file has changed)"
         if key == "weights":
-            return "it was made with other weights (another file, or the file has changed)"
+            return "it was made with other weights (another file, a changed file, or with or without --adapt)"
         if isinstance(a, dict) and isinstance(b, dict):
             sub = next(k for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k))
             return f"it was made with {sub.replace('_', ' ')} {_shown(a.get(sub))}, not {_shown(b.get(sub))}"

@@ -7,6 +7,12 @@ SSIM against the list's third column (the true middle frame) as run_peers comput
 11x11 Gaussian window per channel). ``--init`` scores a freshly initialised model of the weights' own config
 (seeded) instead of the weights: the "does training help" column of ``make compare``. Rows are written in
 run_peers' format (peer ``framefill``, or ``framefill_init`` with ``--init``), so tools/peer_table.py merges them.
+
+    python tools/time_pairs.py --adapt-items ITEM [ITEM ...] [--adapt-seconds 60] [--strides 1,2] [--limit 4]
+        [--json OUT.json]
+``make compare``'s adapt column instead (``framefill.adapt_score``): for each item (video or frame folder) and
+stride s, ``interp --adapt``'s adaptation on the item's every (2s)-th frame alone, then the same weights with and
+without it scored on up to ``--limit`` frames halfway between kept frames; prints a table, one row per item-stride.
 """
 
 from __future__ import annotations
@@ -42,7 +48,11 @@ def fresh_model(weights: Path, model: str, device: torch.device, dtype: torch.dt
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("list")
+    ap.add_argument("list", nargs="?")
+    ap.add_argument("--adapt-items", nargs="+", type=Path, help="score interp --adapt on these items instead")
+    ap.add_argument("--adapt-seconds", type=float, default=60.0)
+    ap.add_argument("--strides", default="1,2")
+    ap.add_argument("--limit", type=int, default=4, help="scored frames per item and stride (--adapt-items)")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--json")
     ap.add_argument("--weights", type=Path)
@@ -55,6 +65,8 @@ def main() -> None:
     args = ap.parse_args()
     dev = resolve_device(args.device)
     dtype = resolve_dtype(args.precision, dev)
+    if args.adapt_items:
+        return adapt_table(args, dev, dtype)
     if args.init:
         net = fresh_model(args.weights or default_weights(args.model), args.model, dev, dtype, args.seed)
     else:
@@ -81,6 +93,29 @@ def main() -> None:
             row.update(psnr=psnr(mid, truth), ssim=ssim(mid, truth))
         rows.append(row)
         print(json.dumps(rows[-1]), flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1))
+
+
+def adapt_table(args: argparse.Namespace, dev: torch.device, dtype: torch.dtype) -> None:
+    from framefill.adapt import AdaptConfig
+    from framefill.adapt_score import score_item
+
+    weights = args.weights or default_weights(args.model)
+    rows = []
+    print("| item | stride | n | without | --adapt | gain | adapt s | kept |\n|---|---|---|---|---|---|---|---|")
+    for item in args.adapt_items:
+        for s in (int(x) for x in args.strides.split(",")):
+            r = score_item(item, s, weights, device=dev, dtype=dtype, cfg=AdaptConfig(seconds=args.adapt_seconds),
+                           limit=args.limit)
+            rows.append(r)
+            print(f"| {r['item']} | {s} | {r['n']} | {r['psnr_base']:.2f} | {r['psnr_adapt']:.2f} | "
+                  f"{r['psnr_adapt'] - r['psnr_base']:+.2f} | {r['adapt_seconds']:.0f} | "
+                  f"{'yes' if r['kept'] else 'no'} |", flush=True)
+    n = sum(r["n"] for r in rows)
+    mean = {k: sum(r[k] * r["n"] for r in rows) / max(1, n) for k in ("psnr_base", "psnr_adapt")}
+    print(f"| all | | {n} | {mean['psnr_base']:.2f} | {mean['psnr_adapt']:.2f} | "
+          f"{mean['psnr_adapt'] - mean['psnr_base']:+.2f} | | |")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
 

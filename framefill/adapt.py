@@ -1,0 +1,400 @@
+"""``interp --adapt``: fine-tune film's learned selector on the video it is about to interpolate.
+
+Every video carries its own training data: any three of its frames ``(i, i + 1, i + 2)`` are a drop-frame triplet
+with a true middle (Choi et al., "Scene-Adaptive Video Frame Interpolation via Meta-Learning", CVPR 2020, fit a
+network to them at test time). film's only learned stage that learns cheaply is its selector
+(``film_parts.Selector``: which of warped frame 0, warped frame 1 and the blend each pixel takes); everything before
+it (the flows, by Lucas-Kanade, and the fusion) runs without autograd (``Film.selector_only``), so a step costs a
+forward pass and the selector's share. Weights without a selector get a fresh one (``Film.with_selector``: zero
+head, so the model starts as the loaded weights).
+
+What ``adapt_model`` does, within ``AdaptConfig.seconds`` of wall time (sampling and the guard included):
+1. Sampling (``sample_runs``): up to ``max_frames`` frames of the input (its own frames only), in contiguous runs
+   spread through it, so a long 1080p video is never held in memory whole; decoding stops early when a quarter of
+   the budget is spent.
+2. Triplets ``(i, i + 1, i + 2)``, and ``(i, i + 2, i + 4)`` where a run is long enough, with static triplets,
+   duplicated frames and scene cuts skipped (``train.data.valid_triplets``, the training set's rules).
+3. Hold-out (the guard): every fifth triplet, deterministically, with no training triplet whose truth is a
+   held-out truth. Both the loaded weights and the adapted ones are scored on them (PSNR on 8-bit RGB, on the
+   most moving crop of at most ``guard_crop`` pixels, as ``interp`` runs the model: its device and precision), and
+   the adapted weights are kept only where they score at least ``margin_db`` better: adaptation never makes the
+   job worse on the input's own held-out frames.
+4. Training: hard crops first (for each triplet the most moving of several crop places; the crops in order of
+   motion, the most moving first, cycled), the training losses of ``train.loop.loss_terms`` with a selector
+   (robust L1, census, Laplacian, and ``losses.choice_loss``), AdamW, until the budget less what the guard's
+   second half needs.
+
+Library code: progress goes to a callback ``progress(elapsed_s, budget_s)``; nothing prints.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from framefill.checkpoint import read_metadata, save_model
+from framefill.eval_metrics import psnr
+from framefill.frames import VideoError, check_parent
+from framefill.interpolate import interpolate_pair
+from framefill.models import load_model
+from framefill.pipeline import load_interpolator, prepare_interpolator
+from framefill.resume import file_digest, input_identity
+from framefill.train.data import DataConfig, valid_triplets
+from framefill.train.loop import TrainConfig, loss_terms
+from framefill.video import FrameSource
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SECONDS = 60.0  # --adapt's budget: about a minute, at most two on 2 CPU cores for a 720p clip
+Progress = Callable[[float, float], None]
+
+
+@dataclass(frozen=True)
+class AdaptConfig:
+    seconds: float = DEFAULT_SECONDS  # wall-time budget: sampling, training and the guard
+    selector_filters: int = 16  # width of the selector added to weights that have none (as the shipped recipe)
+    crop: int = 192  # training crop side (rounded down to the model's multiple; whole frames when smaller)
+    batch: int = 4  # crops per step
+    lr: float = 1e-3  # AdamW learning rate (after a short warm-up)
+    warmup: int = 5  # steps
+    w_choice: float = 0.05  # weight of losses.choice_loss, as in the selector's training
+    max_frames: int = 120  # frames sampled from the input at most
+    max_bytes: int = 1 << 30  # ... and at most this much RAM of them (a 1080p frame is 6 MiB)
+    run_length: int = 24  # frames per contiguous run (a stride-2 triplet spans 5)
+    holdout_every: int = 5  # every this-many-th triplet is held out for the guard
+    guard_triplets: int = 6  # held-out triplets scored at most
+    guard_crop: int = 384  # side of the guard's crops (the most moving place), whole frames when smaller
+    margin_db: float = 0.05  # the adapted weights are kept only when this much better on the held-out triplets
+    places: int = 6  # crop places drawn per triplet; the most moving are trained on
+    seed: int = 0
+    steps: int = 0  # exactly this many steps, whatever the time (tests); 0: as many as the budget allows
+
+    def __post_init__(self) -> None:
+        if not self.seconds > 0:
+            raise ValueError(f"the adaptation budget must be a positive number of seconds, got {self.seconds:g}")
+
+
+@dataclass
+class AdaptReport:
+    """What an adaptation did; ``summary()`` is the line ``interp`` prints."""
+
+    kept: bool  # the adapted weights are used (else the loaded ones)
+    gain_db: float | None  # mean PSNR of adapted minus loaded weights on the held-out triplets (None: not scored)
+    held_out: int  # held-out triplets scored
+    triplets: int  # triplets trained on
+    steps: int  # optimiser steps taken
+    seconds: float  # wall time, sampling and guard included
+    reason: str = ""  # why nothing was adapted (too few triplets...), empty otherwise
+
+    def summary(self) -> str:
+        if self.gain_db is None:
+            return f"adapted: not kept ({self.reason})"
+        how = (f"{self.gain_db:+.2f} dB on {self.held_out} held-out triplets; {self.steps} steps on "
+               f"{self.triplets} triplets in {self.seconds:.0f} s")
+        return f"adapted: {'kept' if self.kept else 'not kept'} ({how})"
+
+    def to_dict(self) -> dict:
+        return {"kept": self.kept, "gain_db": self.gain_db, "held_out": self.held_out, "triplets": self.triplets,
+                "steps": self.steps, "seconds": round(self.seconds, 1), "reason": self.reason}
+
+
+# --- sampling ------------------------------------------------------------------------------------------------
+def run_starts(n_frames: int | None, count: int, length: int) -> list[int]:
+    """Where ``count`` contiguous runs of ``length`` frames start, spread evenly over ``n_frames`` (unknown: one
+    run after another from the start)."""
+    if n_frames is None or n_frames <= count * length:
+        return [k * length for k in range(count)]
+    return sorted({int(round(x)) for x in np.linspace(0, n_frames - length, count)})
+
+
+def sample_runs(src: Path, cfg: AdaptConfig, *, in_fps: Fraction | None = None, deadline: float | None = None
+                ) -> list[np.ndarray]:
+    """Contiguous runs of the input's frames, ``[(T, H, W, 3) uint8]``: at most ``cfg.max_frames`` frames (and
+    ``cfg.max_bytes``) in all, spread through the input; decoding stops at the last run or at ``deadline``."""
+    with FrameSource(Path(src), fps=in_fps) as source:
+        info = source.info
+        budget = max(3, min(cfg.max_frames, cfg.max_bytes // max(1, info.width * info.height * 3)))
+        length = min(cfg.run_length, budget)
+        starts = run_starts(info.n_frames, max(1, budget // length), length)
+        runs: list[list[np.ndarray]] = []
+        for k, frame in enumerate(source):
+            run = next((i for i, s in enumerate(starts) if s <= k < s + length), None)
+            if run is not None:
+                if len(runs) <= run:
+                    runs.extend([] for _ in range(run + 1 - len(runs)))
+                runs[run].append(frame)
+            if k >= starts[-1] + length - 1 or (deadline is not None and time.perf_counter() > deadline):
+                break
+    return [np.stack(r) for r in runs if len(r) >= 3]
+
+
+@dataclass(frozen=True)
+class Triplet:
+    run: int
+    start: int
+    stride: int
+
+    def indices(self) -> tuple[int, int, int]:
+        """The frames of the run: input 0, input 1, the truth."""
+        return self.start, self.start + 2 * self.stride, self.start + self.stride
+
+
+def find_triplets(runs: list[np.ndarray]) -> list[Triplet]:
+    """Drop-frame triplets of the runs at strides 1 and 2 (where a run is long enough), skipping static ones,
+    duplicated frames and scene cuts as the training set does."""
+    found = []
+    for r, frames in enumerate(runs):
+        for stride in (1, 2):
+            found += [Triplet(r, int(i), stride) for i in valid_triplets(frames, stride, DataConfig())]
+    return sorted(found, key=lambda t: (t.run, t.start, t.stride))
+
+
+def split_holdout(triplets: list[Triplet], every: int) -> tuple[list[Triplet], list[Triplet]]:
+    """(training, held out): every ``every``-th triplet is held out (whole triplets, deterministically), and no
+    training triplet has a held-out triplet's truth as its own truth."""
+    held = [t for k, t in enumerate(triplets) if k % every == every // 2]
+    truths = {(t.run, t.indices()[2]) for t in held}
+    train = [t for t in triplets if t not in held and (t.run, t.indices()[2]) not in truths]
+    return train, held
+
+
+def _motion(frames: np.ndarray, t: Triplet, y: int, x: int, side: tuple[int, int]) -> float:
+    a, b, _ = t.indices()
+    pa = frames[a, y:y + side[0]:4, x:x + side[1]:4]
+    pb = frames[b, y:y + side[0]:4, x:x + side[1]:4]
+    return float(np.abs(pa.astype(np.int16) - pb).mean())
+
+
+def crop_side(h: int, w: int, want: int, divisor: int) -> tuple[int, int]:
+    """A crop of at most ``want`` pixels a side that fits the frame, in multiples of ``divisor`` where it can be."""
+    def one(n: int) -> int:
+        side = min(want, n)
+        return side - side % divisor if side >= divisor else side
+    return one(h), one(w)
+
+
+def hard_crops(runs: list[np.ndarray], triplets: list[Triplet], side: tuple[int, int], places: int,
+               rng: np.random.Generator) -> list[tuple[Triplet, int, int]]:
+    """For each triplet the most moving of ``places`` crop places; all of them, the most moving first."""
+    scored = []
+    for t in triplets:
+        h, w = runs[t.run].shape[1:3]
+        cands = [(int(rng.integers(h - side[0] + 1)), int(rng.integers(w - side[1] + 1))) for _ in range(places)]
+        y, x = max(cands, key=lambda p: _motion(runs[t.run], t, p[0], p[1], side))
+        scored.append((_motion(runs[t.run], t, y, x, side), t, y, x))
+    scored.sort(key=lambda s: -s[0])
+    return [(t, y, x) for _, t, y, x in scored]
+
+
+def _crop(runs: list[np.ndarray], t: Triplet, y: int, x: int, side: tuple[int, int]) -> np.ndarray:
+    return runs[t.run][list(t.indices()), y:y + side[0], x:x + side[1]]  # (3, h, w, 3): inputs, then the truth
+
+
+def _batch(samples: list[np.ndarray], rng: np.random.Generator) -> torch.Tensor:
+    """``(B, 3, 3, h, w)`` in [0, 1], each sample flipped left-right and reversed in time at random (the truth
+    stays the middle: both keep it a true triplet of this video's kind of motion)."""
+    out = []
+    for s in samples:
+        if rng.random() < 0.5:
+            s = s[:, :, ::-1]
+        if rng.random() < 0.5:
+            s = s[[1, 0, 2]]
+        out.append(torch.from_numpy(np.ascontiguousarray(s)).permute(0, 3, 1, 2).float() / 255)
+    return torch.stack(out)
+
+
+# --- the guard -------------------------------------------------------------------------------------------------
+def guard_set(runs: list[np.ndarray], held: list[Triplet], cfg: AdaptConfig, divisor: int,
+              rng: np.random.Generator) -> list[np.ndarray]:
+    """At most ``cfg.guard_triplets`` held-out triplets, evenly spread, each as its most moving crop of at most
+    ``cfg.guard_crop`` pixels, ``(3, h, w, 3)`` uint8 (inputs, then the truth)."""
+    if len(held) > cfg.guard_triplets:
+        held = [held[int(k)] for k in np.linspace(0, len(held) - 1, cfg.guard_triplets)]
+    h, w = runs[0].shape[1:3]
+    side = crop_side(h, w, cfg.guard_crop, divisor)
+    return [_crop(runs, t, y, x, side) for t, y, x in hard_crops(runs, held, side, cfg.places, rng)]
+
+
+@torch.inference_mode()
+def guard_score(net: torch.nn.Module, samples: list[np.ndarray], device: torch.device, dtype: torch.dtype) -> float:
+    """Mean PSNR (8-bit RGB) of ``net``'s middle frames on ``samples``, run as ``interp`` runs it."""
+    return float(np.mean([psnr(interpolate_pair(s[0], s[1], net, device=device, dtype=dtype), s[2])
+                          for s in samples]))
+
+
+# --- the whole adaptation ------------------------------------------------------------------------------------
+def adapt_model(src: Path, base: torch.nn.Module, *, device: torch.device, dtype: torch.dtype,
+                cfg: AdaptConfig | None = None, in_fps: Fraction | None = None,
+                progress: Progress | None = None) -> tuple[torch.nn.Module, AdaptReport]:
+    """Fine-tune ``base``'s selector on ``src``'s own triplets (see the module docstring).
+
+    ``base``: a film model in float32 (as ``models.load_model`` returns it), left unchanged. Returns the weights
+    to interpolate with, in float32 on the CPU (the adapted model, or ``base`` itself when the guard kept it),
+    and the report. ``device`` and ``dtype``: where and how the job runs (training runs there in float32).
+    """
+    cfg = cfg or AdaptConfig()
+    if not hasattr(base, "with_selector"):
+        raise ValueError(f"--adapt is for film models; {type(base).__name__} has no selector to adapt")
+    t0 = time.perf_counter()
+    deadline = t0 + cfg.seconds
+
+    def tick() -> None:
+        if progress:
+            progress(min(time.perf_counter() - t0, cfg.seconds), cfg.seconds)
+
+    def report(reason: str, **kw: object) -> tuple[torch.nn.Module, AdaptReport]:
+        kw = {"held_out": 0, "triplets": 0, "steps": 0, "gain_db": None} | kw
+        return base, AdaptReport(kept=False, seconds=time.perf_counter() - t0, reason=reason, **kw)  # type: ignore
+
+    rng = np.random.default_rng(cfg.seed)
+    runs = sample_runs(src, cfg, in_fps=in_fps, deadline=t0 + cfg.seconds / 4)
+    tick()
+    train, held = split_holdout(find_triplets(runs), cfg.holdout_every)
+    if not train or not held:
+        return report(f"{len(train) + len(held)} usable triplets in the input: too few to adapt on and check")
+    divisor = int(base.divisor)
+    shipped = prepare_interpolator(copy.deepcopy(base), device, dtype)
+    guard = guard_set(runs, held, cfg, divisor, rng)
+    start = time.perf_counter()
+    before = guard_score(shipped, guard, device, dtype)
+    guard_cost = time.perf_counter() - start
+    del shipped
+    log.info("sampled %d runs, %d triplets in %.1f s; guard %.1f s", len(runs), len(train) + len(held),
+             start - t0, guard_cost)
+    tick()
+    h, w = runs[0].shape[1:3]
+    side = crop_side(h, w, cfg.crop, divisor)
+    pool = hard_crops(runs, train, side, cfg.places, rng)
+    model = _trainable(base, cfg, device)
+    # bf16 autocast where the job runs in bf16 (a CPU with native bf16): the convolutions' share costs less.
+    tcfg = TrainConfig(selector=cfg.selector_filters, w_choice=cfg.w_choice,
+                       precision="bf16" if dtype == torch.bfloat16 else "fp32")
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=1e-4)
+    stop = deadline - 1.3 * guard_cost - 0.5  # the adapted weights' turn on the guard must fit too
+    order = itertools.cycle(pool)
+    steps = 0
+    while (steps < cfg.steps) if cfg.steps else (time.perf_counter() < stop):
+        for g in opt.param_groups:
+            g["lr"] = cfg.lr * min(1.0, (steps + 1) / cfg.warmup)
+        batch = _batch([_crop(runs, *next(order), side) for _ in range(cfg.batch)], rng).to(device)
+        loss = loss_terms(model, batch, tcfg)["total"]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.selector.parameters(), 1.0)
+        opt.step()
+        steps += 1
+        tick()
+    if not steps:
+        return report("no time for a training step within the budget; give more seconds", held_out=len(guard))
+    adapted = model.cpu().eval()
+    adapted.selector_only = False
+    adapted.requires_grad_(False)
+    after = guard_score(prepare_interpolator(copy.deepcopy(adapted), device, dtype), guard, device, dtype)
+    tick()
+    gain = after - before
+    kept = gain >= cfg.margin_db
+    out = AdaptReport(kept=kept, gain_db=gain, held_out=len(guard), triplets=len(train), steps=steps,
+                      seconds=time.perf_counter() - t0)
+    log.info("%s", out.summary())
+    return (adapted if kept else base), out
+
+
+def _trainable(base: torch.nn.Module, cfg: AdaptConfig, device: torch.device) -> torch.nn.Module:
+    """A float32 copy of ``base`` with a selector (a fresh one with a zero head where it has none), only the
+    selector trainable and everything before it run without autograd."""
+    model = copy.deepcopy(base).float().to(device)
+    model = model.with_selector(cfg.selector_filters)
+    model.requires_grad_(False)
+    model.selector.requires_grad_(True)
+    model.selector_only = True
+    return model.train()
+
+
+def check_adaptable(model: str, src: Path) -> None:
+    """Refuse ``--adapt`` where it cannot run, before any work: film only, a video or a folder of frames."""
+    if model != "film":
+        raise ValueError(f"--adapt fine-tunes film's selector; it is not for --model {model}")
+    if not (Path(src).is_dir() or Path(src).is_file()):
+        raise VideoError(f"{src} does not exist; check the path")
+
+
+# --- resumable jobs and fan-out ------------------------------------------------------------------------------
+ADAPTED = "adapted.safetensors"  # the adapted weights in a job's work folder
+
+
+def adapted_in_work(work: Path, src: Path, weights: Path, seconds: float,
+                    make: Callable[[], tuple[torch.nn.Module, AdaptReport]]) -> tuple[Path, AdaptReport | None]:
+    """The weights a resumable or fanned-out ``--adapt`` job interpolates with, as a file in its work folder, whose
+    hash the manifest holds as the job's weights: the folder's own file when it was made for this input, these
+    weights and this budget (a resumed run, another segment: report None), else ``make()``'s, put there.
+
+    Segments that start at once on several machines each adapt, and the first file put in the folder wins (a hard
+    link, which fails where the name exists): the others interpolate with it too, so every segment of a job uses
+    one set of weights."""
+    path = Path(work) / ADAPTED
+    made_for = {"input": input_identity(src), "weights": file_digest(weights), "seconds": seconds}
+    if _made_for(path) == made_for:
+        return path, None
+    model, rep = make()
+    check_parent(Path(work))
+    Path(work).mkdir(exist_ok=True)
+    tmp = path.with_name(f".{ADAPTED}.{os.getpid()}.partial")
+    save_model(tmp, model, architecture="film", extra={"adapted_for": made_for, "adaptation": rep.to_dict()})
+    try:
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            if _made_for(path) != made_for:  # a stale file of another job: replaced
+                os.replace(tmp, path)
+                return path, rep
+            rep = None  # another segment's adapted weights came first: this job uses those
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path, rep
+
+
+def _made_for(path: Path) -> dict | None:
+    """What an adapted weights file in a work folder was made for (None: no such file, or not one)."""
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(read_metadata(path).get("adapted_for", "null"))
+    except Exception:  # unreadable: made again
+        return None
+
+
+def adapt_for_job(src: Path, weights: Path, *, model: str, device: torch.device, dtype: torch.dtype, seconds: float,
+                  in_fps: Fraction | None = None, work: Path | None = None, save: Path | None = None,
+                  progress: Progress | None = None) -> tuple[torch.nn.Module, Path, str]:
+    """``interp --adapt``: the model to interpolate with (on ``device`` in ``dtype``), the weights file that stands
+    for the job's weights (``weights`` for a single run; for a resumable job or a segment, ``work``: the adapted
+    file in its work folder, see ``adapted_in_work``) and the summary's clause (``AdaptReport.summary``).
+    ``save``: also write the weights used there (the adapted ones, or ``weights``' where the guard kept those)."""
+    base, _ = load_model(Path(weights), expect=model)  # float32, as the file holds it
+
+    def make() -> tuple[torch.nn.Module, AdaptReport]:
+        return adapt_model(src, base, device=device, dtype=dtype, cfg=AdaptConfig(seconds=seconds), in_fps=in_fps,
+                           progress=progress)
+
+    if work is None:
+        chosen, report = make()
+        if save is not None:
+            save_model(Path(save), chosen, architecture=model, extra={"adaptation": report.to_dict()})
+        return prepare_interpolator(chosen, device, dtype), Path(weights), report.summary()
+    used, again = adapted_in_work(work, src, Path(weights), seconds, make)
+    if save is not None:
+        shutil.copyfile(used, save)
+    note = again.summary() if again is not None else f"adapted: the weights in {used} (made by an earlier run)"
+    return load_interpolator(model, used, device, dtype), used, note
