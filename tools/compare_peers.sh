@@ -4,7 +4,7 @@
 # framefill is film through the CLI (end to end, PNG in and out) and in-process (model-only time and the scores:
 # tools/time_pairs.py), a freshly initialised model of the shipped config beside it ("does training help"), and
 # convlstm (when weights/convlstm.safetensors is there) through tools/window_scores.py.
-#   bash tools/compare_peers.sh [PEERS_DIR] [VAL_DIR] [COUNT]
+#   [ADAPT=1] bash tools/compare_peers.sh [PEERS_DIR] [VAL_DIR] [COUNT]
 # Writes $OUT (default /tmp/framefill_compare): triplets, each peer's frames, results.json, framefill_core.json,
 # framefill_init.json, and prints the tables that README.md quotes (tools/peer_table.py).
 set -euo pipefail
@@ -38,3 +38,8 @@ if [ -f "$HERE/weights/convlstm.safetensors" ] && [ -f "$HERE/tools/window_score
 fi
 python3 "$HERE/tools/peer_table.py" "$OUT/peers/results.json" "$OUT/framefill_core.json" "$OUT/framefill_init.json" \
   "${MORE[@]}"
+# ADAPT=1: interp --adapt's column (tools/time_pairs.py --adapt-items): per item and stride s, adapted on every
+# (2s)-th frame alone, scored with and without it on frames halfway between kept ones (about 26 x 70 s more).
+if [ "${ADAPT:-0}" = 1 ]; then
+  (cd "$HERE" && python3 tools/time_pairs.py --adapt-items "${ITEMS[@]}" --json "$OUT/adapt.json") | tee "$OUT/adapt.md"
+fi
