@@ -15,14 +15,17 @@ What ``adapt_model`` does, within ``AdaptConfig.seconds`` of wall time (sampling
 2. Triplets ``(i, i + 1, i + 2)``, and ``(i, i + 2, i + 4)`` where a run is long enough, with static triplets,
    duplicated frames and scene cuts skipped (``train.data.valid_triplets``, the training set's rules).
 3. Hold-out (the guard): every fifth triplet, deterministically, with no training triplet whose truth is a
-   held-out truth. Both the loaded weights and the adapted ones are scored on them (PSNR on 8-bit RGB, on the
-   most moving crop of at most ``guard_crop`` pixels, as ``interp`` runs the model: its device and precision), and
-   the adapted weights are kept only where they score at least ``margin_db`` better: adaptation never makes the
-   job worse on the input's own held-out frames.
-4. Training: hard crops first (for each triplet the most moving of several crop places; the crops in order of
-   motion, the most moving first, cycled), the training losses of ``train.loop.loss_terms`` with a selector
-   (robust L1, census, Laplacian, and ``losses.choice_loss``), AdamW, until the budget less what the guard's
-   second half needs.
+   held-out truth. Both the loaded selector and the adapted one are scored on them (PSNR on 8-bit RGB, on the
+   most moving crop of at most ``guard_crop`` pixels), and the adapted weights are kept only where they score at
+   least ``margin_db`` better: adaptation never makes the job worse on the input's own held-out frames.
+4. A cache (``evidence``): what the selector chooses from (``Film.selector_evidence``: the warped frames, the blend,
+   the rule, the fusion's residual, the selector's inputs) does not change while the selector learns, so it is
+   computed once per crop, for the guard's crops and for the training crops (the most moving first, until
+   ``cache_share`` of the budget); a training step and a guard score then cost the selector alone, tens of
+   milliseconds, and the budget buys hundreds of steps instead of a few.
+5. Training: random batches of the cached crops, mirrored at random, the selector's training losses
+   (``train.loop.selector_terms``: robust L1, census, Laplacian, ``losses.choice_loss``), AdamW, until the budget
+   less the guard's second turn.
 
 Library code: progress goes to a callback ``progress(elapsed_s, budget_s)``; nothing prints.
 """
@@ -30,7 +33,6 @@ Library code: progress goes to a callback ``progress(elapsed_s, budget_s)``; not
 from __future__ import annotations
 
 import copy
-import itertools
 import json
 import logging
 import os
@@ -47,12 +49,12 @@ import torch
 from framefill.checkpoint import read_metadata, save_model
 from framefill.eval_metrics import psnr
 from framefill.frames import VideoError, check_parent
-from framefill.interpolate import interpolate_pair
 from framefill.models import load_model
+from framefill.models.layers import conv_input
 from framefill.pipeline import load_interpolator, prepare_interpolator
 from framefill.resume import file_digest, input_identity
 from framefill.train.data import DataConfig, valid_triplets
-from framefill.train.loop import TrainConfig, loss_terms
+from framefill.train.loop import TrainConfig, selector_terms
 from framefill.video import FrameSource
 
 log = logging.getLogger(__name__)
@@ -66,7 +68,7 @@ class AdaptConfig:
     seconds: float = DEFAULT_SECONDS  # wall-time budget: sampling, training and the guard
     selector_filters: int = 16  # width of the selector added to weights that have none (as the shipped recipe)
     crop: int = 192  # training crop side (rounded down to the model's multiple; whole frames when smaller)
-    batch: int = 4  # crops per step
+    batch: int = 8  # crops per step
     lr: float = 1e-3  # AdamW learning rate (after a short warm-up)
     warmup: int = 5  # steps
     w_choice: float = 0.05  # weight of losses.choice_loss, as in the selector's training
@@ -80,6 +82,8 @@ class AdaptConfig:
     places: int = 6  # crop places drawn per triplet; the most moving are trained on
     seed: int = 0
     steps: int = 0  # exactly this many steps, whatever the time (tests); 0: as many as the budget allows
+    max_crops: int = 256  # training crops whose evidence is cached at most (the most moving first)
+    cache_share: float = 0.45  # caching stops at this share of the budget (after one batch at least)
 
     def __post_init__(self) -> None:
         if not self.seconds > 0:
@@ -227,11 +231,51 @@ def guard_set(runs: list[np.ndarray], held: list[Triplet], cfg: AdaptConfig, div
     return [_crop(runs, t, y, x, side) for t, y, x in hard_crops(runs, held, side, cfg.places, rng)]
 
 
-@torch.inference_mode()
-def guard_score(net: torch.nn.Module, samples: list[np.ndarray], device: torch.device, dtype: torch.dtype) -> float:
-    """Mean PSNR (8-bit RGB) of ``net``'s middle frames on ``samples``, run as ``interp`` runs it."""
-    return float(np.mean([psnr(interpolate_pair(s[0], s[1], net, device=device, dtype=dtype), s[2])
-                          for s in samples]))
+# --- the cache of what the selector chooses from ------------------------------------------------------------
+EVIDENCE = ("candidates", "rule", "residual", "inputs")  # what a selector step needs of Film.selector_evidence
+
+
+@torch.no_grad()
+def evidence(model: torch.nn.Module, samples: list[np.ndarray], device: torch.device, batch: int = 4
+             ) -> list[tuple[dict, torch.Tensor]]:
+    """``model.selector_evidence`` of each sample ``(3, h, w, 3)`` uint8 (inputs, then the truth), in batches of
+    samples of one size, kept on the CPU with the truth ``(3, h, w)``: everything before the selector, computed once,
+    so that a selector step and a score of the guard cost the selector's share alone."""
+    out = []
+    for k in range(0, len(samples), batch):
+        x = torch.stack([torch.from_numpy(np.ascontiguousarray(s)).permute(0, 3, 1, 2) for s in samples[k:k + batch]])
+        x = x.to(device).float() / 255
+        t = torch.full((x.shape[0], 1, 1, 1), 0.5, device=device)
+        ev = model.selector_evidence(x[:, 0], x[:, 1], t)
+        for i in range(x.shape[0]):
+            one = {key: (tuple(c[i:i + 1].cpu() for c in ev[key]) if key == "candidates" else ev[key][i:i + 1].cpu())
+                   for key in EVIDENCE}
+            out.append((one, x[i, 2].cpu()))
+    return out
+
+
+def stack(items: list[tuple[dict, torch.Tensor]], device: torch.device) -> tuple[dict, torch.Tensor]:
+    """A batch of cached evidence (``evidence``'s items, of one size) on ``device``."""
+    ev = {key: (tuple(torch.cat([e[key][c] for e, _ in items]).to(device) for c in range(3)) if key == "candidates"
+                else torch.cat([e[key] for e, _ in items]).to(device)) for key in EVIDENCE}
+    return ev, torch.stack([g for _, g in items]).to(device)
+
+
+@torch.no_grad()
+def guard_score(model: torch.nn.Module, cached: list[tuple[dict, torch.Tensor]], device: torch.device) -> float:
+    """Mean PSNR (8-bit RGB, as ``framefill eval`` scores) of ``model``'s frames on cached held-out samples: the
+    frozen part's evidence is the same for the loaded and the adapted selector, so only the selector is run."""
+    scores = []
+    for item in cached:
+        ev, gt = stack([item], device)
+        offset = model.selector(conv_input(ev["inputs"], model.selector.head.weight)).float()
+        pred = model.compose(ev, offset)[0]
+        scores.append(psnr(_to_uint8(pred[0]), _to_uint8(gt[0])))
+    return float(np.mean(scores))
+
+
+def _to_uint8(x: torch.Tensor) -> np.ndarray:
+    return x.clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
 
 
 # --- the whole adaptation ------------------------------------------------------------------------------------
@@ -242,7 +286,8 @@ def adapt_model(src: Path, base: torch.nn.Module, *, device: torch.device, dtype
 
     ``base``: a film model in float32 (as ``models.load_model`` returns it), left unchanged. Returns the weights
     to interpolate with, in float32 on the CPU (the adapted model, or ``base`` itself when the guard kept it),
-    and the report. ``device`` and ``dtype``: where and how the job runs (training runs there in float32).
+    and the report. ``device``: where the job runs (the adaptation runs there, in float32; ``dtype`` is the job's,
+    which the cached evidence does not need).
     """
     cfg = cfg or AdaptConfig()
     if not hasattr(base, "with_selector"):
@@ -265,50 +310,57 @@ def adapt_model(src: Path, base: torch.nn.Module, *, device: torch.device, dtype
     if not train or not held:
         return report(f"{len(train) + len(held)} usable triplets in the input: too few to adapt on and check")
     divisor = int(base.divisor)
-    shipped = prepare_interpolator(copy.deepcopy(base), device, dtype)
-    guard = guard_set(runs, held, cfg, divisor, rng)
-    start = time.perf_counter()
-    before = guard_score(shipped, guard, device, dtype)
-    guard_cost = time.perf_counter() - start
-    del shipped
-    log.info("sampled %d runs, %d triplets in %.1f s; guard %.1f s", len(runs), len(train) + len(held),
-             start - t0, guard_cost)
+    model = _trainable(base, cfg, device)
+    guard = evidence(model, guard_set(runs, held, cfg, divisor, rng), device)
+    before = guard_score(model, guard, device)
     tick()
     h, w = runs[0].shape[1:3]
     side = crop_side(h, w, cfg.crop, divisor)
-    pool = hard_crops(runs, train, side, cfg.places, rng)
-    model = _trainable(base, cfg, device)
-    # bf16 autocast where the job runs in bf16 (a CPU with native bf16): the convolutions' share costs less.
-    tcfg = TrainConfig(selector=cfg.selector_filters, w_choice=cfg.w_choice,
-                       precision="bf16" if dtype == torch.bfloat16 else "fp32")
+    pool = hard_crops(runs, train, side, cfg.places, rng)[:cfg.max_crops]
+    cached: list[tuple[dict, torch.Tensor]] = []
+    fill_until = t0 + cfg.seconds * cfg.cache_share  # the rest of the budget trains on what is cached by then
+    for k in range(0, len(pool), 4):  # the most moving crops first
+        if not cfg.steps and cached and time.perf_counter() > fill_until:
+            break
+        cached += evidence(model, [_crop(runs, *c, side) for c in pool[k:k + 4]], device)
+        tick()
+    tcfg = TrainConfig(selector=cfg.selector_filters, w_choice=cfg.w_choice)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=1e-4)
-    stop = deadline - 1.3 * guard_cost - 0.5  # the adapted weights' turn on the guard must fit too
-    order = itertools.cycle(pool)
+    stop = deadline - 0.5 - 0.05 * cfg.seconds  # the adapted weights' turn on the guard must fit too
     steps = 0
     while (steps < cfg.steps) if cfg.steps else (time.perf_counter() < stop):
         for g in opt.param_groups:
             g["lr"] = cfg.lr * min(1.0, (steps + 1) / cfg.warmup)
-        batch = _batch([_crop(runs, *next(order), side) for _ in range(cfg.batch)], rng).to(device)
-        loss = loss_terms(model, batch, tcfg)["total"]
+        ev, gt = _augment(*stack([cached[int(i)] for i in rng.integers(len(cached), size=cfg.batch)], device), rng)
+        loss = selector_terms(model, ev, gt, tcfg)["total"]
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.selector.parameters(), 1.0)
         opt.step()
         steps += 1
-        tick()
+        if steps % 10 == 0:
+            tick()
     if not steps:
         return report("no time for a training step within the budget; give more seconds", held_out=len(guard))
+    after = guard_score(model, guard, device)
+    tick()
     adapted = model.cpu().eval()
     adapted.selector_only = False
     adapted.requires_grad_(False)
-    after = guard_score(prepare_interpolator(copy.deepcopy(adapted), device, dtype), guard, device, dtype)
-    tick()
     gain = after - before
     kept = gain >= cfg.margin_db
     out = AdaptReport(kept=kept, gain_db=gain, held_out=len(guard), triplets=len(train), steps=steps,
                       seconds=time.perf_counter() - t0)
     log.info("%s", out.summary())
     return (adapted if kept else base), out
+
+
+def _augment(ev: dict, gt: torch.Tensor, rng: np.random.Generator) -> tuple[dict, torch.Tensor]:
+    """The batch mirrored left-right at random (the whole batch at once: evidence and truth alike)."""
+    if rng.random() < 0.5:
+        return ev, gt
+    flip = {key: (tuple(c.flip(-1) for c in v) if key == "candidates" else v.flip(-1)) for key, v in ev.items()}
+    return flip, gt.flip(-1)
 
 
 def _trainable(base: torch.nn.Module, cfg: AdaptConfig, device: torch.device) -> torch.nn.Module:

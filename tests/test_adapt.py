@@ -103,9 +103,9 @@ def test_the_protocol_never_gives_the_adaptation_the_scored_frames(work: Path,
 
 
 def test_the_guard_keeps_the_loaded_weights_when_adaptation_hurts(work: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    real = framefill.adapt.loss_terms
-    monkeypatch.setattr(framefill.adapt, "loss_terms",  # gradient ascent, at a large rate: a harmful update
-                        lambda model, batch, cfg: {"total": -real(model, batch, cfg)["total"]})
+    real = framefill.adapt.selector_terms
+    monkeypatch.setattr(framefill.adapt, "selector_terms",  # gradient ascent, at a large rate: a harmful update
+                        lambda model, ev, gt, cfg: {"total": -real(model, ev, gt, cfg)["total"]})
     base, _ = load_model(Path("w.safetensors"))
     before = {k: v.clone() for k, v in base.state_dict().items()}
     chosen, report = adapt_model(Path("pan.mkv"), base, device=torch.device("cpu"), dtype=torch.float32,
@@ -195,3 +195,25 @@ def test_the_python_api_adapts(work: Path) -> None:
                                          adapt=3, save_adapted="api.safetensors")
     assert report.adaptation is not None and report.adaptation.summary().startswith("adapted: ")
     assert report.frames_out == 47 and load_model(Path("api.safetensors"))[0] is not None
+
+
+def test_selector_steps_on_cached_evidence_lower_the_loss(work: Path) -> None:
+    from framefill.adapt import _trainable, evidence, stack
+    from framefill.train.loop import TrainConfig, selector_terms
+
+    base, _ = load_model(Path("w.safetensors"))
+    model = _trainable(base, AdaptConfig(), torch.device("cpu"))
+    frames = np.stack(pan())
+    cached = evidence(model, [frames[[i, i + 2, i + 1], :32, :32] for i in range(0, 12, 2)], torch.device("cpu"))
+    ev, gt = stack(cached, torch.device("cpu"))
+    cfg = TrainConfig(selector=4, w_choice=0.05)
+    opt = torch.optim.AdamW(model.selector.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(40):
+        loss = selector_terms(model, ev, gt, cfg)["total"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    assert losses[-1] < 0.97 * losses[0], losses
+    assert all(p.grad is None for name, p in model.named_parameters() if not name.startswith("selector."))

@@ -100,3 +100,18 @@ def test_choice_loss_rewards_the_candidate_closest_to_the_truth():
     same = [truth, truth, truth]
     assert choice_loss(swapped, same, truth) == 0  # nothing to choose: no weight anywhere
 
+
+
+def test_cached_evidence_and_compose_give_the_models_output():
+    """A selector step on cached evidence (adapt, selector_terms) trains exactly the output the model produces."""
+    model = _trained_looking(build_film("film-tiny")).with_selector(4).eval()
+    with torch.no_grad():
+        model.selector.head.weight.normal_(0, 0.1)  # a selector that moves the rule
+        x0, x1 = _pair()
+        t = torch.full((1, 1, 1, 1), 0.5)
+        ev = model.selector_evidence(x0, x1, t)
+        offset = model.selector(ev["inputs"])
+        out, choice = model.compose(ev, offset)
+        ref, aux = model(x0, x1, return_aux=True)
+    assert torch.allclose(out, ref, atol=1e-6) and torch.equal(choice, aux["choice"])
+    assert offset.abs().max() > 0.01  # the check means something: the selector did move the rule

@@ -2,11 +2,11 @@
 
     python tools/export_checkpoint.py RUN/last.pt OUT.safetensors [--note TEXT]
 
-``framefill train --export`` writes the weights wherever the run stops; this exports a checkpoint without running the
-trainer (no data loaded), for a run that was killed or whose command is not at hand. The model is rebuilt from the checkpoint's config
-(``framefill.train.loop.initial_model``: its ``--finetune`` weights or its preset, with the fusion cues if the run
-added them), given the EMA weights (the model's where the
-run kept no EMA) and saved with the step count, batch, crop and ``--note`` in its metadata.
+``framefill train --export`` writes the weights wherever the run stops; this exports a checkpoint without running
+the trainer (no data loaded), for a run that was killed or whose command is not at hand. The model is rebuilt from
+the checkpoint's config (``framefill.train.loop.initial_model``: its ``--finetune`` weights or its preset, with the
+fusion cues or the selector if the run added them), given the EMA weights (the model's where the run kept no EMA)
+and saved with the step count, batch, crop and ``--note`` in its metadata.
 """
 
 from __future__ import annotations

@@ -126,32 +126,57 @@ class Film(nn.Module):
         n, in_dtype = img0.shape[0], img0.dtype
         t = _times(t, n, img0.device)  # (N, 1, 1, 1) float32
         img0, img1 = img0.float(), img1.float()
-        with torch.set_grad_enabled(torch.is_grad_enabled() and not (self.selector_only and self.selector is not None)):
-            head, flows, pyr, w0_img, w1_img, fallback_logit = self._base(img0, img1, t)
-        mask = torch.sigmoid(head[:, :1])
-        blend = torch.lerp(img0, img1, t)
-        fallback = choice = None
         if self.selector is not None:  # the rule's weights of (warped 0, warped 1, blend), moved by the selector
-            rule = torch.cat([F.logsigmoid(-fallback_logit) + F.logsigmoid(head[:, :1]),
-                              F.logsigmoid(-fallback_logit) + F.logsigmoid(-head[:, :1]),
-                              F.logsigmoid(fallback_logit)], dim=1)
-            x = self._selector_inputs(img0, img1, w0_img, w1_img, blend, fallback_logit, flows[1],
-                                      flows[1] * torch.cat([t, 1 - t]))
-            offset = self.selector(conv_input(x, self.selector.head.weight)).float()
-            choice = rule + upsample2(offset, rule.shape[-2:])  # (N, 3, H, W) logits
-            weights = torch.softmax(choice, dim=1)
-            base = weights[:, :1] * w0_img + weights[:, 1:2] * w1_img + weights[:, 2:] * blend
-            fallback = weights[:, 2:]
+            ev = self.selector_evidence(img0, img1, t)
+            offset = self.selector(conv_input(ev["inputs"], self.selector.head.weight)).float()
+            out, choice = self.compose(ev, offset)
+            head, flows, pyr = ev["head"], ev["flows"], ev["pyramid"]
+            w0_img, w1_img, blend = ev["candidates"]
+            fallback = torch.softmax(choice, dim=1)[:, 2:]
         else:
-            base = torch.lerp(w1_img, w0_img, mask)  # mask * w0 + (1 - mask) * w1
+            head, flows, pyr, w0_img, w1_img, fallback_logit = self._base(img0, img1, t)
+            blend, choice, fallback = torch.lerp(img0, img1, t), None, None
+            base = torch.lerp(w1_img, w0_img, torch.sigmoid(head[:, :1]))  # mask * w0 + (1 - mask) * w1
             if fallback_logit is not None:
                 fallback = torch.sigmoid(fallback_logit)
                 base = torch.lerp(base, blend, fallback)
-        out = (base + head[:, 1:4]).clamp(0, 1).to(in_dtype)
+            out = (base + head[:, 1:4]).clamp(0, 1)
+        out = out.to(in_dtype)
         if return_aux:
-            return out, {"flows": flows, "pyramid": pyr, "warped0": w0_img, "warped1": w1_img, "mask": mask,
-                         "fallback": fallback, "time": t, "blend": blend, "choice": choice}
+            return out, {"flows": flows, "pyramid": pyr, "warped0": w0_img, "warped1": w1_img,
+                         "mask": torch.sigmoid(head[:, :1]), "fallback": fallback, "time": t, "blend": blend,
+                         "choice": choice}
         return out
+
+    def selector_evidence(self, img0: torch.Tensor, img1: torch.Tensor, t: torch.Tensor) -> dict:
+        """Everything the selector chooses from and reads, for float32 inputs and times ``(N, 1, 1, 1)``:
+        ``candidates`` (warped frame 0, warped frame 1, the blend; ``(N, 3, H, W)`` each), the fixed rule's logits
+        ``rule`` ``(N, 3, H, W)``, the fusion's ``residual`` ``(N, 3, H, W)``, the selector's ``inputs``
+        (``_selector_inputs``) and, for losses and debugging, the fusion's ``head``, the ``flows`` and the image
+        ``pyramid``. Without autograd while ``selector_only``: a cache of it stands for the whole model in a
+        selector's training step (``compose``)."""
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.selector_only):
+            head, flows, pyr, w0_img, w1_img, fallback_logit = self._base(img0, img1, t)
+            blend = torch.lerp(img0, img1, t)
+            rule = torch.cat([F.logsigmoid(-fallback_logit) + F.logsigmoid(head[:, :1]),
+                              F.logsigmoid(-fallback_logit) + F.logsigmoid(-head[:, :1]),
+                              F.logsigmoid(fallback_logit)], dim=1)
+            inputs = self._selector_inputs(img0, img1, w0_img, w1_img, blend, fallback_logit, flows[1],
+                                           flows[1] * torch.cat([t, 1 - t]))
+        return {"candidates": (w0_img, w1_img, blend), "rule": rule, "residual": head[:, 1:4], "inputs": inputs,
+                "head": head, "flows": flows, "pyramid": pyr}
+
+    @staticmethod
+    def compose(ev: dict, offset: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The output frame ``(N, 3, H, W)`` and the choice's logits ``(N, 3, H, W)`` from ``selector_evidence``'s
+        ``ev`` and the selector's ``offset`` ``(N, 3, H / 2, W / 2)``: the candidates weighted by the softmax of the
+        rule's logits plus the offset, plus the fusion's residual."""
+        rule = ev["rule"]
+        choice = rule + upsample2(offset, rule.shape[-2:])
+        weights = torch.softmax(choice, dim=1)
+        w0, w1, blend = ev["candidates"]
+        base = weights[:, :1] * w0 + weights[:, 1:2] * w1 + weights[:, 2:] * blend
+        return (base + ev["residual"]).clamp(0, 1), choice
 
     def _base(self, img0: torch.Tensor, img1: torch.Tensor, t: torch.Tensor):
         """Everything before the choice between the candidates: the fusion's head ``(N, 4 or 5, H, W)``, the flow

@@ -39,7 +39,7 @@ import torch
 from framefill.checkpoint import save_model
 from framefill.evaluate import ssim
 from framefill.models import build_model, load_model
-from framefill.models.layers import crop, image_pyramid, pad_to_multiple, warp
+from framefill.models.layers import conv_input, crop, image_pyramid, pad_to_multiple, warp
 from framefill.train import distributed
 from framefill.train.data import DataConfig, find_clips, load_clip, sample_indices, valid_triplets, window_span
 from framefill.train.gan import Critics, GanConfig, critic_loss, generator_loss
@@ -154,18 +154,36 @@ def loss_terms(model: torch.nn.Module, batch: torch.Tensor, cfg: TrainConfig, co
     pred = pred.float()
     if keep is not None:
         keep["pred"] = pred
-    terms = {"l1": charbonnier(pred, gt)}
+    terms = image_terms(pred, gt, cfg)
     if context == 4:
         terms["synth"] = 0.5 * charbonnier(aux["synth"].float(), gt)
-    if cfg.w_census:
-        terms["census"] = cfg.w_census * census(pred, gt)
-    if cfg.w_lap:
-        terms["lap"] = cfg.w_lap * laplacian_l1(pred, gt)
     if cfg.w_warp and "flows" in aux and not (cfg.freeze_flow or cfg.selector):
         terms["warp"] = cfg.w_warp * warp_loss(aux["pyramid"], gt, aux["flows"], aux.get("time"))
     if cfg.w_choice and aux.get("choice") is not None:
         candidates = [aux["warped0"], aux["warped1"], aux["blend"]]
         terms["choice"] = cfg.w_choice * choice_loss(aux["choice"], candidates, gt)
+    terms["total"] = sum(terms.values())
+    return terms
+
+
+def image_terms(pred: torch.Tensor, gt: torch.Tensor, cfg: TrainConfig) -> dict[str, torch.Tensor]:
+    """The loss terms of a predicted frame against the truth: robust L1, census and Laplacian-pyramid L1."""
+    terms = {"l1": charbonnier(pred, gt)}
+    if cfg.w_census:
+        terms["census"] = cfg.w_census * census(pred, gt)
+    if cfg.w_lap:
+        terms["lap"] = cfg.w_lap * laplacian_l1(pred, gt)
+    return terms
+
+
+def selector_terms(model: torch.nn.Module, ev: dict, gt: torch.Tensor, cfg: TrainConfig) -> dict[str, torch.Tensor]:
+    """``loss_terms`` of a film model's selector alone, from a cache of what it chooses from (``ev``:
+    ``Film.selector_evidence``, which does not depend on the selector): a step costs the selector's share only."""
+    offset = model.selector(conv_input(ev["inputs"], model.selector.head.weight)).float()
+    pred, choice = model.compose(ev, offset)
+    terms = image_terms(pred, gt, cfg)
+    if cfg.w_choice:
+        terms["choice"] = cfg.w_choice * choice_loss(choice, list(ev["candidates"]), gt)
     terms["total"] = sum(terms.values())
     return terms
 
