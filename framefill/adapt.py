@@ -67,7 +67,7 @@ Progress = Callable[[float, float], None]
 class AdaptConfig:
     seconds: float = DEFAULT_SECONDS  # wall-time budget: sampling, training and the guard
     selector_filters: int = 16  # width of the selector added to weights that have none (as the shipped recipe)
-    crop: int = 192  # training crop side (rounded down to the model's multiple; whole frames when smaller)
+    crop: int = 160  # training crop side (rounded down to the model's multiple; whole frames when smaller)
     batch: int = 8  # crops per step
     lr: float = 1e-3  # AdamW learning rate (after a short warm-up)
     warmup: int = 5  # steps
@@ -77,11 +77,12 @@ class AdaptConfig:
     run_length: int = 24  # frames per contiguous run (a stride-2 triplet spans 5)
     holdout_every: int = 5  # every this-many-th triplet is held out for the guard
     guard_triplets: int = 6  # held-out triplets scored at most
-    guard_crop: int = 384  # side of the guard's crops (the most moving place), whole frames when smaller
+    guard_crop: int = 256  # side of the guard's crops (the most moving place), whole frames when smaller
     margin_db: float = 0.05  # the adapted weights are kept only when this much better on the held-out triplets
     places: int = 6  # crop places drawn per triplet; the most moving are trained on
     seed: int = 0
     steps: int = 0  # exactly this many steps, whatever the time (tests); 0: as many as the budget allows
+    crops_per_triplet: int = 3  # the most moving places of each training triplet cached (distinct places)
     max_crops: int = 256  # training crops whose evidence is cached at most (the most moving first)
     cache_share: float = 0.45  # caching stops at this share of the budget (after one batch at least)
 
@@ -190,14 +191,14 @@ def crop_side(h: int, w: int, want: int, divisor: int) -> tuple[int, int]:
 
 
 def hard_crops(runs: list[np.ndarray], triplets: list[Triplet], side: tuple[int, int], places: int,
-               rng: np.random.Generator) -> list[tuple[Triplet, int, int]]:
-    """For each triplet the most moving of ``places`` crop places; all of them, the most moving first."""
+               rng: np.random.Generator, keep: int = 1) -> list[tuple[Triplet, int, int]]:
+    """For each triplet the ``keep`` most moving of ``places`` crop places; all of them, the most moving first."""
     scored = []
     for t in triplets:
         h, w = runs[t.run].shape[1:3]
-        cands = [(int(rng.integers(h - side[0] + 1)), int(rng.integers(w - side[1] + 1))) for _ in range(places)]
-        y, x = max(cands, key=lambda p: _motion(runs[t.run], t, p[0], p[1], side))
-        scored.append((_motion(runs[t.run], t, y, x, side), t, y, x))
+        cands = {(int(rng.integers(h - side[0] + 1)), int(rng.integers(w - side[1] + 1))) for _ in range(places)}
+        ranked = sorted(((_motion(runs[t.run], t, y, x, side), t, y, x) for y, x in cands), key=lambda s: -s[0])
+        scored += ranked[:keep]
     scored.sort(key=lambda s: -s[0])
     return [(t, y, x) for _, t, y, x in scored]
 
@@ -313,10 +314,11 @@ def adapt_model(src: Path, base: torch.nn.Module, *, device: torch.device, dtype
     model = _trainable(base, cfg, device)
     guard = evidence(model, guard_set(runs, held, cfg, divisor, rng), device)
     before = guard_score(model, guard, device)
+    t_guard = time.perf_counter()
     tick()
     h, w = runs[0].shape[1:3]
     side = crop_side(h, w, cfg.crop, divisor)
-    pool = hard_crops(runs, train, side, cfg.places, rng)[:cfg.max_crops]
+    pool = hard_crops(runs, train, side, cfg.places, rng, keep=cfg.crops_per_triplet)[:cfg.max_crops]
     cached: list[tuple[dict, torch.Tensor]] = []
     fill_until = t0 + cfg.seconds * cfg.cache_share  # the rest of the budget trains on what is cached by then
     for k in range(0, len(pool), 4):  # the most moving crops first
@@ -324,7 +326,11 @@ def adapt_model(src: Path, base: torch.nn.Module, *, device: torch.device, dtype
             break
         cached += evidence(model, [_crop(runs, *c, side) for c in pool[k:k + 4]], device)
         tick()
-    tcfg = TrainConfig(selector=cfg.selector_filters, w_choice=cfg.w_choice)
+    # Robust L1 and the choice's target: census and the Laplacian pyramid would cost four times the selector's own
+    # share at these sizes, and a choice between fixed candidates is what they would judge.
+    log.info("sampled %d runs (%d triplets) and the guard's %d crops by %.1f s; cached %d training crops by %.1f s",
+             len(runs), len(train) + len(held), len(guard), t_guard - t0, len(cached), time.perf_counter() - t0)
+    tcfg = TrainConfig(selector=cfg.selector_filters, w_choice=cfg.w_choice, w_census=0.0, w_lap=0.0)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=1e-4)
     stop = deadline - 0.5 - 0.05 * cfg.seconds  # the adapted weights' turn on the guard must fit too
     steps = 0
