@@ -80,9 +80,6 @@ def test_stamping_refuses_development_paths_and_keeps_the_file(tmp_path: Path, m
     assert all(STAMP.unfit(v) is None for v in meta.values())
 
 
-@pytest.mark.xfail(strict=True, reason="re-stamp pending: the shipped film weights' metadata still names "
-                                       "../shared/data; weights/README.md gives the tools/stamp_weights.py command "
-                                       "(then remove this mark)")
 def test_the_shipped_weights_metadata_names_no_issue_and_no_development_path() -> None:
     shipped = [default_weights(a) for a in architectures() if default_weights(a).exists()]
     assert shipped
