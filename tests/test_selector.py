@@ -46,7 +46,8 @@ def test_the_selectors_logits_choose_the_candidate(pick: int):
     """A strong bias toward one candidate makes the output that candidate (plus the fusion's residual)."""
     model = _trained_looking(build_film("film-tiny")).with_selector(4).eval()
     with torch.no_grad():
-        model.selector.head.bias[pick] = 30.0
+        model.selector.head.bias.fill_(-30.0)  # the others pushed down (the blend can only lose weight)
+        model.selector.head.bias[pick] = 0.0 if pick == 2 else 30.0
         x0, x1 = _pair()
         out, aux = model(x0, x1, return_aux=True)
         head = model._base(x0, x1, torch.full((1, 1, 1, 1), 0.5))[0]
@@ -115,3 +116,19 @@ def test_cached_evidence_and_compose_give_the_models_output():
         ref, aux = model(x0, x1, return_aux=True)
     assert torch.allclose(out, ref, atol=1e-6) and torch.equal(choice, aux["choice"])
     assert offset.abs().max() > 0.01  # the check means something: the selector did move the rule
+
+
+def test_the_selector_never_gives_the_blend_more_weight_than_the_rule():
+    """A positive offset on the blend is cut to zero: the selector can sharpen (warped frames instead of the blend)
+    but never ghost what the rule warps."""
+    model = _trained_looking(build_film("film-tiny")).with_selector(4).eval()
+    with torch.no_grad():
+        x0, x1 = _pair()
+        ev = model.selector_evidence(x0, x1, torch.full((1, 1, 1, 1), 0.5))
+        offset = torch.zeros(1, 3, *ev["inputs"].shape[-2:])
+        up = offset.clone()
+        up[:, 2] = 30.0
+        down = offset.clone()
+        down[:, 2] = -30.0
+        assert torch.equal(model.compose(ev, up)[0], model.compose(ev, offset)[0])
+        assert not torch.allclose(model.compose(ev, down)[0], model.compose(ev, offset)[0])

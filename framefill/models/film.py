@@ -172,6 +172,10 @@ class Film(nn.Module):
         ``ev`` and the selector's ``offset`` ``(N, 3, H / 2, W / 2)``: the candidates weighted by the softmax of the
         rule's logits plus the offset, plus the fusion's residual."""
         rule = ev["rule"]
+        # The selector may take weight from the blend, never give it more than the rule does: a blend of two frames
+        # is a double image wherever something moved, which a wrong choice of it shows at once (ghosted objects),
+        # and the rule already falls back to it where the warped frames fail.
+        offset = torch.cat([offset[:, :2], offset[:, 2:].clamp(max=0)], dim=1)
         choice = rule + upsample2(offset, rule.shape[-2:])
         weights = torch.softmax(choice, dim=1)
         w0, w1, blend = ev["candidates"]

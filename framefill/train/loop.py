@@ -65,6 +65,7 @@ class TrainConfig:
     w_census: float = 0.1  # census loss weight
     w_lap: float = 0.5  # Laplacian-pyramid L1 weight
     w_warp: float = 0.5  # robust L1 of each input warped to the middle, at every pyramid level (trains the flow)
+    w_offset: float = 0.0  # film's selector trained alone: mean square of its logits' offset (stay near the rule)
     w_choice: float = 0.0  # film with a selector: cross-entropy toward the candidate closest to the truth
     # (losses.choice_loss: warped frame 0, warped frame 1 or the blend, per pixel)
     seed: int = 0
@@ -184,6 +185,8 @@ def selector_terms(model: torch.nn.Module, ev: dict, gt: torch.Tensor, cfg: Trai
     terms = image_terms(pred, gt, cfg)
     if cfg.w_choice:
         terms["choice"] = cfg.w_choice * choice_loss(choice, list(ev["candidates"]), gt)
+    if cfg.w_offset:
+        terms["offset"] = cfg.w_offset * offset.square().mean()
     terms["total"] = sum(terms.values())
     return terms
 
