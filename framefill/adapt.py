@@ -18,8 +18,8 @@ What ``adapt_model`` does, within ``AdaptConfig.seconds`` of wall time (sampling
    duplicated frames and scene cuts skipped (``train.data.valid_triplets``, the training set's rules).
 3. Hold-out (the guard): every fifth triplet, deterministically, with no training triplet whose truth is a
    held-out truth. Both the loaded selector and the adapted one are scored on them (PSNR on 8-bit RGB, on the
-   whole frame, or its centre up to ``guard_crop`` pixels a side), and the adapted weights are kept only where they score at
-   least ``margin_db`` better: adaptation never makes the job worse on the input's own held-out frames.
+   whole frame, or its centre up to ``guard_crop`` pixels a side), and the adapted weights are kept only where
+   they score at least ``margin_db`` better on the input's own held-out frames.
 4. A cache (``evidence``): what the selector chooses from (``Film.selector_evidence``: the warped frames, the blend,
    the rule, the fusion's residual, the selector's inputs) does not change while the selector learns, so it is
    computed once per crop, for the guard's crops and for the training crops (the most moving first, until
