@@ -42,7 +42,7 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     d = tmp_path_factory.mktemp("adapt")
     torch.manual_seed(0)
     save_tiny_film(d / "w.safetensors")
-    frames = pan()
+    frames = pan(80)  # enough triplets to adapt on (AdaptConfig.min_triplets, min_held_out)
     write_clip(d / "pan.mkv", frames, options=LOSSLESS)
     (d / "frames").mkdir()
     for i, f in enumerate(frames):
@@ -91,7 +91,7 @@ def test_the_protocol_never_gives_the_adaptation_the_scored_frames(work: Path,
         return base, AdaptReport(False, None, 0, 0, 0, 0.0, "spy")
 
     monkeypatch.setattr(framefill.adapt_score, "adapt_model", spy)
-    frames = pan()
+    frames = pan(80)  # enough triplets to adapt on (AdaptConfig.min_triplets, min_held_out)
     for stride in (1, 2):
         seen.clear()
         row = score_item(Path("frames"), stride, Path("w.safetensors"), device=torch.device("cpu"),
@@ -194,7 +194,7 @@ def test_the_python_api_adapts(work: Path) -> None:
     report = framefill.interpolate_video("pan.mkv", "api.mkv", model="w.safetensors", device="cpu", precision="fp32",
                                          adapt=3, save_adapted="api.safetensors")
     assert report.adaptation is not None and report.adaptation.summary().startswith("adapted: ")
-    assert report.frames_out == 47 and load_model(Path("api.safetensors"))[0] is not None
+    assert report.frames_out == 159 and load_model(Path("api.safetensors"))[0] is not None
 
 
 def test_selector_steps_on_cached_evidence_lower_the_loss(work: Path) -> None:
@@ -217,3 +217,13 @@ def test_selector_steps_on_cached_evidence_lower_the_loss(work: Path) -> None:
         losses.append(float(loss.detach()))
     assert losses[-1] < 0.97 * losses[0], losses
     assert all(p.grad is None for name, p in model.named_parameters() if not name.startswith("selector."))
+
+
+def test_too_short_an_input_is_not_adapted(work: Path) -> None:
+    """24 frames give too few triplets to learn from and to check on: the loaded weights, and the reason why."""
+    write_clip(Path("short.mkv"), pan(24), options=LOSSLESS)
+    base, _ = load_model(Path("w.safetensors"))
+    chosen, report = adapt_model(Path("short.mkv"), base, device=torch.device("cpu"), dtype=torch.float32,
+                                 cfg=AdaptConfig(seconds=5, crop=32))
+    assert chosen is base and not report.kept and report.steps == 0
+    assert "too few to adapt on" in report.summary()
