@@ -41,5 +41,5 @@ python3 "$HERE/tools/peer_table.py" "$OUT/peers/results.json" "$OUT/framefill_co
 # ADAPT=1: interp --adapt's column (tools/time_pairs.py --adapt-items): per item and stride s, adapted on every
 # (2s)-th frame alone, scored with and without it on frames halfway between kept ones (about 26 x 70 s more).
 if [ "${ADAPT:-0}" = 1 ]; then
-  (cd "$HERE" && python3 tools/time_pairs.py --adapt-items "${ITEMS[@]}" --json "$OUT/adapt.json") | tee "$OUT/adapt.md"
+  (cd "$HERE" && python3 tools/time_pairs.py --adapt-items "${ITEMS[@]}" --limit 8 --json "$OUT/adapt.json") | tee "$OUT/adapt.md"
 fi
