@@ -18,7 +18,8 @@ from typer.testing import CliRunner
 import framefill.adapt
 import framefill.adapt_score
 import framefill.resume
-from framefill.adapt import AdaptConfig, AdaptReport, Triplet, adapt_model, split_holdout
+from framefill.adapt import AdaptConfig, AdaptReport, adapt_model
+from framefill.adapt_data import Triplet, split_holdout
 from framefill.adapt_score import protocol_frames, score_item
 from framefill.cli import app
 from framefill.frames import read_image, write_image
