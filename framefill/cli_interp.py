@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from fractions import Fraction
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -12,6 +13,7 @@ import typer
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from framefill import cli_adapt
 from framefill.cli_app import (
     DeviceOption,
     ModelOption,
@@ -133,7 +135,7 @@ def interp(
     in_rate = _parse_fps(in_fps, "--in-fps") if in_fps else None
     memory = parse_memory(max_memory) if max_memory is not None else None
     slow = slowmo or 1
-    adapt_s = _adapt_budget(adapt, adapt_seconds, save_adapted, paths, model)
+    adapt_s = cli_adapt.adapt_budget(adapt, adapt_seconds, save_adapted, paths, model)
 
     from framefill.pipeline import (
         interpolate_images,
@@ -192,17 +194,22 @@ def interp(
                          "--segments or a resumable work folder (give --no-resume)")
     used = Path(weights) if weights else _default_weights(model)
     note = ""
-    if adapt_s is not None:
+    # An adapted job is named by the weights it adapted from and its budget, not by the adapted file (which differs
+    # from one adaptation to the next), so that a rerun of a finished job is recognised before it adapts again.
+    ident = None if adapt_s is None else cli_adapt.adapt_identity(used, adapt_s)
+    enc = encode or EncodeOptions.for_path(dst if not fan_out else Path("out.mp4"))
+    spec_for = partial(cli_adapt.job_spec, model=model, dtype=dtype, schedule=schedule, encode=enc, in_fps=in_rate,
+                       audio=audio, slow=slow, ident=ident)
+    rerun = (adapt_s is not None and segmented and not fan_out and not force
+             and cli_adapt.finished(src, dst, net, spec_for(used)))
+    if adapt_s is not None and not rerun:
         if resume is False:  # before the adaptation, which a resumable job keeps in its work folder
             _discard_work(dst)
         work = (dst if fan_out else _work_dir(dst)) if segmented else None
-        net, used, note = _adapted(src, used, model, dev, dtype, adapt_s, in_rate, work, quiet, save_adapted)
+        net, used, note = cli_adapt.adapted(src, used, model, dev, dtype, adapt_s, in_rate, work, quiet, save_adapted)
         note = f"; {note}"
     if segmented:
-        from framefill.resume import JobSpec
-
-        spec = JobSpec(model, used, dtype, schedule,
-                       encode or EncodeOptions.for_path(dst if not fan_out else Path("out.mp4")), in_rate, audio, slow)
+        spec = spec_for(used)
         with progress:
             _interp_segments(src, dst, net, spec, dev, fan_out=fan_out, segments=segments, segment=segment,
                              fresh=resume is False and adapt_s is None, length=segment_length, force=force,
@@ -268,44 +275,6 @@ def _work_dir(dst: Path) -> Path:
     from framefill.resume import work_dir_for
 
     return work_dir_for(dst)
-
-
-def _adapt_budget(adapt: bool, seconds: str | None, save: Path | None, paths: list[Path], model: str) -> float | None:
-    """``--adapt``'s budget in seconds (None: no adaptation), checked before anything is loaded."""
-    if seconds is None and not adapt:
-        if save is not None:
-            raise UsageError("--save-adapted keeps the weights --adapt makes; add --adapt")
-        return None
-    value = 60.0 if seconds is None else _seconds(seconds)  # framefill.adapt.DEFAULT_SECONDS (a test checks)
-    if len(paths) == 3:
-        raise UsageError("--adapt learns from the triplets of a video or a folder of frames; a pair has none")
-    if model != "film":
-        raise UsageError(f"--adapt fine-tunes film's learned selector; it is not for --model {model}")
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise UsageError(f"--adapt-seconds takes a number of seconds (such as 60), not {text!r}") from None
-    if not 0 < value < float("inf"):
-        raise UsageError(f"--adapt-seconds must be more than 0 seconds, not {text}; give for instance 60")
-    return value
-
-
-def _adapted(src: Path, weights: Path, model: str, dev: Any, dtype: Any, seconds: float, in_fps: Fraction | None,
-             work: Path | None, quiet: bool, save: Path | None) -> tuple[Any, Path, str]:
-    """``--adapt`` with a bar (``framefill.adapt.adapt_for_job``): the model, the job's weights file, the summary's
-    clause."""
-    from framefill.adapt import adapt_for_job
-
-    bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), TimeElapsedColumn(), console=err,
-                   transient=True, disable=quiet or not err.is_terminal)
-    with bar:
-        task = bar.add_task(f"adapting to {escape(src.name)}", total=seconds)
-        return adapt_for_job(src, weights, model=model, device=dev, dtype=dtype, seconds=seconds, in_fps=in_fps,
-                             work=work, save=save, progress=lambda done, total: bar.update(task, completed=done))
 
 
 def _default_weights(model: str) -> Path:

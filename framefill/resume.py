@@ -71,6 +71,7 @@ class JobSpec:
     in_fps: Fraction | None = None  # a frame folder's rate, or a video's overridden
     keep_audio: bool = True  # carry audio and subtitles over (at the join)
     slowmo: int = 1  # play the interpolated frames this many times slower
+    weights_id: str | None = None  # the weights' identity where not the file's hash (--adapt: what it adapted from)
 
 
 def work_dir_for(dst: Path) -> Path:
@@ -108,8 +109,7 @@ def _open(src: Path, net: torch.nn.Module, spec: JobSpec, like: Path) -> tuple[F
 
 
 def input_identity(path: Path) -> dict[str, object]:
-    """What makes an input the same input, also as a copy on another machine: its size and a hash of its first and
-    last MiB (a frame folder: its files' names and sizes)."""
+    """An input's identity, also as a copy elsewhere: size, hash of first and last MiB (a folder: names, sizes)."""
     path = Path(path)
     digest = hashlib.sha256()
     if path.is_dir():
@@ -137,7 +137,7 @@ def _manifest(src: Path, spec: JobSpec, job: Job, ranges: list[range]) -> dict[s
     s = spec.schedule
     return json.loads(json.dumps({  # as it reads back: lists, not tuples
         "format": FORMAT, "framefill": __version__, "input": input_identity(src), "model": spec.model,
-        "weights": file_digest(spec.weights), "precision": str(spec.dtype).removeprefix("torch."),
+        "weights": spec.weights_id or file_digest(spec.weights), "precision": str(spec.dtype).removeprefix("torch."),
         "factor": s.factor, "fps": None if s.fps is None else str(s.fps), "max_depth": s.max_depth,
         "scene_detect": s.detect_scenes, "tile": s.tiling.tile, "max_memory": s.tiling.max_memory,
         "in_fps": None if spec.in_fps is None else str(spec.in_fps), "slowmo": spec.slowmo,

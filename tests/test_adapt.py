@@ -147,12 +147,19 @@ def test_resume_reuses_the_adapted_weights(work: Path, monkeypatch: pytest.Monke
     work_dir = Path("out.mkv.framefill-work")
     adapted = digest(work_dir / framefill.adapt.ADAPTED)
     manifest = json.loads((work_dir / "manifest.json").read_text())
-    assert manifest["weights"] == adapted  # the adapted weights are the job's identity
+    # the job is named by the weights it adapted from and its budget (the adapted file, made anew by each
+    # adaptation, would make a finished job's rerun another job)
+    assert manifest["weights"] == f"adapted from {digest(Path('w.safetensors'))} for 3 s"
+    assert (work_dir / framefill.adapt.ADAPTED).is_file() and adapted
     monkeypatch.setattr(framefill.resume, "join", real_join)
     plain = runner.invoke(app, ["interp", "pan.mkv", "out.mkv", *COMMON, "--resume"])
     assert plain.exit_code == 2 and "--adapt" in plain.output  # another job: refused, nothing adapted
     assert runner.invoke(app, job).exit_code == 0
     assert len(calls) == 1 and Path("out.mkv").is_file() and not work_dir.exists()
+    made = digest(Path("out.mkv"))
+    again = runner.invoke(app, [a for a in job if a != "-q"])  # the finished job run again, as a scheduler retries
+    assert again.exit_code == 0 and "already complete" in again.stderr, again.output
+    assert len(calls) == 1 and digest(Path("out.mkv")) == made  # nothing adapted, computed or written again
 
 
 def test_segments_share_one_adaptation(work: Path, monkeypatch: pytest.MonkeyPatch) -> None:
