@@ -66,7 +66,7 @@ from framefill.models import load_model
 from framefill.models.layers import conv_input
 from framefill.pipeline import load_interpolator, prepare_interpolator
 from framefill.resume import file_digest, input_identity
-from framefill.train.loop import TrainConfig, selector_terms
+from framefill.train.loop import TrainConfig, selector_terms, to_uint8
 
 log = logging.getLogger(__name__)
 
@@ -187,12 +187,8 @@ def guard_score(model: torch.nn.Module, cached: list[tuple[dict, torch.Tensor]],
         ev, gt = stack([item], device)
         offset = model.selector(conv_input(ev["inputs"], model.selector.head.weight)).float()
         pred = model.compose(ev, offset)[0]
-        scores.append(psnr(_to_uint8(pred[0]), _to_uint8(gt[0])))
+        scores.append(psnr(to_uint8(pred[0]), to_uint8(gt[0])))
     return float(np.mean(scores))
-
-
-def _to_uint8(x: torch.Tensor) -> np.ndarray:
-    return x.clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
 
 
 # --- the whole adaptation ------------------------------------------------------------------------------------

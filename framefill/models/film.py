@@ -132,20 +132,22 @@ class Film(nn.Module):
             out, choice = self.compose(ev, offset)
             head, flows, pyr = ev["head"], ev["flows"], ev["pyramid"]
             w0_img, w1_img, blend = ev["candidates"]
-            fallback = torch.softmax(choice, dim=1)[:, 2:]
+            mask = fallback = None  # (for the aux below only: the output does not need them)
         else:
             head, flows, pyr, w0_img, w1_img, fallback_logit = self._base(img0, img1, t)
             blend, choice, fallback = torch.lerp(img0, img1, t), None, None
-            base = torch.lerp(w1_img, w0_img, torch.sigmoid(head[:, :1]))  # mask * w0 + (1 - mask) * w1
+            mask = torch.sigmoid(head[:, :1])
+            base = torch.lerp(w1_img, w0_img, mask)  # mask * w0 + (1 - mask) * w1
             if fallback_logit is not None:
                 fallback = torch.sigmoid(fallback_logit)
                 base = torch.lerp(base, blend, fallback)
             out = (base + head[:, 1:4]).clamp(0, 1)
         out = out.to(in_dtype)
         if return_aux:
-            return out, {"flows": flows, "pyramid": pyr, "warped0": w0_img, "warped1": w1_img,
-                         "mask": torch.sigmoid(head[:, :1]), "fallback": fallback, "time": t, "blend": blend,
-                         "choice": choice}
+            if choice is not None:  # the selector's weight of the blend stands for the fallback's
+                mask, fallback = torch.sigmoid(head[:, :1]), torch.softmax(choice, dim=1)[:, 2:]
+            return out, {"flows": flows, "pyramid": pyr, "warped0": w0_img, "warped1": w1_img, "mask": mask,
+                         "fallback": fallback, "time": t, "blend": blend, "choice": choice}
         return out
 
     def selector_evidence(self, img0: torch.Tensor, img1: torch.Tensor, t: torch.Tensor) -> dict:

@@ -244,14 +244,14 @@ def validate(model: torch.nn.Module, items: list) -> dict[str, float]:
         trip = trip.to(device)
         pred = predict(model, trip)  # (1, 3, H, W)
         scores.append(float(psnr(pred, trip[-1:])[0]))
-        ssims.append(ssim(_to_uint8(pred[0]), _to_uint8(trip[-1])))  # on 8-bit frames, as framefill eval scores
+        ssims.append(ssim(to_uint8(pred[0]), to_uint8(trip[-1])))  # on 8-bit frames, as framefill eval scores
     model.train(was_training)
     nan = float("nan")
     return {"val_psnr": float(np.mean(scores)) if scores else nan, "val_ssim": float(np.mean(ssims)) if ssims else nan,
             "val_items": len(scores)}
 
 
-def _to_uint8(x: torch.Tensor) -> np.ndarray:
+def to_uint8(x: torch.Tensor) -> np.ndarray:
     """``(3, H, W)`` in [0, 1] -> ``(H, W, 3)`` uint8."""
     return x.float().clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
 
