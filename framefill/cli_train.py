@@ -62,6 +62,9 @@ def train(
                                           "(16) between the warped frames and the blend, and train it alone; "
                                           "from --finetune weights without one, the model starts as those "
                                           "weights (0: no selector).")] = 0,
+    unwarped: Annotated[bool, _flag("--unwarped/--no-unwarped", help="film with --selector: the selector may "
+                                    "also choose either input as it is (held drawings, static detail); from "
+                                    "weights whose selector cannot, it is widened and starts as it was.")] = False,
     choice_weight: Annotated[float, typer.Option("--choice-weight", min=0.0, help="film with --selector: weight "
                                                  "of a per-pixel target for the selector (cross-entropy toward "
                                                  "whichever of warped frame 0, warped frame 1 and the blend is "
@@ -98,6 +101,8 @@ def train(
         raise UsageError(f"--arbitrary-time trains film; {model} reads four frames and is trained at t = 0.5 only")
     if (fusion_cues or freeze_flow or selector) and model != "film":
         raise UsageError(f"--fusion-cues, --freeze-flow and --selector are for film, not {model}")
+    if unwarped and not selector:
+        raise UsageError("--unwarped widens film's selector: give --selector too (16)")
     try:
         stride_list = tuple(int(x) for x in strides.split(","))
     except ValueError:
@@ -133,7 +138,7 @@ def train(
     cfg = TrainConfig(model=model, preset=preset, steps=steps, batch=batch, lr=lr, seed=seed,
                       precision=train_precision(precision, dev), prefetch=dev.type == "cuda",
                       finetune=str(finetune) if finetune else None, fusion_cues=fusion_cues,
-                      freeze_flow=freeze_flow, selector=selector, w_choice=choice_weight,
+                      freeze_flow=freeze_flow, selector=selector, selector_unwarped=unwarped, w_choice=choice_weight,
                       film_weights=str(film_weights) if film_weights else None,
                       data=DataConfig(crop=crop, max_frames=max_frames, motion_crops=motion_crops,
                                       strides=stride_list,

@@ -132,3 +132,52 @@ def test_the_selector_never_gives_the_blend_more_weight_than_the_rule():
         down[:, 2] = -30.0
         assert torch.equal(model.compose(ev, up)[0], model.compose(ev, offset)[0])
         assert not torch.allclose(model.compose(ev, down)[0], model.compose(ev, offset)[0])
+
+
+def test_widening_the_selector_to_the_inputs_keeps_its_output():
+    """A trained three-way selector widened to choose the inputs as they are (``train --unwarped``) starts as it was:
+    its first three offsets are unchanged and the inputs get no say until trained."""
+    model = _trained_looking(build_film("film-tiny")).with_selector(4).eval()
+    with torch.no_grad():
+        model.selector.head.weight.normal_(0, 0.1)
+        model.selector.head.bias.copy_(torch.tensor([-3.0, -2.0, -4.0]))  # offsets far below zero on every choice
+    wide = model.with_selector(4, unwarped=True).eval()
+    assert wide.config.selector_unwarped and wide.selector.choices == 5 and model.selector.choices == 3
+    assert wide.with_selector(4, unwarped=True) is wide
+    x0, x1 = _pair()
+    with torch.no_grad():
+        out, aux = wide(x0, x1, return_aux=True)
+        ref = model(x0, x1)
+    assert torch.allclose(out, ref, atol=1e-4)
+    assert len(aux["candidates"]) == 5 and aux["choice"].shape[1] == 5
+    assert torch.softmax(aux["choice"], 1)[:, 3:].max() < 1e-4
+
+
+@pytest.mark.parametrize("pick", [3, 4])
+def test_a_widened_selector_can_choose_an_input_as_it_is(pick: int):
+    model = _trained_looking(build_film("film-tiny")).with_selector(4, unwarped=True).eval()
+    with torch.no_grad():
+        model.selector.head.bias.fill_(-30.0)
+        model.selector.head.bias[pick] = 30.0
+        x0, x1 = _pair()
+        out = model(x0, x1)
+        head = model._base(x0, x1, torch.full((1, 1, 1, 1), 0.5))[0]
+    assert torch.allclose(out, ([x0, x1][pick - 3] + head[:, 1:4]).clamp(0, 1), atol=1e-4)
+
+
+def test_a_widened_selector_saves_and_loads(tmp_path: Path):
+    model = build_film("film-tiny", selector_filters=4, selector_unwarped=True).eval()
+    with torch.no_grad():
+        model.selector.head.weight.normal_(0, 0.1)
+    path = tmp_path / "wide.safetensors"
+    save_model(path, model, architecture="film")
+    loaded, _ = load_model(path)
+    assert loaded.config.selector_unwarped
+    x0, x1 = _pair()
+    with torch.no_grad():
+        assert torch.equal(loaded(x0, x1), model(x0, x1))
+
+
+def test_unwarped_choices_need_a_selector():
+    with pytest.raises(ValueError, match="selector"):
+        build_film("film-tiny", selector_unwarped=True)

@@ -298,6 +298,19 @@ def test_selector_trains_alone_and_lowers_the_loss(data_dir: Path, tmp_path: Pat
     assert "warp" not in trainer.train_step(batch)  # the flows are fixed: no warp loss
 
 
+def test_a_widened_selector_learns_to_choose_the_inputs(data_dir: Path, tmp_path: Path):
+    """With ``--unwarped`` the choice's target covers five candidates, and training moves the new choices' weights."""
+    trainer = Trainer(tiny_config(selector=4, selector_unwarped=True, w_choice=0.05), data_dir, tmp_path / "run",
+                      cache_dir=tmp_path / "cache")
+    assert trainer.model.selector.choices == 5
+    before = trainer.model.selector.head.weight.detach()[3:].clone()
+    rng = np.random.default_rng(0)
+    batch = torch.stack([trainer.dataset.sample(rng) for _ in range(2)])
+    recs = [trainer.train_step(batch) for _ in range(10)]
+    assert recs[-1]["choice"] < recs[0]["choice"], [r["choice"] for r in recs]
+    assert not torch.equal(before, trainer.model.selector.head.weight.detach()[3:])
+
+
 def test_choice_term_is_logged_only_with_a_selector(data_dir: Path, tmp_path: Path):
     trainer = Trainer(tiny_config(selector=4, w_choice=0.05), data_dir, tmp_path / "run",
                       cache_dir=tmp_path / "cache")
@@ -676,3 +689,13 @@ def test_cli_export_works_from_a_run_stopped_by_max_minutes(data_dir: Path, tmp_
     steps = json.loads(load_model(weights)[1]["training"])["steps"]
     assert 1 <= steps < 1000
     assert torch.load(tmp_path / "run" / "last.pt", weights_only=True)["step"] == steps
+
+
+def test_cli_unwarped_without_a_selector_is_one_error_line(tmp_path: Path):
+    from typer.testing import CliRunner
+
+    from framefill.cli import app
+
+    result = CliRunner().invoke(app, ["train", "--data", str(tmp_path), "--unwarped", "--out", str(tmp_path / "r"),
+                                      "--steps", "1"])
+    assert result.exit_code == 2 and "--selector" in result.output and "Traceback" not in result.output

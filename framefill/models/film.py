@@ -94,6 +94,7 @@ class Film(nn.Module):
     """
 
     times = (0.5,)  # the time it is always trained for; the scheduler recurses for others unless arbitrary_time
+    ABSENT = -12.0  # the logit of a candidate the rule never picks (the inputs as they are) below the others' total
 
     def __init__(self, config: FilmConfig | None = None) -> None:
         super().__init__()
@@ -102,7 +103,8 @@ class Film(nn.Module):
                                           skip_levels=self.config.skip_levels)
         self.flow = PyramidFlowEstimator(self.config, self.extractor)
         self.fusion = Fusion(self.config, self.extractor)
-        self.selector = Selector(self.config.selector_filters) if self.config.selector_filters else None
+        self.selector = (Selector(self.config.selector_filters, unwarped=self.config.selector_unwarped)
+                         if self.config.selector_filters else None)
         self.selector_only = False  # training the selector alone: everything before it runs without autograd
 
     @property
@@ -131,7 +133,7 @@ class Film(nn.Module):
             offset = self.selector(conv_input(ev["inputs"], self.selector.head.weight)).float()
             out, choice = self.compose(ev, offset)
             head, flows, pyr = ev["head"], ev["flows"], ev["pyramid"]
-            w0_img, w1_img, blend = ev["candidates"]
+            w0_img, w1_img, blend = ev["candidates"][:3]
             mask = fallback = None  # (for the aux below only: the output does not need them)
         else:
             head, flows, pyr, w0_img, w1_img, fallback_logit = self._base(img0, img1, t)
@@ -145,18 +147,20 @@ class Film(nn.Module):
         out = out.to(in_dtype)
         if return_aux:
             if choice is not None:  # the selector's weight of the blend stands for the fallback's
-                mask, fallback = torch.sigmoid(head[:, :1]), torch.softmax(choice, dim=1)[:, 2:]
-            return out, {"flows": flows, "pyramid": pyr, "warped0": w0_img, "warped1": w1_img, "mask": mask,
-                         "fallback": fallback, "time": t, "blend": blend, "choice": choice}
+                mask, fallback = torch.sigmoid(head[:, :1]), torch.softmax(choice, dim=1)[:, 2:3]
+            candidates = ev["candidates"] if choice is not None else (w0_img, w1_img, blend)
+            return out, {"candidates": candidates, "flows": flows, "pyramid": pyr, "warped0": w0_img,
+                         "warped1": w1_img, "mask": mask, "fallback": fallback, "time": t, "blend": blend,
+                         "choice": choice}
         return out
 
     def selector_evidence(self, img0: torch.Tensor, img1: torch.Tensor, t: torch.Tensor) -> dict:
         """Everything the selector chooses from and reads, for float32 inputs and times ``(N, 1, 1, 1)``:
-        ``candidates`` (warped frame 0, warped frame 1, the blend; ``(N, 3, H, W)`` each), the fixed rule's logits
-        ``rule`` ``(N, 3, H, W)``, the fusion's ``residual`` ``(N, 3, H, W)``, the selector's ``inputs``
-        (``_selector_inputs``) and, for losses and debugging, the fusion's ``head``, the ``flows`` and the image
-        ``pyramid``. Without autograd while ``selector_only``: a cache of it stands for the whole model in a
-        selector's training step (``compose``)."""
+        ``candidates`` (warped frame 0, warped frame 1, the blend, and with ``selector_unwarped`` the two inputs;
+        ``(N, 3, H, W)`` each), the fixed rule's logits ``rule`` ``(N, 3, H, W)`` (of the first three), the fusion's
+        ``residual`` ``(N, 3, H, W)``, the selector's ``inputs`` (``_selector_inputs``) and, for losses and
+        debugging, the fusion's ``head``, the ``flows`` and the image ``pyramid``. Without autograd while
+        ``selector_only``: a cache of it stands for the whole model in a selector's training step (``compose``)."""
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.selector_only):
             head, flows, pyr, w0_img, w1_img, fallback_logit = self._base(img0, img1, t)
             blend = torch.lerp(img0, img1, t)
@@ -165,23 +169,28 @@ class Film(nn.Module):
                               F.logsigmoid(fallback_logit)], dim=1)
             inputs = self._selector_inputs(img0, img1, w0_img, w1_img, blend, fallback_logit, flows[1],
                                            flows[1] * torch.cat([t, 1 - t]))
-        return {"candidates": (w0_img, w1_img, blend), "rule": rule, "residual": head[:, 1:4], "inputs": inputs,
+            candidates = (w0_img, w1_img, blend)
+            if self.config.selector_unwarped:  # the rule never picks the inputs as they are: only the selector may
+                candidates += (img0, img1)
+        return {"candidates": candidates, "rule": rule, "residual": head[:, 1:4], "inputs": inputs,
                 "head": head, "flows": flows, "pyramid": pyr}
 
     @staticmethod
     def compose(ev: dict, offset: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The output frame ``(N, 3, H, W)`` and the choice's logits ``(N, 3, H, W)`` from ``selector_evidence``'s
-        ``ev`` and the selector's ``offset`` ``(N, 3, H / 2, W / 2)``: the candidates weighted by the softmax of the
-        rule's logits plus the offset, plus the fusion's residual."""
+        """The output frame ``(N, 3, H, W)`` and the choice's logits ``(N, K, H, W)`` from ``selector_evidence``'s
+        ``ev`` and the selector's ``offset`` ``(N, K, H / 2, W / 2)`` (K candidates: 3, or 5 with the inputs): the
+        candidates weighted by the softmax of the rule's logits plus the offset, plus the fusion's residual."""
         rule = ev["rule"]
         # The selector may take weight from the blend, never give it more than the rule does: a blend of two frames
         # is a double image wherever something moved, which a wrong choice of it shows at once (ghosted objects),
         # and the rule already falls back to it where the warped frames fail.
-        offset = torch.cat([offset[:, :2], offset[:, 2:].clamp(max=0)], dim=1)
-        choice = rule + upsample2(offset, rule.shape[-2:])
+        offset = upsample2(torch.cat([offset[:, :2], offset[:, 2:3].clamp(max=0), offset[:, 3:]], dim=1),
+                           rule.shape[-2:])
+        choice = rule + offset[:, :3]
+        if offset.shape[1] > 3:  # the inputs as they are: ABSENT below the rest's total until the selector says
+            choice = torch.cat([choice, choice.logsumexp(1, keepdim=True) + Film.ABSENT + offset[:, 3:]], dim=1)
         weights = torch.softmax(choice, dim=1)
-        w0, w1, blend = ev["candidates"]
-        base = weights[:, :1] * w0 + weights[:, 1:2] * w1 + weights[:, 2:] * blend
+        base = sum(weights[:, k:k + 1] * c for k, c in enumerate(ev["candidates"]))
         return (base + ev["residual"]).clamp(0, 1), choice
 
     def _base(self, img0: torch.Tensor, img1: torch.Tensor, t: torch.Tensor):
@@ -234,25 +243,38 @@ class Film(nn.Module):
         """The selector's evidence at half resolution, ``(N, Selector.INPUTS, H / 2, W / 2)`` float32: the three
         candidates (grey), how far each pair of them disagrees, how far the inputs do, the fallback rule's margin
         (grey levels), each input's forward-backward consistency at time t and the length of its motion (pixels
-        of the full frame / 16). ``flow``/``half``: pyramid level 1 of the flows and of their share at t."""
+        of the full frame / 16); with ``selector_unwarped`` ``Selector.UNWARPED_INPUTS`` more: how far each input is
+        from its warp. ``flow``/``half``: pyramid level 1 of the flows and of their share at t."""
         n = w0.shape[0]
         g0, g1, gb = grey(w0), grey(w1), grey(blend)
-        full = torch.cat([g0 - 0.5, g1 - 0.5, gb - 0.5, 4 * (g0 - g1).abs(), 4 * (g0 - gb).abs(), 4 * (g1 - gb).abs(),
-                          4 * grey(img0 - img1).abs(), fallback_logit * (4 * self.config.fallback_temp)], dim=1)
+        parts = [g0 - 0.5, g1 - 0.5, gb - 0.5, 4 * (g0 - g1).abs(), 4 * (g0 - gb).abs(), 4 * (g1 - gb).abs(),
+                 4 * grey(img0 - img1).abs(), fallback_logit * (4 * self.config.fallback_temp)]
+        if self.config.selector_unwarped:  # how far each input is from its warp: near zero where nothing moved
+            parts += [4 * (grey(img0) - g0).abs(), 4 * (grey(img1) - g1).abs()]
+        full = torch.cat(parts, dim=1)
         flow_10, flow_01 = flow[:n], flow[n:]
         consistency = fb_consistency(torch.cat([flow_01, flow_10]), torch.cat([flow_10, flow_01]),
                                      self.config.vis_sigma)
         at_t = warp(consistency, half)  # (2N, 1, h, w): frame 0's rows, then frame 1's
         motion = half.square().sum(1, keepdim=True).sqrt() / 8  # (2 x pixels of level 1) / 16
-        return torch.cat([F.avg_pool2d(full, 2), at_t[:n], at_t[n:], motion[:n], motion[n:]], dim=1)
+        pooled = F.avg_pool2d(full, 2)
+        return torch.cat([pooled[:, :8], at_t[:n], at_t[n:], motion[:n], motion[n:], pooled[:, 8:]], dim=1)
 
-    def with_selector(self, filters: int = 16) -> Film:
+    def with_selector(self, filters: int = 16, unwarped: bool = False) -> Film:
         """This model with a fresh selector (zero head: the same output until it is trained; ``framefill train
-        --finetune W --selector``). A model that has one is returned as it is."""
-        if self.selector is not None:
+        --finetune W --selector``). A model that has one keeps it; ``unwarped`` widens it to choose the inputs as
+        they are too (``Selector.widened``: the new choices start at zero offset, so the output is unchanged
+        but for their rule weight, ``ABSENT``)."""
+        if self.selector is not None and (self.selector.unwarped or not unwarped):
             return self
-        new = Film(dataclasses.replace(self.config, selector_filters=filters)).to(self.fusion.head.weight.device)
-        missing, unexpected = new.load_state_dict(self.state_dict(), strict=False)
+        device = self.fusion.head.weight.device
+        filters = self.config.selector_filters or filters
+        new = Film(dataclasses.replace(self.config, selector_filters=filters, selector_unwarped=unwarped)).to(device)
+        state = self.state_dict()
+        if self.selector is not None:
+            state = {k: v for k, v in state.items() if not k.startswith("selector.")}
+            state.update({f"selector.{k}": v for k, v in self.selector.widened().state_dict().items()})
+        missing, unexpected = new.load_state_dict(state, strict=False)
         assert not unexpected and all(k.startswith("selector.") for k in missing)
         return new.train(self.training)
 

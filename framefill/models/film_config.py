@@ -41,6 +41,8 @@ class FilmConfig:
     time_iters: int = 4  # Lucas-Kanade updates per level of that matching
     selector_filters: int = 0  # a learned choice between warped frame 0, warped frame 1 and the blend, on top of
     # the fixed rule (``film_parts.Selector``, half resolution; 0: the rule alone)
+    selector_unwarped: bool = False  # the selector may also choose either input as it is (no warp): held drawings,
+    # static detail that a sub-pixel warp blurs, a flow that went astray where nothing moved
     arbitrary_time: bool = False  # trained at any t (``framefill train --arbitrary-time``): the scheduler then
     # asks for every output time directly instead of bisecting at t = 0.5
 
@@ -57,6 +59,8 @@ class FilmConfig:
                              f"({self.time_finest}) below it")
         if self.selector_filters and not self.fallback_window:
             raise ValueError("selector_filters needs the blend fallback (fallback_window > 0): it refines that rule")
+        if self.selector_unwarped and not self.selector_filters:
+            raise ValueError("selector_unwarped needs a selector (selector_filters > 0)")
         if self.lk_window % 2 == 0 or self.lk_smooth % 2 == 0 or (self.fallback_window and
                                                                   self.fallback_window % 2 == 0):
             raise ValueError("lk_window, lk_smooth and fallback_window must be odd, got "

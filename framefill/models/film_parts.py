@@ -195,24 +195,47 @@ class Selector(nn.Module):
     evidence at half resolution (``INPUTS`` channels, see ``Film._selector_inputs``) and adds logits to the rule's,
     so it starts as the rule (zero head) and a step trains only it: the flows and warps it judges are fixed.
 
-    Shape: input ``(N, INPUTS, H / 2, W / 2)``, H and W multiples of 32; output ``(N, 3, H / 2, W / 2)`` logits.
+    With ``unwarped`` it chooses between five: the two inputs as they are come after the three, and it reads
+    ``UNWARPED_INPUTS`` more channels (how far each input is from its warp). The rule never picks them; a trained
+    selector does where a warp only loses: held drawings, static detail that a sub-pixel warp blurs, a flow that
+    went astray where nothing moved.
+
+    Shape: input ``(N, INPUTS (+ UNWARPED_INPUTS), H / 2, W / 2)``, H and W multiples of 32; output
+    ``(N, 3 or 5, H / 2, W / 2)`` logits.
     """
 
     INPUTS = 12
+    UNWARPED_INPUTS = 2
 
-    def __init__(self, filters: int) -> None:
+    def __init__(self, filters: int, unwarped: bool = False) -> None:
         super().__init__()
         f = filters
+        self.unwarped = unwarped
+        self.inputs = self.INPUTS + (self.UNWARPED_INPUTS if unwarped else 0)
+        self.choices = 5 if unwarped else 3
         self.enc = nn.ModuleList([
-            _conv(self.INPUTS, f),  # 1/2
+            _conv(self.inputs, f),  # 1/2
             nn.Sequential(nn.AvgPool2d(2), _conv(f, 2 * f), _conv(2 * f, 2 * f)),  # 1/4
             nn.Sequential(nn.AvgPool2d(2), _conv(2 * f, 2 * f), _conv(2 * f, 2 * f)),  # 1/8
             nn.Sequential(nn.AvgPool2d(2), _conv(2 * f, 2 * f), _conv(2 * f, 2 * f)),  # 1/16: context for far motion
         ])
         self.dec = nn.ModuleList([_conv(4 * f, 2 * f), _conv(4 * f, 2 * f), _conv(3 * f, f)])  # 1/8, 1/4, 1/2
-        self.head = nn.Conv2d(f, 3, 3, padding=1)
+        self.head = nn.Conv2d(f, self.choices, 3, padding=1)
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
+
+    def widened(self) -> Selector:
+        """This selector with the unwarped inputs as two more choices and its extra input channels, the new
+        weights zero: the same offsets for the first three choices as before."""
+        new = Selector(self.head.in_channels, unwarped=True).to(self.head.weight.device)
+        state = self.state_dict()
+        first = "enc.0.0.weight"
+        w = state[first]
+        state[first] = torch.cat([w, w.new_zeros(w.shape[0], self.UNWARPED_INPUTS, *w.shape[2:])], dim=1)
+        state["head.weight"] = torch.cat([state["head.weight"], new.head.weight.detach()[3:]])
+        state["head.bias"] = torch.cat([state["head.bias"], new.head.bias.detach()[3:]])
+        new.load_state_dict(state)
+        return new
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         skips = []

@@ -79,6 +79,7 @@ class TrainConfig:
     # (no backward through the flow pyramid: a step costs about the fusion's share; the warp loss is skipped)
     selector: int = 0  # film: add a selector of this width (Film.with_selector: the start's output) and train it
     # alone; everything before it runs without autograd, so a step costs a forward pass and the selector's share
+    selector_unwarped: bool = False  # film's selector may also choose the inputs as they are (Selector.widened)
     film_weights: str | None = None  # convlstm: its (frozen) film part from these film weights
     data: DataConfig = field(default_factory=DataConfig)
     synth: SynthConfig = field(default_factory=SynthConfig)  # synthetic triplets from photos, mixed in (synth.py)
@@ -101,7 +102,7 @@ def initial_model(cfg: TrainConfig) -> torch.nn.Module:
         raise ValueError(f"--fusion-cues, --freeze-flow and --selector are for film, not {cfg.model}")
     if cfg.fusion_cues:
         model = model.with_cues()
-    return model.with_selector(cfg.selector) if cfg.selector else model
+    return model.with_selector(cfg.selector, unwarped=cfg.selector_unwarped) if cfg.selector else model
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -161,7 +162,7 @@ def loss_terms(model: torch.nn.Module, batch: torch.Tensor, cfg: TrainConfig, co
     if cfg.w_warp and "flows" in aux and not (cfg.freeze_flow or cfg.selector):
         terms["warp"] = cfg.w_warp * warp_loss(aux["pyramid"], gt, aux["flows"], aux.get("time"))
     if cfg.w_choice and aux.get("choice") is not None:
-        candidates = [aux["warped0"], aux["warped1"], aux["blend"]]
+        candidates = list(aux["candidates"])
         terms["choice"] = cfg.w_choice * choice_loss(aux["choice"], candidates, gt)
     terms["total"] = sum(terms.values())
     return terms
