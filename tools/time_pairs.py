@@ -13,6 +13,16 @@ run_peers' format (peer ``framefill``, or ``framefill_init`` with ``--init``), s
 ``make compare``'s adapt column instead (``framefill.adapt_score``): for each item (video or frame folder) and
 stride s, ``interp --adapt``'s adaptation on the item's every (2s)-th frame alone, then the same weights with and
 without it scored on up to ``--limit`` frames halfway between kept frames; prints a table, one row per item-stride.
+
+    python tools/time_pairs.py LIST --oracle [--weights W] [--block 8] [--crop 512]
+How much of film's choice headroom its selector takes instead: per triplet (centre-cropped to at most ``--crop``
+pixels a side), the model's PSNR next to an oracle that picks, per ``--block`` square of pixels, whichever
+candidate is closest to the true middle frame: of warped frame 0, warped frame 1 and the blend (``oracle3``: what
+the rule and a three-way selector choose from), and of those and the two inputs as they are (``oracle5``: what
+``train --unwarped`` lets it choose). Prints mean PSNR per stride (names ending ``_s<stride>``): the rule (the
+selector's offsets at zero), the model, the oracles, and the share of each oracle's gain the model takes. Run it
+on triplets of the training clips (``clip_triplets.py`` on ``train/videos``) to choose candidates, on val to
+score a run.
 """
 
 from __future__ import annotations
@@ -22,9 +32,11 @@ import json
 import statistics
 import tempfile
 import time
+from collections import defaultdict
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 from framefill.checkpoint import save_model
 from framefill.evaluate import psnr, ssim
@@ -62,7 +74,12 @@ def main() -> None:
     ap.add_argument("--model", default="film")
     ap.add_argument("--peer", help="the rows' peer name (default framefill, or framefill_init with --init)")
     ap.add_argument("--precision", default="auto", help="auto (as framefill interp), fp32, bf16, fp16")
+    ap.add_argument("--oracle", action="store_true", help="the selector's share of the choice headroom instead")
+    ap.add_argument("--block", type=int, default=8, help="pixels a side of an oracle choice (--oracle)")
+    ap.add_argument("--crop", type=int, default=512, help="largest side scored (--oracle)")
     args = ap.parse_args()
+    if args.oracle:
+        return oracle_table(args)
     dev = resolve_device(args.device)
     dtype = resolve_dtype(args.precision, dev)
     if args.adapt_items:
@@ -118,6 +135,47 @@ def adapt_table(args: argparse.Namespace, dev: torch.device, dtype: torch.dtype)
           f"{mean['psnr_adapt'] - mean['psnr_base']:+.2f} | | |")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
+
+
+def block_oracle(candidates: list[torch.Tensor], truth: torch.Tensor, block: int) -> float:
+    """PSNR of the per-block best of ``candidates`` (each ``(1, 3, H, W)`` in [0, 1])."""
+    mse = torch.stack([F.avg_pool2d((c - truth).square().mean(1, keepdim=True), block) for c in candidates])
+    return float(-10 * torch.log10(mse.min(0).values.mean()))
+
+
+def oracle_table(args: argparse.Namespace) -> None:
+    model, _ = load_model(args.weights or default_weights("film"), expect="film")
+    model.eval()
+    if model.selector is None:
+        raise SystemExit("time_pairs --oracle: the weights have no selector (train --selector)")
+    rows: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for line in Path(args.list).read_text().splitlines():
+        parts = line.split("#")[0].split()
+        if len(parts) < 3:
+            continue
+        frames = [torch.from_numpy(read_image(Path(p))).permute(2, 0, 1)[None].float() / 255 for p in parts[:3]]
+        h, w = frames[0].shape[-2:]
+        d = model.divisor
+        ch, cw = min(h, args.crop) // d * d, min(w, args.crop) // d * d
+        y, x = (h - ch) // 2, (w - cw) // 2
+        i0, i1, truth = (f[..., y:y + ch, x:x + cw] for f in frames)
+        with torch.no_grad():
+            ev = model.selector_evidence(i0, i1, torch.full((1, 1, 1, 1), 0.5))
+            offset = model.selector(ev["inputs"])
+            out = model.compose(ev, offset)[0]
+            rule = model.compose(ev, torch.zeros_like(offset))[0]
+        name = parts[3] if len(parts) > 3 else Path(parts[0]).parent.name
+        row = rows[name.rsplit("_s", 1)[-1]]
+        for key, x in (("rule", rule), ("model", out)):
+            row[key].append(float(-10 * torch.log10((x - truth).square().mean())))
+        row["oracle3"].append(block_oracle(list(ev["candidates"][:3]), truth, args.block))
+        row["oracle5"].append(block_oracle([*ev["candidates"][:3], i0, i1], truth, args.block))
+    print(f"{'stride':>6} {'n':>4} {'rule':>7} {'model':>7} {'oracle3':>8} {'oracle5':>8} {'taken3':>7} {'taken5':>7}")
+    for stride in sorted(rows):
+        m = {k: statistics.fmean(v) for k, v in rows[stride].items()}
+        taken = [(m["model"] - m["rule"]) / max(m[k] - m["rule"], 1e-9) for k in ("oracle3", "oracle5")]
+        print(f"{stride:>6} {len(rows[stride]['rule']):>4} {m['rule']:7.2f} {m['model']:7.2f} {m['oracle3']:8.2f} "
+              f"{m['oracle5']:8.2f} {taken[0]:7.0%} {taken[1]:7.0%}")
 
 
 if __name__ == "__main__":
