@@ -94,6 +94,7 @@ class Film(nn.Module):
     """
 
     times = (0.5,)  # the time it is always trained for; the scheduler recurses for others unless arbitrary_time
+    BLEND_RAISE = 2.0  # the most a selector may raise the blend's odds against both warped frames (logits)
     ABSENT = -12.0  # the logit of a candidate the rule never picks (the inputs as they are) below the others' total
 
     def __init__(self, config: FilmConfig | None = None) -> None:
@@ -184,8 +185,10 @@ class Film(nn.Module):
         # The selector may take weight from the blend, never give it more than the rule does: a blend of two frames
         # is a double image wherever something moved, which a wrong choice of it shows at once (ghosted objects),
         # and the rule already falls back to it where the warped frames fail.
-        offset = upsample2(torch.cat([offset[:, :2], offset[:, 2:3].clamp(max=0), offset[:, 3:]], dim=1),
-                           rule.shape[-2:])
+        # Softmax weights move with the offsets' differences: lowering both warped frames gives the blend weight as
+        # surely as raising it, so its offset is capped at the lower of theirs, not at zero.
+        capped = torch.minimum(offset[:, 2:3], offset[:, :2].amin(1, keepdim=True) + Film.BLEND_RAISE)
+        offset = upsample2(torch.cat([offset[:, :2], capped, offset[:, 3:]], dim=1), rule.shape[-2:])
         choice = rule + offset[:, :3]
         if offset.shape[1] > 3:  # the inputs as they are: ABSENT below the rest's total until the selector says
             choice = torch.cat([choice, choice.logsumexp(1, keepdim=True) + Film.ABSENT + offset[:, 3:]], dim=1)
