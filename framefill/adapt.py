@@ -173,7 +173,8 @@ def evidence(model: torch.nn.Module, samples: list[np.ndarray], device: torch.de
 
 def stack(items: list[tuple[dict, torch.Tensor]], device: torch.device) -> tuple[dict, torch.Tensor]:
     """A batch of cached evidence (``evidence``'s items, of one size) on ``device``."""
-    ev = {key: (tuple(torch.cat([e[key][c] for e, _ in items]).to(device) for c in range(3)) if key == "candidates"
+    k = len(items[0][0]["candidates"])  # 3, or 5 where the selector may choose the inputs as they are
+    ev = {key: (tuple(torch.cat([e[key][c] for e, _ in items]).to(device) for c in range(k)) if key == "candidates"
                 else torch.cat([e[key] for e, _ in items]).to(device)) for key in EVIDENCE}
     return ev, torch.stack([g for _, g in items]).to(device)
 

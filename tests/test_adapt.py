@@ -205,15 +205,20 @@ def test_the_python_api_adapts(work: Path) -> None:
     assert report.frames_out == 159 and load_model(Path("api.safetensors"))[0] is not None
 
 
-def test_selector_steps_on_cached_evidence_lower_the_loss(work: Path) -> None:
+@pytest.mark.parametrize("unwarped", [False, True])
+def test_selector_steps_on_cached_evidence_lower_the_loss(work: Path, unwarped: bool) -> None:
+    """Also for a selector that may choose the inputs as they are (five cached candidates)."""
     from framefill.adapt import _trainable, evidence, stack
     from framefill.train.loop import TrainConfig, selector_terms
 
     base, _ = load_model(Path("w.safetensors"))
+    if unwarped:
+        base = base.with_selector(4, unwarped=True)
     model = _trainable(base, AdaptConfig(), torch.device("cpu"))
     frames = np.stack(pan())
     cached = evidence(model, [frames[[i, i + 2, i + 1], :32, :32] for i in range(0, 12, 2)], torch.device("cpu"))
     ev, gt = stack(cached, torch.device("cpu"))
+    assert len(ev["candidates"]) == (5 if unwarped else 3)
     cfg = TrainConfig(selector=4, w_choice=0.05)
     opt = torch.optim.AdamW(model.selector.parameters(), lr=3e-3)
     losses = []
