@@ -182,11 +182,11 @@ class Film(nn.Module):
         ``ev`` and the selector's ``offset`` ``(N, K, H / 2, W / 2)`` (K candidates: 3, or 5 with the inputs): the
         candidates weighted by the softmax of the rule's logits plus the offset, plus the fusion's residual."""
         rule = ev["rule"]
-        # The selector may take weight from the blend, never give it more than the rule does: a blend of two frames
-        # is a double image wherever something moved, which a wrong choice of it shows at once (ghosted objects),
-        # and the rule already falls back to it where the warped frames fail.
-        # Softmax weights move with the offsets' differences: lowering both warped frames gives the blend weight as
-        # surely as raising it, so its offset is capped at the lower of theirs, not at zero.
+        # The selector may take weight from the blend, but give it little more than the rule does: a blend of two
+        # frames is a double image wherever something moved, which a wrong choice of it shows at once (ghosted
+        # objects), and the rule already falls back to it where the warped frames fail. Softmax weights move with
+        # the offsets' differences (lowering both warped frames raises the blend as surely as raising it), so its
+        # offset is capped at the lower of theirs plus BLEND_RAISE: its odds against them rise e**BLEND_RAISE at most.
         capped = torch.minimum(offset[:, 2:3], offset[:, :2].amin(1, keepdim=True) + Film.BLEND_RAISE)
         offset = upsample2(torch.cat([offset[:, :2], capped, offset[:, 3:]], dim=1), rule.shape[-2:])
         choice = rule + offset[:, :3]
