@@ -1,5 +1,5 @@
 """Mean training losses over the first and last N steps of a run's log.jsonl, its periodic validations, and its
-wall time.
+wall time (summed over the stretches of a resumed run; time a paused process stood still counts too).
 
     python tools/log_summary.py runs/film-s/log.jsonl [--window 100]
 """
@@ -26,7 +26,13 @@ def main() -> None:
         if "val_psnr" in r:
             print(f"validation at step {r['step']}: {r['val_psnr']:.2f} dB, SSIM {r['val_ssim']:.4f} "
                   f"({r['val_items']} items)")
-    print(f"{rows[-1]['step']} steps in {rows[-1]['time']:.0f} s")
+    # Each resumed stretch of a run logs its own clock from zero: the run's time is the sum of the stretches'.
+    stretches, total, last = 1, 0.0, 0.0
+    for r in rows:
+        if r["time"] < last:
+            stretches, total = stretches + 1, total + last
+        last = r["time"]
+    print(f"{rows[-1]['step']} steps in {total + last:.0f} s ({stretches} stretch{'es' if stretches > 1 else ''})")
 
 
 if __name__ == "__main__":
