@@ -26,7 +26,7 @@ def finished(src: Path, dst: Path, net: Any, spec: Any) -> bool:
 
 
 def job_spec(weights: Path, *, model: str, dtype: Any, schedule: Any, encode: Any, in_fps: Any, audio: bool, slow: int,
-          ident: str | None) -> Any:
+             ident: str | None) -> Any:
     from framefill.resume import JobSpec
 
     return JobSpec(model, weights, dtype, schedule, encode, in_fps, audio, slow, weights_id=ident)

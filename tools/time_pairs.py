@@ -90,12 +90,8 @@ def main() -> None:
         net = load_interpolator(args.model, args.weights, dev, dtype)
     peer = args.peer or ("framefill_init" if args.init else "framefill")
     rows = []
-    for line in Path(args.list).read_text().splitlines():
-        parts = line.split("#")[0].split()
-        if not parts:
-            continue
+    for parts, name in list_rows(args.list):
         a, b = read_image(Path(parts[0])), read_image(Path(parts[1]))
-        name = parts[3] if len(parts) > 3 else Path(parts[0]).parent.name
         mid = interpolate_pair(a, b, net, device=dev, dtype=dtype)  # warm-up (and the scored frame)
         times = []
         for _ in range(args.repeat):
@@ -137,6 +133,17 @@ def adapt_table(args: argparse.Namespace, dev: torch.device, dtype: torch.dtype)
         Path(args.json).write_text(json.dumps(rows, indent=1))
 
 
+def list_rows(path: str) -> list[tuple[list[str], str]]:
+    """A run_peers list's rows: the paths (frame 0, frame 1, and the truth or ``-``) and the pair's name (the fourth
+    column, else frame 0's folder)."""
+    rows = []
+    for line in Path(path).read_text().splitlines():
+        parts = line.split("#")[0].split()
+        if parts:
+            rows.append((parts, parts[3] if len(parts) > 3 else Path(parts[0]).parent.name))
+    return rows
+
+
 def block_oracle(candidates: list[torch.Tensor], truth: torch.Tensor, block: int) -> float:
     """PSNR of the per-block best of ``candidates`` (each ``(1, 3, H, W)`` in [0, 1])."""
     mse = torch.stack([F.avg_pool2d((c - truth).square().mean(1, keepdim=True), block) for c in candidates])
@@ -149,9 +156,8 @@ def oracle_table(args: argparse.Namespace) -> None:
     if model.selector is None:
         raise SystemExit("time_pairs --oracle: the weights have no selector (train --selector)")
     rows: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-    for line in Path(args.list).read_text().splitlines():
-        parts = line.split("#")[0].split()
-        if len(parts) < 3:
+    for parts, name in list_rows(args.list):
+        if len(parts) < 3 or parts[2] == "-":
             continue
         frames = [torch.from_numpy(read_image(Path(p))).permute(2, 0, 1)[None].float() / 255 for p in parts[:3]]
         h, w = frames[0].shape[-2:]
@@ -164,7 +170,6 @@ def oracle_table(args: argparse.Namespace) -> None:
             offset = model.selector(ev["inputs"])
             out = model.compose(ev, offset)[0]
             rule = model.compose(ev, torch.zeros_like(offset))[0]
-        name = parts[3] if len(parts) > 3 else Path(parts[0]).parent.name
         row = rows[name.rsplit("_s", 1)[-1]]
         for key, x in (("rule", rule), ("model", out)):
             row[key].append(float(-10 * torch.log10((x - truth).square().mean())))

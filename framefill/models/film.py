@@ -260,7 +260,8 @@ class Film(nn.Module):
                                      self.config.vis_sigma)
         at_t = warp(consistency, half)  # (2N, 1, h, w): frame 0's rows, then frame 1's
         motion = half.square().sum(1, keepdim=True).sqrt() / 8  # (2 x pixels of level 1) / 16
-        pooled = F.avg_pool2d(full, 2)
+        pooled = F.avg_pool2d(full, 2)  # the unwarped channels last, so that a widened selector's first conv reads the
+        # first twelve where it always did (Selector.widened appends zero weights)
         return torch.cat([pooled[:, :8], at_t[:n], at_t[n:], motion[:n], motion[n:], pooled[:, 8:]], dim=1)
 
     def with_selector(self, filters: int = 16, unwarped: bool = False) -> Film:
