@@ -65,6 +65,10 @@ def train(
     unwarped: Annotated[bool, _flag("--unwarped/--no-unwarped", help="film with --selector: the selector may "
                                     "also choose either input as it is (held drawings, static detail); from "
                                     "weights whose selector cannot, it is widened and starts as it was.")] = False,
+    refiner: Annotated[int, typer.Option("--refiner", min=0, help="film: add a learned refiner of this width (16) "
+                                         "of where each input is read for the middle frame, and train it alone "
+                                         "toward the motion film finds from the true middle frame; from "
+                                         "--finetune weights without one, the model starts as those weights.")] = 0,
     choice_weight: Annotated[float, typer.Option("--choice-weight", min=0.0, help="film with --selector: weight "
                                                  "of a per-pixel target for the selector (cross-entropy toward "
                                                  "whichever of warped frame 0, warped frame 1 and the blend is "
@@ -99,8 +103,10 @@ def train(
         raise UsageError(f"--film-weights {film_weights} does not exist; check the path")
     if arbitrary_time and model != "film":
         raise UsageError(f"--arbitrary-time trains film; {model} reads four frames and is trained at t = 0.5 only")
-    if (fusion_cues or freeze_flow or selector) and model != "film":
-        raise UsageError(f"--fusion-cues, --freeze-flow and --selector are for film, not {model}")
+    if (fusion_cues or freeze_flow or selector or refiner) and model != "film":
+        raise UsageError(f"--fusion-cues, --freeze-flow, --selector and --refiner are for film, not {model}")
+    if selector and refiner:
+        raise UsageError("--selector and --refiner each train alone: train them in separate runs")
     if unwarped and not selector:
         raise UsageError("--unwarped widens film's selector: give --selector too (16)")
     try:
@@ -139,6 +145,7 @@ def train(
                       precision=train_precision(precision, dev), prefetch=dev.type == "cuda",
                       finetune=str(finetune) if finetune else None, fusion_cues=fusion_cues,
                       freeze_flow=freeze_flow, selector=selector, selector_unwarped=unwarped, w_choice=choice_weight,
+                      refiner=refiner,
                       film_weights=str(film_weights) if film_weights else None,
                       data=DataConfig(crop=crop, max_frames=max_frames, motion_crops=motion_crops,
                                       strides=stride_list,

@@ -298,6 +298,31 @@ def test_selector_trains_alone_and_lowers_the_loss(data_dir: Path, tmp_path: Pat
     assert "warp" not in trainer.train_step(batch)  # the flows are fixed: no warp loss
 
 
+def test_refiner_trains_alone_toward_the_privileged_motion(data_dir: Path, tmp_path: Path):
+    """``--refiner``: only the refiner's weights move, the loss is the photometric and end-point terms (no fusion
+    runs), and both fall on a fixed batch."""
+    trainer = Trainer(tiny_config(refiner=4, lr=1e-2), data_dir, tmp_path / "run", cache_dir=tmp_path / "cache")
+    assert trainer.model.config.refiner_filters == 4
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    rng = np.random.default_rng(0)
+    batch = torch.stack([trainer.dataset.sample(rng) for _ in range(2)])
+    recs = [trainer.train_step(batch) for _ in range(30)]
+    assert set(recs[0]) >= {"photo", "epe", "total"} and "l1" not in recs[0]
+    totals = [r["total"] for r in recs]
+    assert np.mean(totals[-5:]) < 0.95 * np.mean(totals[:5]), totals
+    after = trainer.model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in after if not k.startswith("refiner."))
+    assert not torch.equal(before["refiner.head.weight"], after["refiner.head.weight"])
+
+
+def test_refiner_and_selector_train_in_separate_runs(data_dir: Path, tmp_path: Path):
+    with pytest.raises(ValueError, match="separate runs"):
+        Trainer(tiny_config(refiner=4, selector=4), data_dir, tmp_path / "run", cache_dir=tmp_path / "cache")
+    with pytest.raises(ValueError, match="for film"):
+        Trainer(tiny_config(model="convlstm", preset="convlstm-tiny", refiner=4), data_dir, tmp_path / "run2",
+                cache_dir=tmp_path / "cache")
+
+
 def test_a_widened_selector_learns_to_choose_the_inputs(data_dir: Path, tmp_path: Path):
     """With ``--unwarped`` the choice's target covers five candidates, and training moves the new choices' weights."""
     trainer = Trainer(tiny_config(selector=4, selector_unwarped=True, w_choice=0.05), data_dir, tmp_path / "run",
@@ -689,6 +714,17 @@ def test_cli_export_works_from_a_run_stopped_by_max_minutes(data_dir: Path, tmp_
     steps = json.loads(load_model(weights)[1]["training"])["steps"]
     assert 1 <= steps < 1000
     assert torch.load(tmp_path / "run" / "last.pt", weights_only=True)["step"] == steps
+
+
+def test_cli_refiner_with_a_selector_is_one_error_line(tmp_path: Path):
+    from typer.testing import CliRunner
+
+    from framefill.cli import app
+
+    result = CliRunner().invoke(app, ["train", "--data", str(tmp_path), "--refiner", "8", "--selector", "8",
+                                      "--out", str(tmp_path / "r"), "--steps", "1"])
+    assert result.exit_code == 2 and "separate runs" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "r").exists()
 
 
 def test_cli_unwarped_without_a_selector_is_one_error_line(tmp_path: Path):

@@ -26,7 +26,8 @@ stages, one ``nn.Module`` each (the first, second and fourth in ``framefill.mode
    FILM's approximation of the flow at time t by the flow anchored at the other end. At full resolution the
    images are instead warped along one motion per pixel of the frame at time t, matched so that the two inputs
    agree along it (``framefill.models.time_flow``, ``time_levels``), wherever both flows pass the
-   forward-backward check.
+   forward-backward check. With ``refiner_filters``, a learned stage (``framefill.models.refiner``) then corrects
+   where each input is read, after the last parameter-free step of the motion.
 4. ``Fusion``: a U-Net decoder over the ``fusion_levels`` finest levels of (warped images, warped
    features, scaled flows). Unlike FILM, which regresses the image, its head predicts a blend mask
    and an RGB residual: ``out = m * w0 + (1 - m) * w1 + r``. That trains faster from scratch and
@@ -60,13 +61,21 @@ step per level with a 5-pixel window gave 26.97 / 23.64 dB; 8 steps with a 9-pix
 from __future__ import annotations
 
 import dataclasses
+from functools import partial
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from framefill.models.film_config import FilmConfig  # re-exported: film's public config
-from framefill.models.film_parts import FeatureExtractor, Fusion, PyramidFlowEstimator, Selector
+from framefill.models.film_config import (
+    FilmConfig,  # re-exported: film's public config
+)
+from framefill.models.film_parts import (
+    FeatureExtractor,
+    Fusion,
+    PyramidFlowEstimator,
+    Selector,
+)
 from framefill.models.layers import (
     box_filter,
     conv_input,
@@ -76,6 +85,7 @@ from framefill.models.layers import (
     upsample2,
     warp,
 )
+from framefill.models.refiner import MotionRefiner, corrections
 from framefill.models.time_flow import time_warps
 
 
@@ -106,6 +116,7 @@ class Film(nn.Module):
         self.fusion = Fusion(self.config, self.extractor)
         self.selector = (Selector(self.config.selector_filters, unwarped=self.config.selector_unwarped)
                          if self.config.selector_filters else None)
+        self.refiner = MotionRefiner(self.config.refiner_filters) if self.config.refiner_filters else None
         self.selector_only = False  # training the selector alone: everything before it runs without autograd
 
     @property
@@ -206,14 +217,7 @@ class Film(nn.Module):
         # everything geometric (pyramids, Lucas-Kanade, flows, warping, blending) in float32: half-precision
         # flow and warp coordinates would misplace pixels, and the Lucas-Kanade normal equations lose their
         # small determinants.
-        # Both frames through the shared extractor in one batch.
-        pyr = image_pyramid(torch.cat([img0, img1], dim=0), cfg.pyramid_levels)  # level j: (2N, 3, h_j, w_j)
-        feats = self.extractor(pyr)
-        # Both directions in one batch: A = (frame1, frame0), B = (frame0, frame1) (the swap of feats).
-        swapped = [None if f is None else torch.cat([f[n:], f[:n]]) for f in feats]
-        grey_pyr = [grey(p) for p in pyr]  # Lucas-Kanade runs on grey images: one channel to warp, not three
-        grey_swapped = [torch.cat([g[n:], g[:n]]) for g in grey_pyr]
-        flows = self.flow(swapped, feats, grey_swapped, grey_pyr)  # flows[j]: (2N, 2, h_j, w_j)
+        pyr, feats, grey_pyr, flows = self._flows(img0, img1)
         scale = torch.cat([t, 1 - t])  # (2N, 1, 1, 1): t for frame 0's rows, 1 - t for frame 1's
         levels = []  # per fusion level: (warped frame 0, warped frame 1, the two scaled flows)
         for j in range(cfg.fusion_levels):
@@ -223,8 +227,11 @@ class Film(nn.Module):
             levels.append((warped[:n], warped[n:], half))
         w0_img, w1_img = levels[0][0][:, :3], levels[0][1][:, :3]  # (N, 3, H, W) each
         if cfg.time_levels:  # the images along the symmetric motion at t where the flows are consistent
-            w0_img, w1_img = time_warps(img0, img1, w0_img, w1_img, [g[:n] for g in grey_pyr],
-                                        [g[n:] for g in grey_pyr], flows, t, cfg)
+            grey0, grey1 = [g[:n] for g in grey_pyr], [g[n:] for g in grey_pyr]
+            refine = None if self.refiner is None else partial(  # the learned correction of where inputs are read
+                corrections, self.refiner, grey0=grey0, grey1=grey1, flows=flows, t=t,
+                time_finest=cfg.time_finest, size=img0.shape[-2:])
+            w0_img, w1_img = time_warps(img0, img1, w0_img, w1_img, grey0, grey1, flows, t, cfg, refine)
         fallback_logit = self._fallback_logit(img0, img1, w0_img, w1_img)  # (N, 1, H, W) or None
         cues = self._cues(flows[0], levels[0][2], w0_img, w1_img, fallback_logit) if cfg.fusion_cues else None
         fusion_in = []
@@ -239,6 +246,31 @@ class Film(nn.Module):
         if fallback_logit is not None and cfg.fusion_cues:  # the network may move the fallback either way (its
             fallback_logit = fallback_logit + head[:, 4:5]  # offset starts at zero)
         return head, flows, pyr, w0_img, w1_img, fallback_logit
+
+    def _flows(self, img0: torch.Tensor, img1: torch.Tensor) -> tuple[list, list, list, list[torch.Tensor]]:
+        """The image pyramid of both inputs ``(2N, 3, h_j, w_j)`` (frame 0's rows, then frame 1's), their features,
+        their grey pyramid and the flow pyramid ``(2N, 2, h_j, w_j)``: flow_10 (on frame 1's grid, into frame 0)
+        then flow_01."""
+        n = img0.shape[0]
+        # Both frames through the shared extractor in one batch.
+        pyr = image_pyramid(torch.cat([img0, img1], dim=0), self.config.pyramid_levels)  # level j: (2N, 3, h_j, w_j)
+        feats = self.extractor(pyr)
+        # Both directions in one batch: A = (frame1, frame0), B = (frame0, frame1) (the swap of feats).
+        swapped = [None if f is None else torch.cat([f[n:], f[:n]]) for f in feats]
+        grey_pyr = [grey(p) for p in pyr]  # Lucas-Kanade runs on grey images: one channel to warp, not three
+        grey_swapped = [torch.cat([g[n:], g[:n]]) for g in grey_pyr]
+        flows = self.flow(swapped, feats, grey_swapped, grey_pyr)  # flows[j]: (2N, 2, h_j, w_j)
+        return pyr, feats, grey_pyr, flows
+
+    def with_refiner(self, filters: int = 16) -> Film:
+        """This model with a fresh motion refiner (zero head: the same output until it is trained; ``framefill
+        train --finetune W --refiner N``). A model that has one keeps it."""
+        if self.refiner is not None:
+            return self
+        new = Film(dataclasses.replace(self.config, refiner_filters=filters)).to(self.fusion.head.weight.device)
+        missing, unexpected = new.load_state_dict(self.state_dict(), strict=False)
+        assert not unexpected and all(k.startswith("refiner.") for k in missing)
+        return new.train(self.training)
 
     def _selector_inputs(self, img0: torch.Tensor, img1: torch.Tensor, w0: torch.Tensor, w1: torch.Tensor,
                          blend: torch.Tensor, fallback_logit: torch.Tensor, flow: torch.Tensor, half: torch.Tensor

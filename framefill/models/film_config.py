@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+REFINER_LEVEL = 2  # the pyramid level the motion refiner works at (a quarter of the resolution)
+
 
 @dataclass(frozen=True)
 class FilmConfig:
@@ -43,6 +45,8 @@ class FilmConfig:
     # the fixed rule (``film_parts.Selector``, half resolution; 0: the rule alone)
     selector_unwarped: bool = False  # the selector may also choose either input as it is (no warp): held drawings,
     # static detail that a sub-pixel warp blurs, a flow that went astray where nothing moved
+    refiner_filters: int = 0  # a learned correction of where each input is read for the frame at t, after the last
+    # parameter-free step of the motion (``film_parts.MotionRefiner``, quarter resolution; 0: none)
     arbitrary_time: bool = False  # trained at any t (``framefill train --arbitrary-time``): the scheduler then
     # asks for every output time directly instead of bisecting at t = 0.5
 
@@ -61,6 +65,9 @@ class FilmConfig:
             raise ValueError("selector_filters needs the blend fallback (fallback_window > 0): it refines that rule")
         if self.selector_unwarped and not self.selector_filters:
             raise ValueError("selector_unwarped needs a selector (selector_filters > 0)")
+        if self.refiner_filters and not (self.time_levels and self.pyramid_levels > REFINER_LEVEL):
+            raise ValueError("refiner_filters needs the matching at time t (time_levels > 0) and more than "
+                             f"{REFINER_LEVEL} pyramid levels")
         if self.lk_window % 2 == 0 or self.lk_smooth % 2 == 0 or (self.fallback_window and
                                                                   self.fallback_window % 2 == 0):
             raise ValueError("lk_window, lk_smooth and fallback_window must be odd, got "

@@ -27,6 +27,8 @@ Measured on 103 drop-frame triplets of 12 training clips at strides 1, 2 and 3 (
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from framefill.models.film_config import FilmConfig
@@ -38,29 +40,46 @@ CANDIDATE_BOX = 5  # pixels over which the starting candidates are compared
 
 def time_warps(img0: torch.Tensor, img1: torch.Tensor, approx0: torch.Tensor, approx1: torch.Tensor,
                grey0: list[torch.Tensor], grey1: list[torch.Tensor], flows: list[torch.Tensor], t: torch.Tensor,
-               cfg: FilmConfig) -> tuple[torch.Tensor, torch.Tensor]:
+               cfg: FilmConfig, refine: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor]:
     """Both inputs warped to time ``t`` along the symmetric motion where the flows are consistent, by FILM's
     approximation (``approx0``, ``approx1``: the inputs already warped that way) elsewhere.
 
     Everything but the final warp runs at pyramid level ``time_finest`` and coarser; the motion and the
-    trust in it are upsampled to full resolution.
+    trust in it are upsampled to full resolution. ``refine(v, trust)`` (``Film``'s learned refiner), given the
+    motion and the trust at that level, returns corrections ``(N, 4, H, W)`` (pixels of the full frame) of where
+    frame 0 and frame 1 are read; both warps of each input move by its correction.
 
     Shape:
         img0, img1, approx0, approx1: ``(N, C, H, W)``; grey0, grey1: the inputs' grey pyramids, finest first
         (level 0 is ``H x W``); flows: the flow pyramid, level j ``(2N, 2, h_j, w_j)``, flow_10 then flow_01;
         t: ``(N, 1, 1, 1)``. Returns two ``(N, C, H, W)``.
     """
-    n = img0.shape[0]
-    v = symmetric_motion(grey0, grey1, flows, t, cfg)  # at level time_finest
+    v, trust_low = time_motion(grey0, grey1, flows, t, cfg)  # at level time_finest
+    size = img0.shape[-2:]
+    trust = upsample2(trust_low, size)
+    shift = torch.cat([-t * resize_flow(v, size), (1 - t) * resize_flow(v, size)])  # frame 0's rows, frame 1's
+    both = torch.cat([img0, img1])
+    if refine is not None:
+        delta = refine(v, trust_low)
+        delta = torch.cat([delta[:, :2], delta[:, 2:]])
+        approx0, approx1 = warp(both, flows[0] * torch.cat([t, 1 - t]) + delta).chunk(2)
+        shift = shift + delta
+    sym0, sym1 = warp(both, shift).chunk(2)
+    return torch.lerp(approx0, sym0, trust), torch.lerp(approx1, sym1, trust)
+
+
+def time_motion(grey0: list[torch.Tensor], grey1: list[torch.Tensor], flows: list[torch.Tensor], t: torch.Tensor,
+                cfg: FilmConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """The symmetric motion at ``t`` (``symmetric_motion``) and the trust in it, ``(N, 1, h, w)`` in [0, 1] (the
+    product of both inputs' forward-backward consistency where each is read), at pyramid level ``time_finest``."""
+    n = grey0[0].shape[0]
+    v = symmetric_motion(grey0, grey1, flows, t, cfg)
     fine = flows[cfg.time_finest]
     flow_10, flow_01 = fine[:n], fine[n:]
     consistency = fb_consistency(torch.cat([flow_01, flow_10]), fine, cfg.vis_sigma)  # frame 0's grid first
     c0, c1 = warp(consistency, torch.cat([t * flow_10, (1 - t) * flow_01])).chunk(2)  # where each input is read
-    size = img0.shape[-2:]
-    trust = upsample2(c0 * c1, size)
-    v = resize_flow(v, size)
-    sym0, sym1 = warp(torch.cat([img0, img1]), torch.cat([-t * v, (1 - t) * v])).chunk(2)
-    return torch.lerp(approx0, sym0, trust), torch.lerp(approx1, sym1, trust)
+    return v, c0 * c1
 
 
 def symmetric_motion(grey0: list[torch.Tensor], grey1: list[torch.Tensor], flows: list[torch.Tensor],

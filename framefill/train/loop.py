@@ -38,8 +38,9 @@ import torch
 
 from framefill.checkpoint import save_model
 from framefill.evaluate import ssim
-from framefill.models import build_model, load_model
-from framefill.models.layers import conv_input, crop, image_pyramid, pad_to_multiple, warp
+from framefill.models import build_model, load_model, refiner
+from framefill.models.film_config import REFINER_LEVEL
+from framefill.models.layers import box_filter, conv_input, crop, grey, image_pyramid, pad_to_multiple, warp
 from framefill.train import distributed
 from framefill.train.data import DataConfig, find_clips, load_clip, sample_indices, valid_triplets, window_span
 from framefill.train.gan import Critics, GanConfig, critic_loss, generator_loss
@@ -80,6 +81,9 @@ class TrainConfig:
     selector: int = 0  # film: add a selector of this width (Film.with_selector: the start's output) and train it
     # alone; everything before it runs without autograd, so a step costs a forward pass and the selector's share
     selector_unwarped: bool = False  # film's selector may also choose the inputs as they are (Selector.widened)
+    refiner: int = 0  # film: add a motion refiner of this width (Film.with_refiner: the start's output) and train it
+    # alone toward the privileged motion (refiner_terms); a step costs two flow pyramids and the refiner, no fusion
+    w_epe: float = 0.05  # refiner: weight of the end-point error to the privileged motion (pixels at its level)
     film_weights: str | None = None  # convlstm: its (frozen) film part from these film weights
     data: DataConfig = field(default_factory=DataConfig)
     synth: SynthConfig = field(default_factory=SynthConfig)  # synthetic triplets from photos, mixed in (synth.py)
@@ -98,10 +102,14 @@ def initial_model(cfg: TrainConfig) -> torch.nn.Module:
         model = build_model(cfg.model, cfg.preset)
     if cfg.film_weights:
         model.load_film(Path(cfg.film_weights))
-    if (cfg.fusion_cues or cfg.freeze_flow or cfg.selector) and not hasattr(model, "with_cues"):
-        raise ValueError(f"--fusion-cues, --freeze-flow and --selector are for film, not {cfg.model}")
+    if (cfg.fusion_cues or cfg.freeze_flow or cfg.selector or cfg.refiner) and not hasattr(model, "with_cues"):
+        raise ValueError(f"--fusion-cues, --freeze-flow, --selector and --refiner are for film, not {cfg.model}")
+    if cfg.selector and cfg.refiner:
+        raise ValueError("train film's selector and its refiner in separate runs: each trains alone")
     if cfg.fusion_cues:
         model = model.with_cues()
+    if cfg.refiner:
+        model = model.with_refiner(cfg.refiner)
     return model.with_selector(cfg.selector, unwarped=cfg.selector_unwarped) if cfg.selector else model
 
 
@@ -188,6 +196,35 @@ def selector_terms(model: torch.nn.Module, ev: dict, gt: torch.Tensor, cfg: Trai
         terms["choice"] = cfg.w_choice * choice_loss(choice, list(ev["candidates"]), gt)
     if cfg.w_offset:
         terms["offset"] = cfg.w_offset * offset.square().mean()
+    terms["total"] = sum(terms.values())
+    return terms
+
+
+REFINER_SIGMA = 0.02  # grey level of the privileged motion's own mismatch at which its pixel weighs 1/e
+
+
+def refiner_terms(model: torch.nn.Module, batch: torch.Tensor, cfg: TrainConfig) -> dict[str, torch.Tensor]:
+    """The loss of film's motion refiner alone (``refiner.evidence``: everything before it runs without
+    autograd, and nothing after it runs at all): at its level, each input read along the corrected motion should
+    be the truth (robust L1 of grey levels, ``photo``), and the corrected motion should be the privileged one
+    (``refiner.privileged_motion``, the truth matched to each input), by a robust end-point error weighted per pixel
+    by how well the privileged motion itself explains the truth there (``epe``: through a warp a photometric
+    loss has sub-pixel gradients only; this term says where a motion several pixels away is right)."""
+    img0, img1, gt = batch[:, 0].float(), batch[:, 1].float(), batch[:, -1].float()
+    n = img0.shape[0]
+    t = torch.full((n, 1, 1, 1), 0.5, device=img0.device)
+    ev = refiner.evidence(model, img0, img1, t)
+    target = refiner.privileged_motion(model, img0, img1, gt)
+    truth = grey(image_pyramid(gt, REFINER_LEVEL + 1)[REFINER_LEVEL]).repeat(2, 1, 1, 1)  # (2N, 1, h, w)
+    delta = model.refiner(conv_input(ev["inputs"], model.refiner.head.weight)).float()
+    motion = ev["motion"] + delta
+    reads = warp(ev["grey"], torch.cat([motion[:, :2], motion[:, 2:]]))
+    with torch.no_grad():
+        best = warp(ev["grey"], torch.cat([target[:, :2], target[:, 2:]]))
+        weight = torch.exp(-box_filter((best - truth).abs(), 3) / REFINER_SIGMA)  # (2N, 1, h, w)
+        weight = torch.cat([weight[:n], weight[n:]], dim=1).repeat_interleave(2, dim=1)  # per motion channel
+    epe = (weight * torch.sqrt((motion - target).square() + 0.01)).mean()
+    terms = {"photo": charbonnier(reads, truth), "epe": cfg.w_epe * epe}
     terms["total"] = sum(terms.values())
     return terms
 
@@ -298,6 +335,11 @@ class Trainer:
             self.model.requires_grad_(False)
             self.model.selector.requires_grad_(True)
             self.model.selector_only = True
+        if cfg.refiner:  # likewise the refiner: refiner_terms runs what precedes it without autograd
+            if self.world > 1:
+                raise ValueError("film's refiner trains in one process (its step is a few small convolutions)")
+            self.model.requires_grad_(False)
+            self.model.refiner.requires_grad_(True)
         self.model.to(device).train()
         self.context = int(getattr(self.model, "context", 2))  # frames per sample the model reads
         if cfg.data.arbitrary_time:  # the model learns every time: its config (and so its export) says so
@@ -417,7 +459,10 @@ class Trainer:
         batch = batch.to(self.device)
         times = times.to(self.device) if times is not None and self.cfg.data.arbitrary_time else None
         keep: dict = {}
-        terms = loss_terms(self.net, batch, self.cfg, self.context, keep, times)
+        if self.cfg.refiner:
+            terms = refiner_terms(self.model, batch, self.cfg)
+        else:
+            terms = loss_terms(self.net, batch, self.cfg, self.context, keep, times)
         if self.critics is not None:  # the model's adversarial term (the bare critics: their grads are dropped)
             before, after = self._around(batch)
             with autocast(self.device, self.cfg.precision):

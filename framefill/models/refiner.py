@@ -1,0 +1,135 @@
+"""film's learned motion refiner (``FilmConfig.refiner_filters``): the network, what it reads, and what it is trained
+toward. ``Film`` applies it inside its matching at time t (``time_flow.time_warps``' ``refine``); the training step
+(``framefill.train.loop.refiner_terms``) calls ``evidence`` and ``privileged_motion`` and runs nothing after it.
+
+Why a stage here: film's motion is parameter-free up to the warps (Lucas-Kanade, the matching at time t), and a
+learned correction placed before those steps was undone by them (measured: 13% of a correction at pyramid level 3
+survived the Lucas-Kanade steps below it, none at level 5). The refiner corrects where
+each input is read *after* the last of them, so what it learns is what the output shows; it is trained toward the
+motion film's own flow finds from the true middle frame to each input, a target that says where a motion several
+pixels away is right, which a photometric loss through a warp cannot.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from framefill.models.film_config import REFINER_LEVEL
+from framefill.models.layers import conv_input, grey, image_pyramid, resize_flow, warp
+from framefill.models.time_flow import time_motion
+
+
+def _conv(cin: int, cout: int, dilation: int = 1) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=dilation, dilation=dilation), nn.LeakyReLU(0.2, inplace=True))
+
+
+class MotionRefiner(nn.Module):
+    """A learned correction of where each input is read to make the frame at time t, after the last parameter-free
+    step of the motion.
+
+    Film reads frame 0 at ``x + m0`` and frame 1 at ``x + m1``: along the symmetric motion at t where both flows
+    pass the forward-backward check, along FILM's approximation (a flow measured on the other input's grid)
+    elsewhere. Both are parameter-free and both fail the same way: where one input hides what the other shows
+    (the approximation then reads the occluder), and where a motion was missed by more than Lucas-Kanade's window.
+    This stage reads, at a quarter of the resolution (``REFINER_LEVEL``), the two inputs, the two reads and how
+    they disagree, the two motions, the trust in the symmetric one, and a cost volume per input (``COST`` x
+    ``COST`` offsets of its read around ``m0`` / ``m1``, each compared with the other input's read): where along a
+    few pixels the two would agree. Dilated convolutions give it the context of a large motion's occlusion (about
+    120 pixels of the full frame). It predicts corrections of ``m0`` and ``m1`` (pixels of its level) that
+    ``time_flow.time_warps`` applies to the full-resolution reads. Zero head: an untrained refiner changes nothing.
+
+    Shape: input ``(N, INPUTS, H / 4, W / 4)``; output ``(N, 4, H / 4, W / 4)``: the corrections of m0, then m1.
+    """
+
+    COST = 5  # offsets per side of each cost volume (pixels of the quarter-resolution level, centred)
+    INPUTS = 10 + 2 * COST * COST
+
+    def __init__(self, filters: int) -> None:
+        super().__init__()
+        f = 2 * filters
+        self.body = nn.Sequential(_conv(self.INPUTS, f), _conv(f, f, 2), _conv(f, f, 4), _conv(f, f, 8), _conv(f, f))
+        self.head = nn.Conv2d(f, 4, 3, padding=1)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x))
+
+
+def cost_volume(source: torch.Tensor, motion: torch.Tensor, other: torch.Tensor, size: int) -> torch.Tensor:
+    """``|source(x + motion + d) - other(x)|`` for the ``size x size`` integer offsets ``d`` around the motion,
+    ``(N, size * size, H, W)``, for grey ``source`` and ``other`` ``(N, 1, H, W)`` and a ``motion`` ``(N, 2, H, W)``;
+    the offsets ``(dy, dx)`` in row-major order from ``(-size // 2, -size // 2)``."""
+    n = source.shape[0]
+    r = size // 2
+    offsets = torch.stack(torch.meshgrid(torch.arange(-r, r + 1), torch.arange(-r, r + 1), indexing="ij"), dim=-1)
+    offsets = offsets.reshape(-1, 2).flip(-1).to(motion)  # (size * size, 2): (dx, dy)
+    k = offsets.shape[0]
+    moved = motion.unsqueeze(1) + offsets.view(1, k, 2, 1, 1)  # (N, k, 2, H, W)
+    read = warp(source.repeat_interleave(k, dim=0), moved.flatten(0, 1))  # (N k, 1, H, W)
+    return (read.view(n, k, *source.shape[-2:]) - other).abs()
+
+
+def refiner_input(v: torch.Tensor, trust: torch.Tensor, grey0: list[torch.Tensor], grey1: list[torch.Tensor],
+                  flows: list[torch.Tensor], t: torch.Tensor, time_finest: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The refiner's input ``(N, MotionRefiner.INPUTS, h, w)`` float32 at pyramid level ``REFINER_LEVEL`` and the
+    motions it corrects there, ``(N, 4, h, w)``: where frame 0 is read (``m0``, pixels of that level), then frame 1
+    (``m1``); each the trust-weighted mix of the symmetric motion ``v`` and FILM's approximation, as the warps mix
+    them. ``v``, ``trust``: ``time_flow.time_motion``'s, at level ``time_finest``; ``grey0``/``grey1``: the inputs'
+    grey pyramids; ``flows``: film's flow pyramid (flow_10 then flow_01)."""
+    n = v.shape[0]
+    fine = flows[time_finest]
+    m0 = torch.lerp(t * fine[:n], -t * v, trust)
+    m1 = torch.lerp((1 - t) * fine[n:], (1 - t) * v, trust)
+    g0, g1 = grey0[REFINER_LEVEL], grey1[REFINER_LEVEL]
+    size = g0.shape[-2:]
+    motion = torch.cat([resize_flow(m0, size), resize_flow(m1, size)], dim=1)
+    r0, r1 = warp(torch.cat([g0, g1]), torch.cat([motion[:, :2], motion[:, 2:]])).chunk(2)
+    trust = F.adaptive_avg_pool2d(trust, size)
+    x = torch.cat([g0 - 0.5, g1 - 0.5, r0 - 0.5, r1 - 0.5, 4 * (r0 - r1).abs(), motion / 4, trust,
+                   4 * cost_volume(g0, motion[:, :2], r1, MotionRefiner.COST),
+                   4 * cost_volume(g1, motion[:, 2:], r0, MotionRefiner.COST)], dim=1)
+    return x, motion
+
+
+def corrections(net: MotionRefiner, v: torch.Tensor, trust: torch.Tensor, *, grey0: list[torch.Tensor],
+                grey1: list[torch.Tensor], flows: list[torch.Tensor], t: torch.Tensor, time_finest: int,
+                size: tuple[int, int]) -> torch.Tensor:
+    """The refiner ``net``'s corrections of where frame 0 and frame 1 are read, ``(N, 4, H, W)`` in pixels of the
+    full frame (``size``), from ``refiner_input``'s arguments (``time_flow.time_warps`` calls it with the motion
+    ``v`` and the ``trust``)."""
+    x, _ = refiner_input(v, trust, grey0, grey1, flows, t, time_finest)
+    delta = net(conv_input(x, net.head.weight)).float()
+    return torch.cat([resize_flow(delta[:, :2], size), resize_flow(delta[:, 2:], size)], dim=1)
+
+
+@torch.no_grad()
+def evidence(model: nn.Module, img0: torch.Tensor, img1: torch.Tensor, t: torch.Tensor) -> dict:
+    """What a ``Film`` model's refiner reads and corrects, for a training step (everything before it, without
+    autograd): ``inputs`` and ``motion`` (``refiner_input``) and the inputs' grey images at its level, ``grey``
+    ``(2N, 1, h, w)`` (frame 0's rows, then frame 1's)."""
+    n = img0.shape[0]
+    _, _, grey_pyr, flows = model._flows(img0.float(), img1.float())
+    grey0, grey1 = [g[:n] for g in grey_pyr], [g[n:] for g in grey_pyr]
+    v, trust = time_motion(grey0, grey1, flows, t, model.config)
+    x, motion = refiner_input(v, trust, grey0, grey1, flows, t, model.config.time_finest)
+    return {"inputs": x, "motion": motion, "grey": grey_pyr[REFINER_LEVEL]}
+
+
+@torch.no_grad()
+def privileged_motion(model: nn.Module, img0: torch.Tensor, img1: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
+    """Where the truth's pixels are in each input, as a ``Film`` model's own flow finds them from the truth:
+    ``(N, 4, h, w)`` at pyramid level ``REFINER_LEVEL`` (u0 into frame 0, then u1 into frame 1; pixels of that
+    level). The target of the refiner's motion, known only in training (RIFE's privileged teacher does this with a
+    network)."""
+    n = img0.shape[0]
+    pyr = image_pyramid(torch.cat([truth, truth, img0, img1]).float(), model.config.pyramid_levels)
+    feats = model.extractor(pyr)
+    g = [grey(p) for p in pyr]
+    head = [None if f is None else f[:2 * n] for f in feats]
+    tail = [None if f is None else f[2 * n:] for f in feats]
+    flows = model.flow(head, tail, [x[:2 * n] for x in g], [x[2 * n:] for x in g])
+    u = resize_flow(flows[model.config.time_finest], g[REFINER_LEVEL].shape[-2:])
+    return torch.cat([u[:n], u[n:]], dim=1)

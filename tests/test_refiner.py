@@ -1,0 +1,92 @@
+"""film's learned motion refiner (``framefill.models.refiner``): it starts as film, its corrections move where each
+input is read, its cost volume finds an offset, the privileged motion is the truth's, and it survives a save and
+load."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from framefill.checkpoint import save_model
+from framefill.models import load_model
+from framefill.models.film import FilmConfig, build_film
+from framefill.models.layers import warp
+from framefill.models.refiner import cost_volume, evidence, privileged_motion
+
+
+def _texture(h: int = 64, w: int = 64, seed: int = 1) -> torch.Tensor:
+    torch.manual_seed(seed)
+    return torch.nn.functional.avg_pool2d(torch.rand(1, 3, h + 4, w + 4), 5, stride=1)  # smooth, textured
+
+
+def test_with_refiner_starts_as_film_and_its_corrections_move_the_output():
+    model = build_film("film-tiny").eval()
+    refined = model.with_refiner(4).eval()
+    assert refined.config.refiner_filters == 4 and model.refiner is None
+    assert refined.with_refiner(8) is refined  # one that has a refiner keeps it
+    x0 = _texture()
+    x1 = torch.roll(x0, (0, 3), (2, 3))
+    with torch.no_grad():
+        ref = model(x0, x1)
+        assert torch.equal(refined(x0, x1), ref)
+        refined.refiner.head.bias.copy_(torch.tensor([2.0, 0.0, 2.0, 0.0]))  # both inputs read 2 px further right
+        moved = refined(x0, x1)
+    assert (moved - ref).abs().mean() > 1e-3
+
+
+def test_the_cost_volume_is_lowest_at_the_offset_that_matches():
+    """A picture and the same picture 2 px to the right: read at (motion + d), the source matches the other where
+    d is the shift, and nowhere else."""
+    src = _texture()[:, :1]
+    other = torch.roll(src, -2, dims=3)  # other(x) = src(x + 2)
+    cost = cost_volume(src, torch.zeros(1, 2, 64, 64), other, 5)  # offsets (dy, dx) row-major from (-2, -2)
+    inner = cost[..., 8:-8, 8:-8].mean(dim=(-2, -1))[0]
+    assert inner.argmin().item() == 2 * 5 + 4  # dy = 0, dx = +2
+    assert inner[2 * 5 + 4] < 1e-5 < inner.sort().values[1]
+
+
+def test_privileged_motion_points_where_the_truth_is_in_each_input():
+    """A texture moving 4 px right per frame: the truth's pixels sit 4 px left in frame 0 and 4 px right in frame 1
+    (1 px of the refiner's quarter-resolution level each way)."""
+    model = build_film("film-tiny").eval()
+    wide = _texture(64, 96)
+    frames = [wide[..., 16 + s:80 + s].flip(-1) for s in (-4, 0, 4)]  # (flipped: the texture moves right)
+    x0, mid, x1 = frames[0], frames[1], frames[2]
+    u = privileged_motion(model, x0, x1, mid)
+    assert u.shape == (1, 4, 16, 16)
+    inner = u[..., 4:-4, 4:-4].mean(dim=(-2, -1))[0]
+    assert torch.allclose(inner, torch.tensor([-1.0, 0.0, 1.0, 0.0]), atol=0.25), inner
+
+
+def test_refiner_evidence_motion_matches_the_warps():
+    """The motion the refiner corrects is where film reads each input: reading the inputs' quarter-resolution grey
+    images along it gives two images that agree where film's own warps agree."""
+    model = build_film("film-tiny").eval()
+    x0 = _texture()
+    x1 = torch.roll(x0, (2, 4), (2, 3))
+    ev = evidence(model, x0, x1, torch.full((1, 1, 1, 1), 0.5))
+    m = ev["motion"]
+    reads = warp(ev["grey"], torch.cat([m[:, :2], m[:, 2:]]))
+    inner = (reads[0] - reads[1])[..., 4:-4, 4:-4].abs().mean()
+    assert inner < 0.5 * (ev["grey"][0] - ev["grey"][1])[..., 4:-4, 4:-4].abs().mean()
+    assert ev["inputs"].shape[1] == model.with_refiner(4).refiner.body[0][0].in_channels
+
+
+def test_refiner_weights_save_and_load(tmp_path: Path):
+    model = build_film("film-tiny", refiner_filters=4).eval()
+    with torch.no_grad():
+        model.refiner.head.weight.normal_(0, 0.1)
+    path = tmp_path / "ref.safetensors"
+    save_model(path, model, architecture="film")
+    loaded, _ = load_model(path)
+    x0 = _texture()
+    x1 = torch.roll(x0, (1, 2), (2, 3))
+    with torch.no_grad():
+        assert torch.equal(loaded(x0, x1), model(x0, x1))
+
+
+def test_refiner_needs_the_matching_at_time_t():
+    with pytest.raises(ValueError, match="time_levels"):
+        FilmConfig(refiner_filters=4, time_levels=0)
