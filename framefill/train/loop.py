@@ -83,7 +83,7 @@ class TrainConfig:
     selector_unwarped: bool = False  # film's selector may also choose the inputs as they are (Selector.widened)
     refiner: int = 0  # film: add a motion refiner of this width (Film.with_refiner: the start's output) and train it
     # alone toward the privileged motion (refiner_terms); a step costs two flow pyramids and the refiner, no fusion
-    w_epe: float = 0.05  # refiner: weight of the end-point error to the privileged motion (pixels at its level)
+    w_epe: float = 0.2  # refiner: weight of the end-point error to the privileged motion (pixels at its level)
     film_weights: str | None = None  # convlstm: its (frozen) film part from these film weights
     data: DataConfig = field(default_factory=DataConfig)
     synth: SynthConfig = field(default_factory=SynthConfig)  # synthetic triplets from photos, mixed in (synth.py)
@@ -200,7 +200,7 @@ def selector_terms(model: torch.nn.Module, ev: dict, gt: torch.Tensor, cfg: Trai
     return terms
 
 
-REFINER_SIGMA = 0.02  # grey level of the privileged motion's own mismatch at which its pixel weighs 1/e
+REFINER_SIGMA = 0.02  # how much better (grey levels) the privileged motion must explain the truth to weigh fully
 
 
 def refiner_terms(model: torch.nn.Module, batch: torch.Tensor, cfg: TrainConfig) -> dict[str, torch.Tensor]:
@@ -208,8 +208,9 @@ def refiner_terms(model: torch.nn.Module, batch: torch.Tensor, cfg: TrainConfig)
     autograd, and nothing after it runs at all): at its level, each input read along the corrected motion should
     be the truth (robust L1 of grey levels, ``photo``), and the corrected motion should be the privileged one
     (``refiner.privileged_motion``, the truth matched to each input), by a robust end-point error weighted per pixel
-    by how well the privileged motion itself explains the truth there (``epe``: through a warp a photometric
-    loss has sub-pixel gradients only; this term says where a motion several pixels away is right)."""
+    by how much better the privileged motion explains the truth there than film's own (``epe``: through a warp a
+    photometric loss has sub-pixel gradients only; this term says where a motion several pixels away is right.
+    Where both explain it, in flat areas above all, any motion does and the privileged one says nothing: weight 0)."""
     img0, img1, gt = batch[:, 0].float(), batch[:, 1].float(), batch[:, -1].float()
     n = img0.shape[0]
     t = torch.full((n, 1, 1, 1), 0.5, device=img0.device)
@@ -221,7 +222,9 @@ def refiner_terms(model: torch.nn.Module, batch: torch.Tensor, cfg: TrainConfig)
     reads = warp(ev["grey"], torch.cat([motion[:, :2], motion[:, 2:]]))
     with torch.no_grad():
         best = warp(ev["grey"], torch.cat([target[:, :2], target[:, 2:]]))
-        weight = torch.exp(-box_filter((best - truth).abs(), 3) / REFINER_SIGMA)  # (2N, 1, h, w)
+        now = warp(ev["grey"], torch.cat([ev["motion"][:, :2], ev["motion"][:, 2:]]))
+        gain = box_filter((now - truth).abs(), 3) - box_filter((best - truth).abs(), 3)  # (2N, 1, h, w)
+        weight = (gain / REFINER_SIGMA).clamp(0, 1)
         weight = torch.cat([weight[:n], weight[n:]], dim=1).repeat_interleave(2, dim=1)  # per motion channel
     epe = (weight * torch.sqrt((motion - target).square() + 0.01)).mean()
     terms = {"photo": charbonnier(reads, truth), "epe": cfg.w_epe * epe}
