@@ -201,6 +201,7 @@ def selector_terms(model: torch.nn.Module, ev: dict, gt: torch.Tensor, cfg: Trai
 
 
 REFINER_SIGMA = 0.02  # how much better (grey levels) the privileged motion must explain the truth to weigh fully
+REFINER_REACH = 2.0  # the farthest privileged motion (pixels of the refiner's level, per axis) that it is trained on
 
 
 def refiner_terms(model: torch.nn.Module, batch: torch.Tensor, cfg: TrainConfig) -> dict[str, torch.Tensor]:
@@ -210,7 +211,9 @@ def refiner_terms(model: torch.nn.Module, batch: torch.Tensor, cfg: TrainConfig)
     (``refiner.privileged_motion``, the truth matched to each input), by a robust end-point error weighted per pixel
     by how much better the privileged motion explains the truth there than film's own (``epe``: through a warp a
     photometric loss has sub-pixel gradients only; this term says where a motion several pixels away is right.
-    Where both explain it, in flat areas above all, any motion does and the privileged one says nothing: weight 0)."""
+    Where both explain it, in flat areas above all, any motion does and the privileged one says nothing: weight 0.
+    Nor is a privileged motion more than ``REFINER_REACH`` away (per axis) a target: beyond its cost volume's reach,
+    and there the privileged match is least certain to be the motion, repeated texture above all)."""
     img0, img1, gt = batch[:, 0].float(), batch[:, 1].float(), batch[:, -1].float()
     n = img0.shape[0]
     t = torch.full((n, 1, 1, 1), 0.5, device=img0.device)
@@ -226,6 +229,8 @@ def refiner_terms(model: torch.nn.Module, batch: torch.Tensor, cfg: TrainConfig)
         gain = box_filter((now - truth).abs(), 3) - box_filter((best - truth).abs(), 3)  # (2N, 1, h, w)
         weight = (gain / REFINER_SIGMA).clamp(0, 1)
         weight = torch.cat([weight[:n], weight[n:]], dim=1).repeat_interleave(2, dim=1)  # per motion channel
+        near = (target - ev["motion"]).abs() <= REFINER_REACH  # within its cost volume's reach
+        weight = weight * (near[:, :2].all(1, keepdim=True) & near[:, 2:].all(1, keepdim=True)).float()
     epe = (weight * torch.sqrt((motion - target).square() + 0.01)).mean()
     terms = {"photo": charbonnier(reads, truth), "epe": cfg.w_epe * epe}
     terms["total"] = sum(terms.values())
