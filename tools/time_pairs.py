@@ -23,6 +23,13 @@ the rule and a three-way selector choose from), and of those and the two inputs 
 selector's offsets at zero), the model, the oracles, and the share of each oracle's gain the model takes. Run it
 on triplets of the training clips (``clip_triplets.py`` on ``train/videos``) to choose candidates, on val to
 score a run.
+
+    python tools/time_pairs.py LIST --reach [--weights W] [--crop 512]
+How much of the motion's headroom film's refiner (``train --refiner``) takes: per triplet, film's frame with no
+correction of where it reads each input (``film``), with the weights' own refiner (``model``), and with the reads
+moved toward the privileged motion (``refiner.privileged_motion``: film's flow from the true middle frame to each
+input) by at most R pixels of the refiner's level per axis (``R0.5`` ... ``R2``, and ``Rall`` without a limit);
+``taken`` is the model's share of ``R2``'s gain.
 """
 
 from __future__ import annotations
@@ -42,7 +49,7 @@ from framefill.checkpoint import save_model
 from framefill.evaluate import psnr, ssim
 from framefill.frames import read_image
 from framefill.interpolate import interpolate_pair
-from framefill.models import build_model, default_weights, load_model
+from framefill.models import build_model, default_weights, load_model, refiner
 from framefill.pipeline import load_interpolator, resolve_device, resolve_dtype
 
 
@@ -76,10 +83,13 @@ def main() -> None:
     ap.add_argument("--precision", default="auto", help="auto (as framefill interp), fp32, bf16, fp16")
     ap.add_argument("--oracle", action="store_true", help="the selector's share of the choice headroom instead")
     ap.add_argument("--block", type=int, default=8, help="pixels a side of an oracle choice (--oracle)")
-    ap.add_argument("--crop", type=int, default=512, help="largest side scored (--oracle)")
+    ap.add_argument("--crop", type=int, default=512, help="largest side scored (--oracle, --reach)")
+    ap.add_argument("--reach", action="store_true", help="the refiner's share of the motion's headroom instead")
     args = ap.parse_args()
     if args.oracle:
         return oracle_table(args)
+    if args.reach:
+        return reach_table(args)
     dev = resolve_device(args.device)
     dtype = resolve_dtype(args.precision, dev)
     if args.adapt_items:
@@ -181,6 +191,51 @@ def oracle_table(args: argparse.Namespace) -> None:
         taken = [(m["model"] - m["rule"]) / max(m[k] - m["rule"], 1e-9) for k in ("oracle3", "oracle5")]
         print(f"{stride:>6} {len(rows[stride]['rule']):>4} {m['rule']:7.2f} {m['model']:7.2f} {m['oracle3']:8.2f} "
               f"{m['oracle5']:8.2f} {taken[0]:7.0%} {taken[1]:7.0%}")
+
+
+class ReachOracle(torch.nn.Module):
+    """Stands for film's refiner: moves the reads toward ``target`` (``refiner.privileged_motion``) by at most
+    ``reach`` pixels per axis. It reads the motions from the refiner's input (channels 5-8: the motions / 4)."""
+
+    def __init__(self, target: torch.Tensor, reach: float) -> None:
+        super().__init__()
+        self.head = torch.nn.Conv2d(1, 1, 1)  # (its weight gives corrections() the input's dtype)
+        self.target, self.reach = target, reach
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (self.target - 4 * x[:, 5:9]).clamp(-self.reach, self.reach)
+
+
+def reach_table(args: argparse.Namespace) -> None:
+    loaded, _ = load_model(args.weights or default_weights("film"), expect="film")
+    loaded.eval()
+    probe = loaded.with_refiner(16).eval()
+    own = loaded.refiner
+    reaches = {"film": 0.0, "R0.5": 0.5, "R1": 1.0, "R2": 2.0, "Rall": float("inf")}
+    rows: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for parts, name in list_rows(args.list):
+        if len(parts) < 3 or parts[2] == "-":
+            continue
+        frames = [torch.from_numpy(read_image(Path(p))).permute(2, 0, 1)[None].float() / 255 for p in parts[:3]]
+        h, w = frames[0].shape[-2:]
+        d = probe.divisor
+        ch, cw = min(h, args.crop) // d * d, min(w, args.crop) // d * d
+        y, x = (h - ch) // 2, (w - cw) // 2
+        i0, i1, truth = (f[..., y:y + ch, x:x + cw] for f in frames)
+        row = rows[name.rsplit("_s", 1)[-1]]
+        with torch.no_grad():
+            target = refiner.privileged_motion(probe, i0, i1, truth)
+            for key, reach in reaches.items():
+                probe.refiner = ReachOracle(target, reach)
+                row[key].append(float(-10 * torch.log10((probe(i0, i1) - truth).square().mean())))
+            if own is not None:
+                row["model"].append(float(-10 * torch.log10((loaded(i0, i1) - truth).square().mean())))
+    keys = [*reaches][:1] + (["model"] if own is not None else []) + [*reaches][1:]
+    print(f"{'stride':>6} {'n':>4} " + " ".join(f"{k:>7}" for k in keys) + (f" {'taken':>6}" if own else ""))
+    for stride in sorted(rows):
+        m = {k: statistics.fmean(v) for k, v in rows[stride].items()}
+        taken = f" {(m['model'] - m['film']) / max(m['R2'] - m['film'], 1e-9):6.0%}" if own is not None else ""
+        print(f"{stride:>6} {len(rows[stride]['film']):>4} " + " ".join(f"{m[k]:7.2f}" for k in keys) + taken)
 
 
 if __name__ == "__main__":
