@@ -35,6 +35,7 @@ input) by at most R pixels of the refiner's level per axis (``R0.5`` ... ``R2``,
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import statistics
 import tempfile
@@ -209,7 +210,7 @@ class ReachOracle(torch.nn.Module):
 def reach_table(args: argparse.Namespace) -> None:
     loaded, _ = load_model(args.weights or default_weights("film"), expect="film")
     loaded.eval()
-    probe = loaded.with_refiner(16).eval()
+    probe = copy.deepcopy(loaded).with_refiner(16).eval()  # (a model with a refiner returns itself)
     own = loaded.refiner
     reaches = {"film": 0.0, "R0.5": 0.5, "R1": 1.0, "R2": 2.0, "Rall": float("inf")}
     rows: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))

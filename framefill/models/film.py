@@ -163,7 +163,7 @@ class Film(nn.Module):
             candidates = ev["candidates"] if choice is not None else (w0_img, w1_img, blend)
             return out, {"candidates": candidates, "flows": flows, "pyramid": pyr, "warped0": w0_img,
                          "warped1": w1_img, "mask": mask, "fallback": fallback, "time": t, "blend": blend,
-                         "choice": choice}
+                         "choice": choice, "refined": getattr(self, "refined", {})}
         return out
 
     def selector_evidence(self, img0: torch.Tensor, img1: torch.Tensor, t: torch.Tensor) -> dict:
@@ -228,9 +228,9 @@ class Film(nn.Module):
         w0_img, w1_img = levels[0][0][:, :3], levels[0][1][:, :3]  # (N, 3, H, W) each
         if cfg.time_levels:  # the images along the symmetric motion at t where the flows are consistent
             grey0, grey1 = [g[:n] for g in grey_pyr], [g[n:] for g in grey_pyr]
-            refine = None if self.refiner is None else partial(  # the learned correction of where inputs are read
-                corrections, self.refiner, grey0=grey0, grey1=grey1, flows=flows, t=t,
-                time_finest=cfg.time_finest, size=img0.shape[-2:])
+            self.refined = {}  # the learned correction of where inputs are read, and what it corrected (aux)
+            refine = None if self.refiner is None else partial(corrections, self.refiner, grey0=grey0, grey1=grey1,
+                flows=flows, t=t, time_finest=cfg.time_finest, size=img0.shape[-2:], keep=self.refined)
             w0_img, w1_img = time_warps(img0, img1, w0_img, w1_img, grey0, grey1, flows, t, cfg, refine)
         fallback_logit = self._fallback_logit(img0, img1, w0_img, w1_img)  # (N, 1, H, W) or None
         cues = self._cues(flows[0], levels[0][2], w0_img, w1_img, fallback_logit) if cfg.fusion_cues else None

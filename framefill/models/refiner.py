@@ -1,6 +1,7 @@
 """film's learned motion refiner (``FilmConfig.refiner_filters``): the network, what it reads, and what it is trained
 toward. ``Film`` applies it inside its matching at time t (``time_flow.time_warps``' ``refine``); the training step
-(``framefill.train.loop.refiner_terms``) calls ``evidence`` and ``privileged_motion`` and runs nothing after it.
+(``framefill.train.loop.refiner_terms``) scores the model's frame and the corrected motion against
+``privileged_motion``.
 
 Why a stage here: film's motion is parameter-free up to the warps (Lucas-Kanade, the matching at time t), and a
 learned correction placed before those steps was undone by them (measured: 13% of a correction at pyramid level 3
@@ -18,7 +19,6 @@ import torch.nn.functional as F
 
 from framefill.models.film_config import REFINER_LEVEL
 from framefill.models.layers import conv_input, grey, image_pyramid, resize_flow, warp
-from framefill.models.time_flow import time_motion
 
 
 def _conv(cin: int, cout: int, dilation: int = 1) -> nn.Sequential:
@@ -96,26 +96,16 @@ def refiner_input(v: torch.Tensor, trust: torch.Tensor, grey0: list[torch.Tensor
 
 def corrections(net: MotionRefiner, v: torch.Tensor, trust: torch.Tensor, *, grey0: list[torch.Tensor],
                 grey1: list[torch.Tensor], flows: list[torch.Tensor], t: torch.Tensor, time_finest: int,
-                size: tuple[int, int]) -> torch.Tensor:
+                size: tuple[int, int], keep: dict | None = None) -> torch.Tensor:
     """The refiner ``net``'s corrections of where frame 0 and frame 1 are read, ``(N, 4, H, W)`` in pixels of the
     full frame (``size``), from ``refiner_input``'s arguments (``time_flow.time_warps`` calls it with the motion
-    ``v`` and the ``trust``)."""
-    x, _ = refiner_input(v, trust, grey0, grey1, flows, t, time_finest)
+    ``v`` and the ``trust``). ``keep``, if given, receives the motion it corrected and its correction at its own
+    level (``motion``, ``delta``: ``(N, 4, h, w)`` each; for the training loss)."""
+    x, motion = refiner_input(v, trust, grey0, grey1, flows, t, time_finest)
     delta = net(conv_input(x, net.head.weight)).float()
+    if keep is not None:
+        keep.update(motion=motion, delta=delta)
     return torch.cat([resize_flow(delta[:, :2], size), resize_flow(delta[:, 2:], size)], dim=1)
-
-
-@torch.no_grad()
-def evidence(model: nn.Module, img0: torch.Tensor, img1: torch.Tensor, t: torch.Tensor) -> dict:
-    """What a ``Film`` model's refiner reads and corrects, for a training step (everything before it, without
-    autograd): ``inputs`` and ``motion`` (``refiner_input``) and the inputs' grey images at its level, ``grey``
-    ``(2N, 1, h, w)`` (frame 0's rows, then frame 1's)."""
-    n = img0.shape[0]
-    _, _, grey_pyr, flows = model._flows(img0.float(), img1.float())
-    grey0, grey1 = [g[:n] for g in grey_pyr], [g[n:] for g in grey_pyr]
-    v, trust = time_motion(grey0, grey1, flows, t, model.config)
-    x, motion = refiner_input(v, trust, grey0, grey1, flows, t, model.config.time_finest)
-    return {"inputs": x, "motion": motion, "grey": grey_pyr[REFINER_LEVEL]}
 
 
 @torch.no_grad()

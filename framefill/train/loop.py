@@ -82,7 +82,7 @@ class TrainConfig:
     # alone; everything before it runs without autograd, so a step costs a forward pass and the selector's share
     selector_unwarped: bool = False  # film's selector may also choose the inputs as they are (Selector.widened)
     refiner: int = 0  # film: add a motion refiner of this width (Film.with_refiner: the start's output) and train it
-    # alone toward the privileged motion (refiner_terms); a step costs two flow pyramids and the refiner, no fusion
+    # alone on the output and toward the privileged motion (refiner_terms)
     w_epe: float = 0.2  # refiner: weight of the end-point error to the privileged motion (pixels at its level)
     film_weights: str | None = None  # convlstm: its (frozen) film part from these film weights
     data: DataConfig = field(default_factory=DataConfig)
@@ -205,34 +205,33 @@ REFINER_REACH = 2.0  # the farthest privileged motion (pixels of the refiner's l
 
 
 def refiner_terms(model: torch.nn.Module, batch: torch.Tensor, cfg: TrainConfig) -> dict[str, torch.Tensor]:
-    """The loss of film's motion refiner alone (``refiner.evidence``: everything before it runs without
-    autograd, and nothing after it runs at all): at its level, each input read along the corrected motion should
-    be the truth (robust L1 of grey levels, ``photo``), and the corrected motion should be the privileged one
-    (``refiner.privileged_motion``, the truth matched to each input), by a robust end-point error weighted per pixel
+    """The loss of film's motion refiner alone (every other weight is frozen, so autograd tracks the refiner and
+    what follows it): the model's frame against the truth (``image_terms``: what the output shows, through the
+    fusion and the selector as they are), and the corrected motion against the privileged one
+    (``refiner.privileged_motion``, the truth matched to each input) by a robust end-point error weighted per pixel
     by how much better the privileged motion explains the truth there than film's own (``epe``: through a warp a
     photometric loss has sub-pixel gradients only; this term says where a motion several pixels away is right.
     Where both explain it, in flat areas above all, any motion does and the privileged one says nothing: weight 0.
     Nor is a privileged motion more than ``REFINER_REACH`` away (per axis) a target: beyond its cost volume's reach,
     and there the privileged match is least certain to be the motion, repeated texture above all)."""
-    img0, img1, gt = batch[:, 0].float(), batch[:, 1].float(), batch[:, -1].float()
-    n = img0.shape[0]
-    t = torch.full((n, 1, 1, 1), 0.5, device=img0.device)
-    ev = refiner.evidence(model, img0, img1, t)
-    target = refiner.privileged_motion(model, img0, img1, gt)
-    truth = grey(image_pyramid(gt, REFINER_LEVEL + 1)[REFINER_LEVEL]).repeat(2, 1, 1, 1)  # (2N, 1, h, w)
-    delta = model.refiner(conv_input(ev["inputs"], model.refiner.head.weight)).float()
-    motion = ev["motion"] + delta
-    reads = warp(ev["grey"], torch.cat([motion[:, :2], motion[:, 2:]]))
+    img0, img1, gt = batch[:, 0], batch[:, 1], batch[:, -1]
+    with autocast(gt.device, cfg.precision):
+        pred, aux = model(img0, img1, return_aux=True)
+    terms = image_terms(pred.float(), gt, cfg)
+    target = refiner.privileged_motion(model, img0, img1, gt)  # (N, 4, h, w), without autograd
+    motion, delta = aux["refined"]["motion"], aux["refined"]["delta"]
+    n = gt.shape[0]
     with torch.no_grad():
-        best = warp(ev["grey"], torch.cat([target[:, :2], target[:, 2:]]))
-        now = warp(ev["grey"], torch.cat([ev["motion"][:, :2], ev["motion"][:, 2:]]))
+        pyr = aux["pyramid"][REFINER_LEVEL]  # (2N, 3, h, w): the inputs at the refiner's level
+        inputs, truth = grey(pyr), grey(image_pyramid(gt, REFINER_LEVEL + 1)[REFINER_LEVEL]).repeat(2, 1, 1, 1)
+        best = warp(inputs, torch.cat([target[:, :2], target[:, 2:]]))
+        now = warp(inputs, torch.cat([motion[:, :2], motion[:, 2:]]))
         gain = box_filter((now - truth).abs(), 3) - box_filter((best - truth).abs(), 3)  # (2N, 1, h, w)
         weight = (gain / REFINER_SIGMA).clamp(0, 1)
         weight = torch.cat([weight[:n], weight[n:]], dim=1).repeat_interleave(2, dim=1)  # per motion channel
-        near = (target - ev["motion"]).abs() <= REFINER_REACH  # within its cost volume's reach
+        near = (target - motion).abs() <= REFINER_REACH  # within its cost volume's reach
         weight = weight * (near[:, :2].all(1, keepdim=True) & near[:, 2:].all(1, keepdim=True)).float()
-    epe = (weight * torch.sqrt((motion - target).square() + 0.01)).mean()
-    terms = {"photo": charbonnier(reads, truth), "epe": cfg.w_epe * epe}
+    terms["epe"] = cfg.w_epe * (weight * torch.sqrt((motion + delta - target).square() + 0.01)).mean()
     terms["total"] = sum(terms.values())
     return terms
 
@@ -343,7 +342,7 @@ class Trainer:
             self.model.requires_grad_(False)
             self.model.selector.requires_grad_(True)
             self.model.selector_only = True
-        if cfg.refiner:  # likewise the refiner: refiner_terms runs what precedes it without autograd
+        if cfg.refiner:  # likewise the refiner alone (what precedes it has no weight to train: no autograd there)
             if self.world > 1:
                 raise ValueError("film's refiner trains in one process (its step is a few small convolutions)")
             self.model.requires_grad_(False)
