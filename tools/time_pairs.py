@@ -155,6 +155,19 @@ def list_rows(path: str) -> list[tuple[list[str], str]]:
     return rows
 
 
+def centred_triplets(path: str, crop: int, divisor: int):
+    """The list's triplets that have a truth, as ``(name, (input 0, input 1, truth))``, each ``(1, 3, h, w)`` float in
+    [0, 1], centre-cropped to at most ``crop`` pixels a side and to multiples of ``divisor``."""
+    for parts, name in list_rows(path):
+        if len(parts) < 3 or parts[2] == "-":
+            continue
+        frames = [torch.from_numpy(read_image(Path(p))).permute(2, 0, 1)[None].float() / 255 for p in parts[:3]]
+        h, w = frames[0].shape[-2:]
+        ch, cw = min(h, crop) // divisor * divisor, min(w, crop) // divisor * divisor
+        y, x = (h - ch) // 2, (w - cw) // 2
+        yield name, tuple(f[..., y:y + ch, x:x + cw] for f in frames)
+
+
 def block_oracle(candidates: list[torch.Tensor], truth: torch.Tensor, block: int) -> float:
     """PSNR of the per-block best of ``candidates`` (each ``(1, 3, H, W)`` in [0, 1])."""
     mse = torch.stack([F.avg_pool2d((c - truth).square().mean(1, keepdim=True), block) for c in candidates])
@@ -167,15 +180,7 @@ def oracle_table(args: argparse.Namespace) -> None:
     if model.selector is None:
         raise SystemExit("time_pairs --oracle: the weights have no selector (train --selector)")
     rows: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-    for parts, name in list_rows(args.list):
-        if len(parts) < 3 or parts[2] == "-":
-            continue
-        frames = [torch.from_numpy(read_image(Path(p))).permute(2, 0, 1)[None].float() / 255 for p in parts[:3]]
-        h, w = frames[0].shape[-2:]
-        d = model.divisor
-        ch, cw = min(h, args.crop) // d * d, min(w, args.crop) // d * d
-        y, x = (h - ch) // 2, (w - cw) // 2
-        i0, i1, truth = (f[..., y:y + ch, x:x + cw] for f in frames)
+    for name, (i0, i1, truth) in centred_triplets(args.list, args.crop, model.divisor):
         with torch.no_grad():
             ev = model.selector_evidence(i0, i1, torch.full((1, 1, 1, 1), 0.5))
             offset = model.selector(ev["inputs"])
@@ -214,15 +219,7 @@ def reach_table(args: argparse.Namespace) -> None:
     own = loaded.refiner
     reaches = {"film": 0.0, "R0.5": 0.5, "R1": 1.0, "R2": 2.0, "Rall": float("inf")}
     rows: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-    for parts, name in list_rows(args.list):
-        if len(parts) < 3 or parts[2] == "-":
-            continue
-        frames = [torch.from_numpy(read_image(Path(p))).permute(2, 0, 1)[None].float() / 255 for p in parts[:3]]
-        h, w = frames[0].shape[-2:]
-        d = probe.divisor
-        ch, cw = min(h, args.crop) // d * d, min(w, args.crop) // d * d
-        y, x = (h - ch) // 2, (w - cw) // 2
-        i0, i1, truth = (f[..., y:y + ch, x:x + cw] for f in frames)
+    for name, (i0, i1, truth) in centred_triplets(args.list, args.crop, probe.divisor):
         row = rows[name.rsplit("_s", 1)[-1]]
         with torch.no_grad():
             target = refiner.privileged_motion(probe, i0, i1, truth)
