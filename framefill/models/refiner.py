@@ -18,7 +18,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from framefill.models.film_config import REFINER_LEVEL
-from framefill.models.layers import conv_input, grey, image_pyramid, resize_flow, warp
+from framefill.models.layers import box_filter, conv_input, grey, image_pyramid, resize_flow, warp
 
 
 def _conv(cin: int, cout: int, dilation: int = 1) -> nn.Sequential:
@@ -35,10 +35,11 @@ class MotionRefiner(nn.Module):
     (the approximation then reads the occluder), and where a motion was missed by more than Lucas-Kanade's window.
     This stage reads, at a quarter of the resolution (``REFINER_LEVEL``), the two inputs, the two reads and how
     they disagree, the two motions, the trust in the symmetric one, and a cost volume per input (``COST`` x
-    ``COST`` offsets of its read around ``m0`` / ``m1``, each compared with the other input's read): where along a
-    few pixels the two would agree. Dilated convolutions give it the context of a large motion's occlusion (about
-    120 pixels of the full frame). It predicts corrections of ``m0`` and ``m1`` (pixels of its level) that
-    ``time_flow.time_warps`` applies to the full-resolution reads. Zero head: an untrained refiner changes nothing.
+    ``COST`` offsets of its read around ``m0`` / ``m1``, each compared with the other input's read, summed over 3x3
+    pixels as block matching does): where along a few pixels the two would agree. Dilated convolutions give it the
+    context of a large motion's occlusion (about 120 pixels of the full frame). It predicts corrections of ``m0``
+    and ``m1`` (pixels of its level) that ``time_flow.time_warps`` applies to the full-resolution reads. Zero head:
+    an untrained refiner changes nothing.
 
     Shape: input ``(N, INPUTS, H / 4, W / 4)``; output ``(N, 4, H / 4, W / 4)``: the corrections of m0, then m1.
     """
@@ -89,8 +90,8 @@ def refiner_input(v: torch.Tensor, trust: torch.Tensor, grey0: list[torch.Tensor
     r0, r1 = warp(torch.cat([g0, g1]), torch.cat([motion[:, :2], motion[:, 2:]])).chunk(2)
     trust = F.adaptive_avg_pool2d(trust, size)
     x = torch.cat([g0 - 0.5, g1 - 0.5, r0 - 0.5, r1 - 0.5, 4 * (r0 - r1).abs(), motion / 4, trust,
-                   4 * cost_volume(g0, motion[:, :2], r1, MotionRefiner.COST),
-                   4 * cost_volume(g1, motion[:, 2:], r0, MotionRefiner.COST)], dim=1)
+                   4 * box_filter(cost_volume(g0, motion[:, :2], r1, MotionRefiner.COST), 3),
+                   4 * box_filter(cost_volume(g1, motion[:, 2:], r0, MotionRefiner.COST), 3)], dim=1)
     return x, motion
 
 
