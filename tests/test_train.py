@@ -515,6 +515,23 @@ def test_export_loads_as_the_ema_model(exported):
         assert not torch.allclose(model(x0, x1), trainer.model(x0, x1), atol=1e-6)  # the EMA, not the raw model
 
 
+def test_export_checkpoint_tool_gives_the_ema_or_with_raw_the_trained_weights(exported, tmp_path: Path):
+    import subprocess
+    import sys
+
+    trainer, _ = exported
+    x0, x1 = torch.rand(2, 1, 3, 32, 48, generator=torch.Generator().manual_seed(0))
+    tool = Path(__file__).resolve().parents[1] / "tools" / "export_checkpoint.py"
+    for flag, source in (([], trainer.ema), (["--raw"], trainer.model)):
+        out = tmp_path / f"w{len(flag)}.safetensors"
+        subprocess.run([sys.executable, str(tool), str(trainer.out / "last.pt"), str(out), *flag], check=True,
+                       capture_output=True)
+        model, meta = load_model(out, expect="film")
+        assert json.loads(meta["training"])["ema"] is not bool(flag)
+        with torch.no_grad():
+            assert torch.allclose(model(x0, x1), source.eval()(x0, x1), atol=1e-6)
+
+
 def test_cli_interp_with_exported_weights(exported, tmp_path: Path):
     _, weights = exported
     frames = square_frames()
