@@ -177,6 +177,42 @@ class FakeClips:
         return {"clips": 1, "triplets": 10}
 
 
+@pytest.mark.parametrize("aug", [{}, {"flip_x": True}, {"flip_y": True}, {"quarter_turns": 1},
+                                 {"quarter_turns": 3, "flip_x": True}, {"reverse": True, "quarter_turns": 2}])
+def test_exact_motion_reads_the_truth_from_each_input(photos: Path, aug: dict):
+    """Each input read along the exact motion (``SyntheticTriplets.motion``) is the truth wherever the truth's pixel
+    is in view in that input, under every flip, rotation and reversal the frames get, far better than along that
+    motion moved by 1 px or than the inputs as they are."""
+    from framefill.models.layers import warp
+    from framefill.train.data import Augmentation
+    from framefill.train.synth import SceneDraw
+
+    src = synth(photos, crop=48, sprites=(1, 2), shift=0.08, sprite_shift=0.1)
+    scene = src.scene(np.random.default_rng(3))
+    d = SceneDraw(scene, 0.5, Augmentation(**aug))
+    frames, _ = src.build(d)  # (3, 3, 48, 48)
+    motion = src.motion(d)  # (4, 48, 48)
+    assert motion.shape == (4, 48, 48) and motion.abs().max() > 1
+    truth = frames[2:3]
+    for k in (0, 1):
+        errors = []  # the exact motion, then moved 1 px each way, then no motion (the median over inner pixels)
+        for off in [(0, 0), (1, 0), (-1, 0), (0, 1), (0, -1), None]:
+            m = torch.zeros(1, 2, 48, 48) if off is None else motion[None, 2 * k:2 * k + 2] + torch.tensor(
+                off, dtype=torch.float32).view(1, 2, 1, 1)
+            errors.append(float((warp(frames[k:k + 1], m) - truth).abs().mean(1)[0, 6:-6, 6:-6].median()))
+        assert errors[0] < 0.7 * min(errors[1:]), (k, aug, errors)  # (resampling a noisy texture twice: not 0)
+
+
+def test_clips_have_no_exact_motion(photos: Path, clips: Path):
+    mixed = MixedTriplets(TripletDataset(clips, DataConfig(crop=32, **NO_AUG)), synth(photos), 0.5)
+    rng = np.random.default_rng(0)
+    kinds = set()
+    for _ in range(12):
+        d = mixed.draw(rng)
+        kinds.add(mixed.motion(d) is None)
+    assert kinds == {True, False}
+
+
 def test_mixed_sampling_respects_the_ratio(photos: Path):
     mixed = MixedTriplets(FakeClips(), synth(photos), 0.3)  # type: ignore[arg-type]
     rng = np.random.default_rng(0)

@@ -188,6 +188,11 @@ class Samples:
     def build(self, d: object) -> tuple[torch.Tensor, float]:
         raise NotImplementedError
 
+    def motion(self, d: object) -> torch.Tensor | None:
+        """The exact motion of the truth's pixels into each input, ``(4, h, w)`` (see ``synth.exact_motion``), where
+        the source knows it (rendered scenes); None where it does not (real clips)."""
+        return None
+
     def sample_timed(self, rng: np.random.Generator, *args: object) -> tuple[torch.Tensor, float]:
         return self.build(self.draw(rng, *args))
 
@@ -321,6 +326,22 @@ def draw_augmentation(rng: np.random.Generator, cfg: DataConfig, square: bool) -
     gain = 1 + cfg.jitter * (2 * rng.random() - 1)
     bias = cfg.jitter * 0.5 * (2 * rng.random() - 1)
     return Augmentation(flip_x, flip_y, turns, reverse, channels, gain, bias)
+
+
+def augment_motion(motion: np.ndarray, aug: Augmentation) -> torch.Tensor:
+    """A motion field ``(c, c, 4)`` (``(dx0, dy0, dx1, dy1)`` per pixel: where the truth's pixel is in input 0 and in
+    input 1) under the flips, rotation and reversal ``apply_augmentation`` gives the frames: ``(4, c, c)`` float32."""
+    m = motion
+    if aug.flip_x:
+        m = m[:, ::-1] * np.array([-1, 1, -1, 1], dtype=m.dtype)
+    if aug.flip_y:
+        m = m[::-1] * np.array([1, -1, 1, -1], dtype=m.dtype)
+    for _ in range(aug.quarter_turns):  # np.rot90 takes (x, y) to (y, w - 1 - x): a vector (dx, dy) to (dy, -dx)
+        m = np.rot90(m, k=1, axes=(0, 1))
+        m = np.stack([m[..., 1], -m[..., 0], m[..., 3], -m[..., 2]], axis=-1)
+    if aug.reverse:  # the inputs swap places
+        m = m[..., [2, 3, 0, 1]]
+    return torch.from_numpy(np.ascontiguousarray(m)).permute(2, 0, 1).float()
 
 
 def apply_augmentation(trip: np.ndarray, aug: Augmentation, t: float = 0.5) -> tuple[torch.Tensor, float]:

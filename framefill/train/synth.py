@@ -39,6 +39,7 @@ from framefill.train.data import (
     Samples,
     TripletDataset,
     apply_augmentation,
+    augment_motion,
     draw_augmentation,
 )
 
@@ -174,6 +175,27 @@ def owners(scene: Scene, t: float) -> np.ndarray:
     return owner
 
 
+def exact_motion(scene: Scene, t: float) -> np.ndarray:
+    """Where each pixel of the frame at ``t`` is in the frame at 0 and in the frame at 1, ``(h, w, 4)`` float32: the
+    displacements ``(dx0, dy0, dx1, dy1)`` in output pixels, of the layer each pixel mostly shows (``owners``).
+    Exact: the layer's own homographies, ``matrix(u)^-1 . matrix(t)``. Where that point is hidden or off screen in
+    an input, it is still where the layer's point is (the motion, not what the input shows there)."""
+    h, w = scene.size
+    ys, xs = np.mgrid[0:h, 0:w]
+    grid = np.stack([xs.ravel(), ys.ravel(), np.ones(h * w)]).astype(np.float64)  # (3, h w)
+    owner = owners(scene, t).ravel()
+    out = np.zeros((h * w, 4), dtype=np.float64)
+    for i, layer in enumerate(scene.layers):
+        sel = owner == i
+        if not sel.any():
+            continue
+        src = layer.motion.matrix(t) @ grid[:, sel]
+        for k, u in enumerate((0.0, 1.0)):
+            q = np.linalg.solve(layer.motion.matrix(u), src)
+            out[sel, 2 * k:2 * k + 2] = (q[:2] / q[2] - grid[:2, sel]).T
+    return out.reshape(h, w, 4).astype(np.float32)
+
+
 def _mask(rng: np.random.Generator, side: int) -> np.ndarray:
     """A random ellipse or star-shaped polygon, anti-aliased and softened, inside a ``(side, side)`` uint8 mask."""
     mask = np.zeros((side, side), dtype=np.uint8)
@@ -281,6 +303,11 @@ class SyntheticTriplets(Samples):
         trip = np.stack([render(d.scene, u) for u in (0.0, 1.0, d.t)])  # (3, h, w, 3): in0, in1, gt
         return apply_augmentation(trip, d.aug, d.t)
 
+    def motion(self, d: SceneDraw) -> torch.Tensor:
+        """The exact motion of ``d``'s truth into each input (``exact_motion``), augmented as ``build`` augments the
+        frames: ``(4, h, w)``."""
+        return augment_motion(exact_motion(d.scene, d.t), d.aug)
+
     def scene(self, rng: np.random.Generator, size: int | tuple[int, int] | None = None) -> Scene:
         """A random scene of output size ``size`` (an int: square; default ``cfg.crop``)."""
         size = size or self.cfg.crop
@@ -374,6 +401,9 @@ class MixedTriplets(Samples):
 
     def build(self, d: SceneDraw | ClipDraw) -> tuple[torch.Tensor, float]:
         return self.photos.build(d) if isinstance(d, SceneDraw) else self.clips.build(d)  # type: ignore[union-attr]
+
+    def motion(self, d: SceneDraw | ClipDraw) -> torch.Tensor | None:
+        return self.photos.motion(d) if isinstance(d, SceneDraw) else None
 
     def summary(self) -> dict[str, int | float]:
         clips = self.clips.summary() if self.clips else {"clips": 0, "triplets": 0}
