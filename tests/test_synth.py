@@ -262,6 +262,28 @@ def test_resume_with_synthetic_triplets_is_exact(photos: Path, clips: Path, tmp_
     assert json.loads((tmp_path / "whole" / "config.json").read_text())["synth"]["ratio"] == 0.5
 
 
+def test_refiner_batches_carry_the_exact_motion_of_rendered_scenes(photos: Path, clips: Path, tmp_path: Path):
+    """With ``refiner``, a batch also holds each sample's exact motion (NaN for clips), and it is the end-point
+    target of those samples: the term differs from the privileged target's alone and falls as the refiner trains."""
+    cfg = TrainConfig(model="film", preset="film-tiny", steps=20, batch=4, lr=1e-2, warmup=1, refiner=4,
+                      data=DataConfig(crop=32, max_frames=12, **NO_AUG), synth=SynthConfig(ratio=0.5))
+    trainer = Trainer(cfg, clips, tmp_path / "run", cache_dir=tmp_path / "cache", photos=photos)
+    for _ in range(10):  # a batch with both kinds of sample
+        frames, times, motion = trainer.next_batch()
+        known = ~motion.isnan().flatten(1).any(1)
+        if known.any() and not known.all():
+            break
+    assert motion.shape == (4, 4, 32, 32)
+    assert known.any() and not known.all() and motion[~known].isnan().all() and not motion[known].isnan().any()
+    from framefill.train.loop import refiner_terms
+    with torch.no_grad():
+        with_exact = refiner_terms(trainer.model, frames, cfg, motion)["epe"]
+        without = refiner_terms(trainer.model, frames, cfg)["epe"]
+    assert not torch.isclose(with_exact, without)
+    recs = [trainer.train_step(frames, times, motion)["epe"] for _ in range(15)]
+    assert np.mean(recs[-3:]) < np.mean(recs[:3]), recs
+
+
 # --- the command line ----------------------------------------------------------------------------------------
 
 

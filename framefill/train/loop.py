@@ -204,7 +204,8 @@ REFINER_SIGMA = 0.02  # how much better (grey levels) the privileged motion must
 REFINER_REACH = 2.0  # the farthest privileged motion (pixels of the refiner's level, per axis) that it is trained on
 
 
-def refiner_terms(model: torch.nn.Module, batch: torch.Tensor, cfg: TrainConfig) -> dict[str, torch.Tensor]:
+def refiner_terms(model: torch.nn.Module, batch: torch.Tensor, cfg: TrainConfig,
+                  exact: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """The loss of film's motion refiner alone (every other weight is frozen, so autograd tracks the refiner and
     what follows it): the model's frame against the truth (``image_terms``: what the output shows, through the
     fusion and the selector as they are), and the corrected motion against the privileged one
@@ -213,7 +214,9 @@ def refiner_terms(model: torch.nn.Module, batch: torch.Tensor, cfg: TrainConfig)
     photometric loss has sub-pixel gradients only; this term says where a motion several pixels away is right.
     Where both explain it, in flat areas above all, any motion does and the privileged one says nothing: weight 0.
     Nor is a privileged motion more than ``REFINER_REACH`` away (per axis) a target: beyond its cost volume's reach,
-    and there the privileged match is least certain to be the motion, repeated texture above all)."""
+    and there the privileged match is least certain to be the motion, repeated texture above all.) Where ``exact``
+    ``(N, 4, H, W)`` (pixels of the frame; NaN where unknown) gives a sample's true motion (rendered scenes,
+    ``Samples.motion``), that is its target instead, at every pixel and weight 1."""
     img0, img1, gt = batch[:, 0], batch[:, 1], batch[:, -1]
     with autocast(gt.device, cfg.precision):
         pred, aux = model(img0, img1, return_aux=True)
@@ -231,6 +234,12 @@ def refiner_terms(model: torch.nn.Module, batch: torch.Tensor, cfg: TrainConfig)
         weight = torch.cat([weight[:n], weight[n:]], dim=1).repeat_interleave(2, dim=1)  # per motion channel
         near = (target - motion).abs() <= REFINER_REACH  # within its cost volume's reach
         weight = weight * (near[:, :2].all(1, keepdim=True) & near[:, 2:].all(1, keepdim=True)).float()
+        if exact is not None:  # the true motion where known, at the refiner's level (a mean over its 4x4 pixels)
+            scale = 2 ** REFINER_LEVEL
+            true = torch.nn.functional.avg_pool2d(exact.float(), scale) / scale
+            known = ~true.isnan().flatten(1).any(1)  # (N,): samples with an exact motion
+            target = torch.where(known.view(-1, 1, 1, 1), true, target)
+            weight = torch.where(known.view(-1, 1, 1, 1), torch.ones_like(weight), weight)
     terms["epe"] = cfg.w_epe * (weight * torch.sqrt((motion + delta - target).square() + 0.01)).mean()
     terms["total"] = sum(terms.values())
     return terms
@@ -458,16 +467,18 @@ class Trainer:
         save_model(path, model, architecture=self.cfg.model, extra={"training": training, **(extra or {})})
 
     # --- the loop ----------------------------------------------------------------------------------
-    def train_step(self, batch: torch.Tensor, times: torch.Tensor | None = None) -> dict[str, float]:
+    def train_step(self, batch: torch.Tensor, times: torch.Tensor | None = None,
+                   motion: torch.Tensor | None = None) -> dict[str, float]:
         """One optimiser step on ``batch`` (see ``loss_terms``); ``times`` ``(B,)`` are the truths' times, used
-        when the model trains at arbitrary times (else every truth is the middle frame)."""
+        when the model trains at arbitrary times (else every truth is the middle frame); ``motion`` ``(B, 4, h, w)``:
+        the exact motion of each truth into its inputs, NaN where unknown (film's refiner's target)."""
         for g in self.opt.param_groups:
             g["lr"] = lr_at(self.step, self.cfg)
         batch = batch.to(self.device)
         times = times.to(self.device) if times is not None and self.cfg.data.arbitrary_time else None
         keep: dict = {}
         if self.cfg.refiner:
-            terms = refiner_terms(self.model, batch, self.cfg)
+            terms = refiner_terms(self.model, batch, self.cfg, None if motion is None else motion.to(self.device))
         else:
             terms = loss_terms(self.net, batch, self.cfg, self.context, keep, times)
         if self.critics is not None:  # the model's adversarial term (the bare critics: their grads are dropped)
@@ -508,9 +519,10 @@ class Trainer:
         _backward_and_step(loss, self.opt_d, self.scaler_d)
         return loss.detach()
 
-    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def next_batch(self) -> tuple[torch.Tensor, ...]:
         """This rank's share of the next global batch: the frames ``(B / W, F, 3, c, c)`` (F: 3, or 5 for
-        four-frame models) and the truths' times ``(B / W,)`` (all 0.5 unless training at arbitrary times).
+        four-frame models) and the truths' times ``(B / W,)`` (all 0.5 unless training at arbitrary times); for
+        film's refiner also the exact motions ``(B / W, 4, c, c)`` (NaN where the source does not know them).
 
         Every rank draws the whole global batch's random choices, so the RNG streams advance as one process's do
         (see ``framefill.train.distributed``), and builds only its share. With ``cfg.prefetch`` the following batch
@@ -530,9 +542,15 @@ class Trainer:
         draws = [self.dataset.draw(self.rng) for _ in range(self.cfg.batch)]  # cheap: random choices only
         return draws[self.share]
 
-    def _build(self, draws: list) -> tuple[torch.Tensor, torch.Tensor]:
+    def _build(self, draws: list) -> tuple[torch.Tensor, ...]:
         samples = [self.dataset.build(d) for d in draws]  # the pixel work, for this rank's share alone
-        return torch.stack([x for x, _ in samples]), torch.tensor([t for _, t in samples], dtype=torch.float32)
+        batch = torch.stack([x for x, _ in samples]), torch.tensor([t for _, t in samples], dtype=torch.float32)
+        if not self.cfg.refiner:
+            return batch
+        # The refiner's exact targets where the source knows them (rendered scenes), NaN where it does not (clips).
+        known = [self.dataset.motion(d) for d in draws]
+        blank = torch.full((4, *batch[0].shape[-2:]), float("nan"))
+        return *batch, torch.stack([blank if m is None else m for m in known])
 
     def _draw_ahead(self) -> tuple[dict, Future]:
         state = self.rng.bit_generator.state  # what a checkpoint taken before this batch is used must hold
