@@ -21,16 +21,15 @@ from framefill.checkpoint import read_metadata
 from framefill.cli import app
 from framefill.train.data import DataConfig, TripletDataset
 from framefill.train.loop import TrainConfig, Trainer
+from framefill.train.sources import MixedTriplets, training_source
 from framefill.train.synth import (
     Layer,
-    MixedTriplets,
     Motion,
     Scene,
     SynthConfig,
     SyntheticTriplets,
     owners,
     render,
-    training_source,
 )
 
 NO_AUG = {"flip_prob": 0.0, "rot90_prob": 0.0, "reverse_prob": 0.0, "jitter": 0.0}

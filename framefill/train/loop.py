@@ -45,7 +45,8 @@ from framefill.train import distributed
 from framefill.train.data import DataConfig, find_clips, load_clip, sample_indices, valid_triplets, window_span
 from framefill.train.gan import Critics, GanConfig, critic_loss, generator_loss
 from framefill.train.losses import census, charbonnier, choice_loss, laplacian_l1, psnr
-from framefill.train.synth import SynthConfig, training_source
+from framefill.train.sources import training_source
+from framefill.train.synth import SynthConfig
 
 log = logging.getLogger(__name__)
 CPU = torch.device("cpu")
