@@ -67,15 +67,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from framefill.models.film_config import (
-    FilmConfig,  # re-exported: film's public config
-)
-from framefill.models.film_parts import (
-    FeatureExtractor,
-    Fusion,
-    PyramidFlowEstimator,
-    Selector,
-)
+from framefill.models.film_config import FilmConfig  # re-exported: film's public config
+from framefill.models.film_parts import FeatureExtractor, Fusion, PyramidFlowEstimator, Selector
 from framefill.models.layers import (
     box_filter,
     conv_input,
@@ -118,6 +111,7 @@ class Film(nn.Module):
                          if self.config.selector_filters else None)
         self.refiner = MotionRefiner(self.config.refiner_filters) if self.config.refiner_filters else None
         self.selector_only = False  # training the selector alone: everything before it runs without autograd
+        self.refined: dict = {}  # the refiner's last motion and correction at its level (aux; the training loss)
 
     @property
     def divisor(self) -> int:
@@ -163,7 +157,7 @@ class Film(nn.Module):
             candidates = ev["candidates"] if choice is not None else (w0_img, w1_img, blend)
             return out, {"candidates": candidates, "flows": flows, "pyramid": pyr, "warped0": w0_img,
                          "warped1": w1_img, "mask": mask, "fallback": fallback, "time": t, "blend": blend,
-                         "choice": choice, "refined": getattr(self, "refined", {})}
+                         "choice": choice, "refined": self.refined}
         return out
 
     def selector_evidence(self, img0: torch.Tensor, img1: torch.Tensor, t: torch.Tensor) -> dict:
@@ -228,7 +222,7 @@ class Film(nn.Module):
         w0_img, w1_img = levels[0][0][:, :3], levels[0][1][:, :3]  # (N, 3, H, W) each
         if cfg.time_levels:  # the images along the symmetric motion at t where the flows are consistent
             grey0, grey1 = [g[:n] for g in grey_pyr], [g[n:] for g in grey_pyr]
-            self.refined = {}  # the learned correction of where inputs are read, and what it corrected (aux)
+            self.refined = {}  # the learned correction of where inputs are read (filled by it)
             refine = None if self.refiner is None else partial(corrections, self.refiner, grey0=grey0, grey1=grey1,
                 flows=flows, t=t, time_finest=cfg.time_finest, size=img0.shape[-2:], keep=self.refined)
             w0_img, w1_img = time_warps(img0, img1, w0_img, w1_img, grey0, grey1, flows, t, cfg, refine)
