@@ -69,6 +69,9 @@ def train(
                                          "of where each input is read for the middle frame, and train it alone "
                                          "toward the motion film finds from the true middle frame; from "
                                          "--finetune weights without one, the model starts as those weights.")] = 0,
+    epe_weight: Annotated[float, typer.Option("--epe-weight", min=0.0, help="film with --refiner: weight of the "
+                                              "end-point error toward the exact motion of rendered scenes (a tenth "
+                                              "of it toward the privileged motion on clips).")] = 2.0,
     choice_weight: Annotated[float, typer.Option("--choice-weight", min=0.0, help="film with --selector: weight "
                                                  "of a per-pixel target for the selector (cross-entropy toward "
                                                  "whichever of warped frame 0, warped frame 1 and the blend is "
@@ -145,7 +148,7 @@ def train(
                       precision=train_precision(precision, dev), prefetch=dev.type == "cuda",
                       finetune=str(finetune) if finetune else None, fusion_cues=fusion_cues,
                       freeze_flow=freeze_flow, selector=selector, selector_unwarped=unwarped, w_choice=choice_weight,
-                      refiner=refiner,
+                      refiner=refiner, w_epe=epe_weight,
                       film_weights=str(film_weights) if film_weights else None,
                       data=DataConfig(crop=crop, max_frames=max_frames, motion_crops=motion_crops,
                                       strides=stride_list,

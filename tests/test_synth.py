@@ -308,6 +308,15 @@ def test_cli_train_with_photos_alone(photos: Path, tmp_path: Path):
     assert json.loads((tmp_path / "run" / "config.json").read_text())["synth"]["ratio"] == 1.0
 
 
+def test_cli_train_refiner_with_rendered_scenes(photos: Path, tmp_path: Path):
+    result = train(tmp_path, "--photos", str(photos), "--refiner", "4", "--epe-weight", "0.5")
+    assert result.exit_code == 0, (result.output, result.exception)
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["refiner"] == 4 and config["w_epe"] == 0.5
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert len(log) == 2 and all(rec["epe"] > 0 for rec in log)
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
