@@ -58,7 +58,8 @@ def time_warps(img0: torch.Tensor, img1: torch.Tensor, approx0: torch.Tensor, ap
     v, trust_low = time_motion(grey0, grey1, flows, t, cfg)  # at level time_finest
     size = img0.shape[-2:]
     trust = upsample2(trust_low, size)
-    shift = torch.cat([-t * resize_flow(v, size), (1 - t) * resize_flow(v, size)])  # frame 0's rows, frame 1's
+    full = resize_flow(v, size)
+    shift = torch.cat([-t * full, (1 - t) * full])  # frame 0's rows, frame 1's
     both = torch.cat([img0, img1])
     if refine is not None:
         delta = refine(v, trust_low)
