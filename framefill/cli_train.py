@@ -29,6 +29,9 @@ def train(
                                                          "per triplet with the seeded RNG. Default: 0.3 with --photos "
                                                          "and --data, 1 with --photos alone, 0 without --photos.")
                          ] = None,
+    drawn: Annotated[float, typer.Option("--drawn", min=0.0, max=1.0, help="Chance that a synthetic scene is drawn "
+                                         "(line art and flat colour, as animation is) instead of made of the "
+                                         "photos.")] = 0.25,
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder: checkpoints, log, config.")] = Path("runs/film"),
     model: Annotated[str, typer.Option("--model", "-m", help="Architecture: film or convlstm.")] = "film",
     preset: Annotated[str | None, typer.Option(help="Model preset (film-s, film-m, film-tiny; convlstm-s, "
@@ -153,7 +156,7 @@ def train(
                       data=DataConfig(crop=crop, max_frames=max_frames, motion_crops=motion_crops,
                                       strides=stride_list,
                                       arbitrary_time=arbitrary_time),
-                      synth=SynthConfig(ratio=ratio),
+                      synth=SynthConfig(ratio=ratio, drawn=drawn),
                       gan=GanConfig(enabled=gan, weight=gan_weight), val_every=500)
     trainer = Trainer(cfg, data, out, val=val, device=dev, cache_dir=cache or out / "cache", photos=photos)
     last = out / "last.pt"
@@ -167,7 +170,7 @@ def train(
     samples = "four-frame windows" if trainer.context == 4 else "triplets"
     what = [f"{summary['triplets']} {samples} from {summary['clips']} clips"] if summary.get("clips") else []
     if summary.get("photos"):
-        what.append(f"{summary['photos']} photos ({ratio:.0%} of triplets synthetic)")
+        what.append(f"{summary['photos']} photos ({ratio:.0%} of triplets synthetic, {drawn:.0%} of those drawn)")
     amp = "" if cfg.precision == "fp32" else f", {cfg.precision} autocast"
     say(f"training {model} on {' and '.join(what)}, {where}{amp}")
     with Progress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from framefill.frames import IMAGE_EXTS, VideoError, is_image_file, natural_key, read_image
+from framefill.train import drawn
 from framefill.train.data import (
     Augmentation,
     DataConfig,
@@ -63,6 +64,7 @@ class SynthConfig:
     sprite_rotate: float = 10.0  # largest sprite rotation per step (degrees)
     sprite_zoom: float = 0.05  # largest sprite zoom per step (log of the scale change)
     accel: float = 0.1  # each path's acceleration a is uniform in +-accel (middle at 0.5 - a / 4 of the path)
+    drawn: float = 0.0  # chance that a scene is drawn (line art and flat colour, train/drawn.py), not photographed
 
 
 @dataclass(frozen=True)
@@ -194,25 +196,6 @@ def exact_motion(scene: Scene, t: float) -> np.ndarray:
     return out.reshape(h, w, 4).astype(np.float32)
 
 
-def _mask(rng: np.random.Generator, side: int) -> np.ndarray:
-    """A random ellipse or star-shaped polygon, anti-aliased and softened, inside a ``(side, side)`` uint8 mask."""
-    mask = np.zeros((side, side), dtype=np.uint8)
-    r = side / 2 - 2  # a margin: the bilinear warp of the patch never reads an opaque border pixel
-    centre = (side - 1) / 2
-    if rng.random() < 0.5:
-        axes = (r * rng.uniform(0.6, 1.0), r * rng.uniform(0.3, 1.0))
-        box = ((centre, centre), (2 * axes[0], 2 * axes[1]), float(rng.uniform(0, 180)))
-        cv2.ellipse(mask, box, 255, thickness=-1, lineType=cv2.LINE_AA)
-    else:
-        n = int(rng.integers(3, 10))
-        ang = np.sort(rng.uniform(0, 2 * np.pi, n))
-        rad = r * rng.uniform(0.45, 1.0, n)
-        pts = np.stack([centre + rad * np.cos(ang), centre + rad * np.sin(ang)], axis=1)
-        cv2.fillPoly(mask, [np.round(pts * 16).astype(np.int32)], 255, lineType=cv2.LINE_AA, shift=4)  # 1/16 px
-    sigma = rng.uniform(0.3, 1.5)  # a soft edge of about a source pixel
-    return cv2.GaussianBlur(mask, (0, 0), sigma)
-
-
 def _uniform(rng: np.random.Generator, bound: float) -> float:
     return float(rng.uniform(-bound, bound)) if bound else 0.0
 
@@ -257,7 +240,6 @@ class SyntheticTriplets(Samples):
         files = [root] if root.is_file() else sorted(
             (p for p in root.rglob("*") if is_image_file(p) and not p.name.startswith(".")),
             key=lambda p: natural_key(str(p.relative_to(root))))
-        n_levels = max(1, math.floor(math.log2(max(self.synth.scale))) + 1)
         self.names: list[str] = []
         self.levels: list[list[np.ndarray]] = []  # per photo: full (up to max_side), 1/2, 1/4, ...
         for f in files:
@@ -274,15 +256,19 @@ class SyntheticTriplets(Samples):
             if scale < 1:
                 size = (max(1, round(w * scale)), max(1, round(h * scale)))
                 img = cv2.resize(img, size, interpolation=cv2.INTER_AREA)
-            pyramid = [img]
-            while len(pyramid) < n_levels and min(pyramid[-1].shape[:2]) >= 64:
-                ph, pw = pyramid[-1].shape[:2]
-                pyramid.append(cv2.resize(pyramid[-1], (pw // 2, ph // 2), interpolation=cv2.INTER_AREA))
             self.names.append(str(f))
-            self.levels.append(pyramid)
+            self.levels.append(self._pyramid(img))
         if not self.levels:
             raise ValueError(f"no readable photos ({', '.join(sorted(IMAGE_EXTS))}) under {photos}")
         log.info("%d photos from %s", len(self.levels), photos)
+
+    def _pyramid(self, img: np.ndarray) -> list[np.ndarray]:
+        """``img`` and its 2x-downscaled copies, as many as the largest scale needs (sides of 32 and more)."""
+        pyramid = [img]
+        while len(pyramid) <= math.log2(max(self.synth.scale)) and min(pyramid[-1].shape[:2]) >= 64:
+            ph, pw = pyramid[-1].shape[:2]
+            pyramid.append(cv2.resize(pyramid[-1], (pw // 2, ph // 2), interpolation=cv2.INTER_AREA))
+        return pyramid
 
     def __len__(self) -> int:
         return len(self.levels)
@@ -312,24 +298,36 @@ class SyntheticTriplets(Samples):
         h, w = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
         if min(h, w) < 8:
             raise ValueError(f"synthetic frames need a size of at least 8x8, got {h}x{w}")
-        bg, layer = self._background(rng, (h, w))
+        if self.synth.drawn and rng.random() < self.synth.drawn:  # a drawing on paper, drawn sprites
+            ink, paper = drawn.palette(rng)
+            s = self._target_scale(rng)
+            side = min(4096, math.ceil(1.8 * s * max(h, w)))  # room for the camera's path at that scale
+            picture = drawn.picture(rng, (side, side), ink, paper, s)
+            bg, layer = self._background(rng, (h, w), [self._pyramid(picture)], s)
+        else:
+            bg, layer = self._background(rng, (h, w), self.levels)
+            ink = paper = None
         lo, hi = self.synth.sprites
-        sprites = [self._sprite(rng, (h, w), bg) for _ in range(int(rng.integers(lo, hi + 1)))]
+        sprites = [self._sprite(rng, (h, w), bg, ink, paper) for _ in range(int(rng.integers(lo, hi + 1)))]
         return Scene(size=(h, w), layers=(layer, *sprites))
 
     def _target_scale(self, rng: np.random.Generator) -> float:
         lo, hi = self.synth.scale
         return float(math.exp(rng.uniform(math.log(lo), math.log(hi)))) if hi > lo else float(lo)
 
-    def _level(self, photo: int, total: float, fits: Callable[[np.ndarray, float], bool]) -> tuple[int, float]:
-        """The coarsest pyramid level at most ``total`` times coarser than the output, and the scale left on it."""
-        level = min(len(self.levels[photo]) - 1, max(0, math.floor(math.log2(max(total, 1.0)))))
-        while level > 0 and not fits(self.levels[photo][level], 0.97 * total / 2**level):  # 3%: odd sides halved
+    @staticmethod
+    def _level(pyramid: list[np.ndarray], total: float, fits: Callable[[np.ndarray, float], bool]) -> tuple[int, float]:
+        """The coarsest level of ``pyramid`` at most ``total`` times coarser than the output, and the scale left on
+        it."""
+        level = min(len(pyramid) - 1, max(0, math.floor(math.log2(max(total, 1.0)))))
+        while level > 0 and not fits(pyramid[level], 0.97 * total / 2**level):  # 3%: odd sides halved
             level -= 1
         return level, total / 2**level
 
-    def _background(self, rng: np.random.Generator, size: tuple[int, int]) -> tuple[int, Layer]:
-        """A photo under a camera that pans, rotates, zooms and tilts, kept inside the photo at all three times."""
+    def _background(self, rng: np.random.Generator, size: tuple[int, int], pictures: list[list[np.ndarray]],
+                    target: float | None = None) -> tuple[int, Layer]:
+        """One of ``pictures`` (pyramids: ``self.levels`` or a drawing) under a camera that pans, rotates, zooms and
+        tilts, kept inside the picture at all three times, at ``target`` (default: random) pixels per output pixel."""
         sc, (h, w) = self.synth, size
         side = min(h, w)
         tilt = 2 * sc.tilt / side  # per output pixel: a relative scale change of sc.tilt over half the output
@@ -345,32 +343,42 @@ class SyntheticTriplets(Samples):
         def room(img: np.ndarray) -> float:  # the largest scale whose footprint fits in img
             return float(min((img.shape[1] - 1) / max(ext[0], 1e-6), (img.shape[0] - 1) / max(ext[1], 1e-6)))
 
-        target = self._target_scale(rng)
-        rooms = [room(levels[0]) for levels in self.levels]
+        target = target or self._target_scale(rng)
+        rooms = [room(levels[0]) for levels in pictures]
         need = 0.75 * min(sc.scale[0], max(rooms))  # no photo large enough: the largest ones, a little upsampled
         fit = [i for i, r in enumerate(rooms) if r >= need]
         photo = int(fit[rng.integers(len(fit))])
-        level, s = self._level(photo, min(target, rooms[photo]), lambda img, s: room(img) >= s)
-        img = self.levels[photo][level]
+        level, s = self._level(pictures[photo], min(target, rooms[photo]), lambda img, s: room(img) >= s)
+        img = pictures[photo][level]
         s = min(s, room(img))
         free = np.array([img.shape[1] - 1, img.shape[0] - 1]) - s * ext  # slack for the photo point
         x, y = -s * lo + rng.random(2) * np.maximum(free, 0)
         src = (float(x), float(y))
         return photo, Layer(img, replace(unit, src=src, scale=s, src_move=(s * pan[0], s * pan[1])))
 
-    def _sprite(self, rng: np.random.Generator, size: tuple[int, int], background: int) -> Layer:
-        """A soft-edged patch of another photo that moves, turns and zooms on its own."""
+    def _sprite(self, rng: np.random.Generator, size: tuple[int, int], background: int, ink: np.ndarray | None = None,
+                paper: np.ndarray | None = None) -> Layer:
+        """A soft-edged patch of another photo (or, given the scene's ``ink`` and ``paper``, a drawn shape) that moves,
+        turns and zooms on its own."""
         sc, (h, w) = self.synth, size
         side = min(h, w)
-        photo = int(rng.integers(len(self) - 1)) if len(self) > 1 else 0
-        photo += int(len(self) > 1 and photo >= background)  # any photo but the background's
+        if ink is None:
+            photo = int(rng.integers(len(self) - 1)) if len(self) > 1 else 0
+            photo += int(len(self) > 1 and photo >= background)  # any photo but the background's
         diameter = side * rng.uniform(*sc.sprite_size)  # output pixels
-        level, s = self._level(photo, self._target_scale(rng), lambda img, s: min(img.shape[:2]) >= s * diameter)
-        img = self.levels[photo][level]
-        patch = int(max(8, min(round(s * diameter), *img.shape[:2])))
-        s = patch / diameter  # a photo smaller than the sprite: upsampled
-        y0, x0 = int(rng.integers(img.shape[0] - patch + 1)), int(rng.integers(img.shape[1] - patch + 1))
-        rgba = np.dstack([img[y0 : y0 + patch, x0 : x0 + patch], _mask(rng, patch)])  # (patch, patch, 4)
+        if ink is None:
+            level, s = self._level(self.levels[photo], self._target_scale(rng),
+                                   lambda img, s: min(img.shape[:2]) >= s * diameter)
+            img = self.levels[photo][level]
+            patch = int(max(8, min(round(s * diameter), *img.shape[:2])))
+            s = patch / diameter  # a photo smaller than the sprite: upsampled
+            y0, x0 = int(rng.integers(img.shape[0] - patch + 1)), int(rng.integers(img.shape[1] - patch + 1))
+            rgba = np.dstack([img[y0 : y0 + patch, x0 : x0 + patch], drawn.mask(rng, patch)])  # (patch, patch, 4)
+        else:
+            s = self._target_scale(rng)
+            patch = int(max(8, min(round(s * diameter), 2048)))
+            s = patch / diameter
+            rgba = drawn.sprite(rng, patch, ink, paper, s)
         move = _polar(rng, 2 * sc.sprite_shift * side * rng.random())  # t 0 -> 1, output pixels
         mid = (rng.uniform(0, w - 1), rng.uniform(0, h - 1))  # on screen half way through
         motion = Motion(src=((patch - 1) / 2, (patch - 1) / 2), dst=(mid[0] - move[0] / 2, mid[1] - move[1] / 2),
