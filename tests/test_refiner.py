@@ -13,7 +13,8 @@ from framefill.checkpoint import save_model
 from framefill.models import load_model
 from framefill.models.film import FilmConfig, build_film
 from framefill.models.layers import grey, warp
-from framefill.models.refiner import cost_volume, privileged_motion
+from framefill.models.refiner import cost_volume, privileged_motion, refiner_input
+from framefill.models.time_flow import time_motion
 
 
 def _texture(h: int = 64, w: int = 64, seed: int = 1) -> torch.Tensor:
@@ -45,6 +46,29 @@ def test_the_cost_volume_is_lowest_at_the_offset_that_matches():
     inner = cost[..., 8:-8, 8:-8].mean(dim=(-2, -1))[0]
     assert inner.argmin().item() == 2 * 5 + 4  # dy = 0, dx = +2
     assert inner[2 * 5 + 4] < 1e-5 < inner.sort().values[1]
+
+
+def test_the_refiners_input_does_not_depend_on_contrast():
+    """Line art and a dim photo look alike to the refiner: the same pictures at half the contrast give it nearly the
+    same input (images, disagreement and costs are divided by the local contrast), where its raw grey levels would
+    differ twofold."""
+    model = build_film("film-tiny").with_refiner(4).eval()
+    torch.manual_seed(2)
+    x0 = torch.nn.functional.interpolate(torch.rand(1, 3, 8, 8), scale_factor=8.0)  # blocks: contrast at 1/4 size
+    x1 = torch.roll(x0, (1, 3), (2, 3))
+    inputs = []
+    for k in (1.0, 0.5):
+        a, b = (0.5 + k * (x - 0.5) for x in (x0, x1))
+        with torch.no_grad():
+            _, _, gp, flows = model._flows(a, b)
+            g0, g1 = [g[:1] for g in gp], [g[1:] for g in gp]
+            t = torch.full((1, 1, 1, 1), 0.5)
+            v, trust = time_motion(g0, g1, flows, t, model.config)
+            inputs.append(refiner_input(v, trust, g0, g1, flows, t, model.config.time_finest)[0][..., 3:-3, 3:-3])
+    full, dim = inputs
+    cost = slice(10, None)
+    assert (full - dim)[:, :5].abs().mean() < 0.15 * full[:, :5].abs().mean()
+    assert (full - dim)[:, cost].abs().mean() < 0.15 * full[:, cost].abs().mean()
 
 
 def test_privileged_motion_points_where_the_truth_is_in_each_input():
