@@ -29,9 +29,10 @@ def train(
                                                          "per triplet with the seeded RNG. Default: 0.3 with --photos "
                                                          "and --data, 1 with --photos alone, 0 without --photos.")
                          ] = None,
-    drawn: Annotated[float, typer.Option("--drawn", min=0.0, max=1.0, help="Chance that a synthetic scene is drawn "
-                                         "(line art and flat colour, as animation is) instead of made of the "
-                                         "photos.")] = 0.25,
+    drawn: Annotated[float | None, typer.Option("--drawn", min=0.0, max=1.0, show_default=False,
+                                                help="Chance that a synthetic scene is drawn (line art and flat "
+                                                     "colour, as animation is) instead of made of the photos. "
+                                                     "Default: 0.25.")] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder: checkpoints, log, config.")] = Path("runs/film"),
     model: Annotated[str, typer.Option("--model", "-m", help="Architecture: film or convlstm.")] = "film",
     preset: Annotated[str | None, typer.Option(help="Model preset (film-s, film-m, film-tiny; convlstm-s, "
@@ -127,6 +128,9 @@ def train(
     ratio = synthetic if synthetic is not None else 0.0 if photos is None else 0.3 if data else 1.0
     if ratio > 0 and photos is None:
         raise UsageError(f"--synthetic {ratio:g} needs --photos, a folder of photos to render triplets from")
+    if drawn is not None and ratio == 0:
+        raise UsageError(f"--drawn {drawn:g} is a share of the synthetic triplets, and there are none; give --photos")
+    drawn = 0.25 if drawn is None else drawn
     if ratio < 1 and data is None:
         raise UsageError(f"--synthetic {ratio:g} leaves {1 - ratio:.0%} of the triplets to --data; give --data "
                          "or --synthetic 1")

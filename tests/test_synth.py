@@ -380,6 +380,7 @@ def test_cli_train_refiner_with_rendered_scenes(photos: Path, tmp_path: Path):
         (["--data", "CLIPS", "--synthetic", "0.5"], "needs --photos"),
         (["--photos", "PHOTOS", "--synthetic", "0.5"], "leaves 50% of the triplets to --data"),
         (["--photos", "missing"], "--photos missing does not exist"),
+        (["--data", "CLIPS", "--drawn", "0.5"], "--drawn 0.5 is a share of the synthetic triplets"),
         (["--data", "CLIPS", "--strides", "1,x"], "--strides '1,x' is not a comma-separated list"),
         (["--data", "CLIPS", "--strides", "0,2"], "--strides '0,2' is not a comma-separated list"),
     ],
