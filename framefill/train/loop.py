@@ -227,28 +227,41 @@ def refiner_terms(model: torch.nn.Module, batch: torch.Tensor, cfg: TrainConfig,
     with autocast(gt.device, cfg.precision):
         pred, aux = model(img0, img1, return_aux=True)
     terms = image_terms(pred.float(), gt, cfg)
-    target = refiner.privileged_motion(model, img0, img1, gt)  # (N, 4, h, w), without autograd
     motion, delta = aux["refined"]["motion"], aux["refined"]["delta"]
     n = gt.shape[0]
     with torch.no_grad():
-        pyr = aux["pyramid"][REFINER_LEVEL]  # (2N, 3, h, w): the inputs at the refiner's level
-        inputs, truth = grey(pyr), grey(image_pyramid(gt, REFINER_LEVEL + 1)[REFINER_LEVEL]).repeat(2, 1, 1, 1)
-        best = warp(inputs, torch.cat([target[:, :2], target[:, 2:]]))
-        now = warp(inputs, torch.cat([motion[:, :2], motion[:, 2:]]))
-        gain = box_filter((now - truth).abs(), 3) - box_filter((best - truth).abs(), 3)  # (2N, 1, h, w)
-        weight = REFINER_PRIVILEGED * (gain / REFINER_SIGMA).clamp(0, 1)
-        weight = torch.cat([weight[:n], weight[n:]], dim=1).repeat_interleave(2, dim=1)  # per motion channel
-        near = (target - motion).abs() <= REFINER_REACH  # within its cost volume's reach
-        weight = weight * (near[:, :2].all(1, keepdim=True) & near[:, 2:].all(1, keepdim=True)).float()
+        target, weight = torch.zeros_like(motion), torch.ones_like(motion)
+        known = torch.zeros(n, dtype=torch.bool, device=gt.device)
         if exact is not None:  # the true motion where known, at the refiner's level (a mean over its 4x4 pixels)
             scale = 2 ** REFINER_LEVEL
             true = torch.nn.functional.avg_pool2d(exact.float(), scale) / scale
             known = ~true.isnan().flatten(1).any(1)  # (N,): samples with an exact motion
             target = torch.where(known.view(-1, 1, 1, 1), true, target)
-            weight = torch.where(known.view(-1, 1, 1, 1), torch.ones_like(weight), weight)
+        rest = (~known).nonzero().flatten()  # the privileged target for the others only: it runs film's flow again
+        if len(rest):
+            pyr = aux["pyramid"][REFINER_LEVEL]  # (2N, 3, h, w): the inputs at the refiner's level
+            target[rest], weight[rest] = _privileged_target(model, img0[rest], img1[rest], gt[rest],
+                                                            torch.cat([pyr[:n][rest], pyr[n:][rest]]), motion[rest])
     terms["epe"] = cfg.w_epe * (weight * torch.sqrt((motion + delta - target).square() + 0.01)).mean()
     terms["total"] = sum(terms.values())
     return terms
+
+
+def _privileged_target(model: torch.nn.Module, img0: torch.Tensor, img1: torch.Tensor, gt: torch.Tensor,
+                       pyr: torch.Tensor, motion: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``refiner_terms``' privileged target ``(N, 4, h, w)`` and its weight per motion channel, for samples whose
+    inputs at the refiner's level are ``pyr`` ``(2N, 3, h, w)`` (frame 0's rows, then frame 1's) and whose motion
+    before the refiner is ``motion``."""
+    n = gt.shape[0]
+    target = refiner.privileged_motion(model, img0, img1, gt)  # (N, 4, h, w)
+    inputs, truth = grey(pyr), grey(image_pyramid(gt, REFINER_LEVEL + 1)[REFINER_LEVEL]).repeat(2, 1, 1, 1)
+    best = warp(inputs, torch.cat([target[:, :2], target[:, 2:]]))
+    now = warp(inputs, torch.cat([motion[:, :2], motion[:, 2:]]))
+    gain = box_filter((now - truth).abs(), 3) - box_filter((best - truth).abs(), 3)  # (2N, 1, h, w)
+    weight = REFINER_PRIVILEGED * (gain / REFINER_SIGMA).clamp(0, 1)
+    weight = torch.cat([weight[:n], weight[n:]], dim=1).repeat_interleave(2, dim=1)  # per motion channel
+    near = (target - motion).abs() <= REFINER_REACH  # within its cost volume's reach
+    return target, weight * (near[:, :2].all(1, keepdim=True) & near[:, 2:].all(1, keepdim=True)).float()
 
 
 def warp_loss(pyramid: list[torch.Tensor], gt: torch.Tensor, flows: list[torch.Tensor],
