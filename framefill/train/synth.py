@@ -362,7 +362,7 @@ class SyntheticTriplets(Samples):
         turns and zooms on its own."""
         sc, (h, w) = self.synth, size
         side = min(h, w)
-        if ink is None:
+        if ink is None:  # the photo is drawn before the diameter: photo scenes keep their generator's order
             photo = int(rng.integers(len(self) - 1)) if len(self) > 1 else 0
             photo += int(len(self) > 1 and photo >= background)  # any photo but the background's
         diameter = side * rng.uniform(*sc.sprite_size)  # output pixels
