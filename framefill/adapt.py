@@ -1,12 +1,12 @@
-"""``interp --adapt``: fine-tune film's learned selector on the video it is about to interpolate.
+"""``interp --adapt``: fine-tune film's learned stages on the video it is about to interpolate.
 
 Every video carries its own training data: any three of its frames ``(i, i + 1, i + 2)`` are a drop-frame triplet
 with a true middle (Choi et al., "Scene-Adaptive Video Frame Interpolation via Meta-Learning", CVPR 2020, fit a
-network to them at test time). film's only learned stage that learns cheaply is its selector
-(``film_parts.Selector``: which of warped frame 0, warped frame 1 and the blend each pixel takes); everything before
-it (the flows, by Lucas-Kanade, and the fusion) runs without autograd (``Film.selector_only``), so a step costs a
-forward pass and the selector's share. Weights without a selector get a fresh one (``Film.with_selector``: zero
-head, so the model starts as the loaded weights).
+network to them at test time). ``AdaptConfig.stage`` says what learns: the selector (``film_parts.Selector``: which of
+warped frame 0, warped frame 1 and the blend each pixel takes; this module), the motion refiner
+(``framefill.adapt_refiner``), or both, the refiner first. For the selector, everything before it runs without
+autograd (``Film.selector_only``), so a step costs the selector's share. Weights without the stage get a fresh one
+(zero head, so the model starts as the loaded weights).
 
 What ``adapt_model`` does, within ``AdaptConfig.seconds`` of wall time (sampling and the guard included):
 1. Sampling (``sample_runs``): up to ``max_frames`` frames of the input (its own frames only), in contiguous runs
@@ -42,13 +42,13 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from framefill.adapt_config import DEFAULT_SECONDS, NO_TIME, STAGES, AdaptConfig, AdaptReport, guard_set  # noqa: F401 (re-exported)
 from framefill.adapt_data import (
     Triplet,
     crop_side,
@@ -59,6 +59,7 @@ from framefill.adapt_data import (
     sample_runs,
     split_holdout,
 )
+from framefill.adapt_refiner import adapt_refiner
 from framefill.checkpoint import read_metadata, save_model
 from framefill.eval_metrics import psnr
 from framefill.frames import VideoError, check_parent
@@ -69,84 +70,7 @@ from framefill.resume import file_digest, input_identity
 from framefill.train.loop import TrainConfig, selector_terms, to_uint8
 
 log = logging.getLogger(__name__)
-
-DEFAULT_SECONDS = 60.0  # --adapt's budget: about a minute, at most two on 2 CPU cores for a 720p clip
 Progress = Callable[[float, float], None]
-
-
-@dataclass(frozen=True)
-class AdaptConfig:
-    seconds: float = DEFAULT_SECONDS  # wall-time budget: sampling, training and the guard
-    selector_filters: int = 16  # width of the selector added to weights that have none (as the shipped recipe)
-    crop: int = 160  # training crop side (rounded down to the model's multiple; whole frames when smaller)
-    batch: int = 8  # crops per step
-    lr: float = 1e-3  # AdamW learning rate (after a short warm-up)
-    warmup: int = 5  # steps
-    w_offset: float = 1e-3  # weight of the mean square of the selector's offset: it moves the rule only where the
-    # input's triplets agree that it should (a frame or two of a camera clip lost up to 2 dB without it)
-    w_choice: float = 0.05  # weight of losses.choice_loss, as in the selector's training
-    max_frames: int = 120  # frames sampled from the input at most
-    max_bytes: int = 1 << 30  # ... and at most this much RAM of them (a 1080p frame is 6 MiB)
-    run_length: int = 24  # frames per contiguous run (a stride-2 triplet spans 5)
-    holdout_every: int = 5  # every this-many-th triplet is held out for the guard
-    guard_triplets: int = 12  # held-out triplets scored at most
-    guard_crop: int = 640  # the guard's frames: whole (after halving) up to this side, else their centre
-    margin_db: float = 0.1  # the adapted weights are kept only when this much better on the held-out triplets
-    min_triplets: int = 32  # fewer training triplets than this: nothing adapted (a 24-frame clip's 11 were learned
-    # by heart, and its 4 held-out ones said +0.6 dB where the frames it was scored on lost 0.8)
-    min_held_out: int = 8  # ... nor with fewer held-out triplets than this
-    places: int = 6  # crop places drawn per triplet; the most moving are trained on
-    seed: int = 0
-    steps: int = 0  # exactly this many steps, whatever the time (tests); 0: as many as the budget allows
-    min_half_side: int = 128  # frames are halved (to the motion of the job's pairs) where this many pixels remain
-    crops_per_triplet: int = 3  # the most moving places of each training triplet cached (distinct places)
-    max_crops: int = 256  # training crops whose evidence is cached at most (the most moving first)
-    cache_share: float = 0.45  # caching stops at this share of the budget (after one batch at least)
-
-    def __post_init__(self) -> None:
-        if not self.seconds > 0:
-            raise ValueError(f"the adaptation budget must be a positive number of seconds, got {self.seconds:g}")
-
-
-@dataclass
-class AdaptReport:
-    """What an adaptation did; ``summary()`` is the line ``interp`` prints."""
-
-    kept: bool  # the adapted weights are used (else the loaded ones)
-    gain_db: float | None  # mean PSNR of adapted minus loaded weights on the held-out triplets (None: not scored)
-    held_out: int  # held-out triplets scored
-    triplets: int  # triplets trained on
-    steps: int  # optimiser steps taken
-    seconds: float  # wall time, sampling and guard included
-    reason: str = ""  # why nothing was adapted (too few triplets...), empty otherwise
-    gain_full_db: float | None = None  # the same on the held-out triplets at full size (None: not halved)
-
-    def summary(self) -> str:
-        if self.gain_db is None:
-            return f"adapted: not kept ({self.reason})"
-        full = "" if self.gain_full_db is None else f" ({self.gain_full_db:+.2f} at full size)"
-        how = (f"{self.gain_db:+.2f} dB on {self.held_out} held-out triplets{full}; {self.steps} steps on "
-               f"{self.triplets} triplets in {self.seconds:.0f} s")
-        return f"adapted: {'kept' if self.kept else 'not kept'} ({how})"
-
-    def to_dict(self) -> dict:
-        return {"kept": self.kept, "gain_db": self.gain_db, "held_out": self.held_out, "triplets": self.triplets,
-                "steps": self.steps, "seconds": round(self.seconds, 1), "reason": self.reason,
-                "gain_full_db": self.gain_full_db}
-
-
-# --- the guard -------------------------------------------------------------------------------------------------
-def guard_set(runs: list[np.ndarray], held: list[Triplet], cfg: AdaptConfig, divisor: int) -> list[np.ndarray]:
-    """At most ``cfg.guard_triplets`` held-out triplets, evenly spread, ``(3, h, w, 3)`` uint8 (inputs, then the
-    truth): whole frames (cut to the model's multiple) up to ``cfg.guard_crop`` pixels a side, else their centre,
-    so that the guard judges the frames as the job will use them, still parts and all."""
-    if len(held) > cfg.guard_triplets:
-        held = [held[int(k)] for k in np.linspace(0, len(held) - 1, cfg.guard_triplets)]
-    h, w = runs[0].shape[1:3]
-    side = crop_side(h, w, cfg.guard_crop, divisor)
-    y, x = (h - side[0]) // 2, (w - side[1]) // 2
-    return [crop_triplet(runs, t, y, x, side) for t in held]
-
 
 # --- the cache of what the selector chooses from ------------------------------------------------------------
 EVIDENCE = ("candidates", "rule", "residual", "inputs")  # what a selector step needs of Film.selector_evidence
@@ -207,15 +131,10 @@ def adapt_model(src: Path, base: torch.nn.Module, *, device: torch.device, dtype
     if not hasattr(base, "with_selector"):
         raise ValueError(f"--adapt is for film models; {type(base).__name__} has no selector to adapt")
     t0 = time.perf_counter()
-    deadline = t0 + cfg.seconds
 
     def tick() -> None:
         if progress:
             progress(min(time.perf_counter() - t0, cfg.seconds), cfg.seconds)
-
-    def report(reason: str, **kw: object) -> tuple[torch.nn.Module, AdaptReport]:
-        kw = {"held_out": 0, "triplets": 0, "steps": 0, "gain_db": None} | kw
-        return base, AdaptReport(kept=False, seconds=time.perf_counter() - t0, reason=reason, **kw)  # type: ignore
 
     rng = np.random.default_rng(cfg.seed)
     full = sample_runs(src, max_frames=cfg.max_frames, max_bytes=cfg.max_bytes, run_length=cfg.run_length,
@@ -224,9 +143,21 @@ def adapt_model(src: Path, base: torch.nn.Module, *, device: torch.device, dtype
     tick()
     train, held = split_holdout(find_triplets(runs), cfg.holdout_every)
     if len(train) < cfg.min_triplets or len(held) < cfg.min_held_out:
-        return report(f"{len(train) + len(held)} usable triplets in the input: too few to adapt on and check "
-                      f"(at least {cfg.min_triplets + cfg.min_held_out})")
-    divisor = int(base.divisor)
+        return base, AdaptReport(kept=False, gain_db=None, held_out=0, triplets=0, steps=0,
+                                 seconds=time.perf_counter() - t0,
+                                 reason=f"{len(train) + len(held)} usable triplets in the input: too few to adapt on "
+                                        f"and check (at least {cfg.min_triplets + cfg.min_held_out})")
+    if cfg.stage != "selector":
+        return adapt_stages(base, runs, full, train, held, cfg, device, rng, t0, tick)
+    return adapt_selector(base, runs, full, train, held, cfg, device, rng, t0, tick)
+
+
+def adapt_selector(base: torch.nn.Module, runs: list[np.ndarray], full: list[np.ndarray], train: list[Triplet],
+                   held: list[Triplet], cfg: AdaptConfig, device: torch.device, rng: np.random.Generator, t0: float,
+                   tick: Callable[[], None]) -> tuple[torch.nn.Module, AdaptReport]:
+    """``adapt_model``'s work for the selector, from the sampled ``runs`` (halved where large; ``full`` at full size)
+    and their ``train`` and ``held`` triplets, within ``cfg.seconds`` from ``t0``."""
+    deadline, divisor = t0 + cfg.seconds, int(base.divisor)
     model = _trainable(base, cfg, device)
     guard = evidence(model, guard_set(runs, held, cfg, divisor), device, batch=1)
     before = guard_score(model, guard, device)
@@ -269,7 +200,8 @@ def adapt_model(src: Path, base: torch.nn.Module, *, device: torch.device, dtype
         if steps % 10 == 0:
             tick()
     if not steps:
-        return report("no time for a training step within the budget; give more seconds", held_out=len(guard))
+        return base, AdaptReport(kept=False, gain_db=None, held_out=len(guard), triplets=len(train), steps=0,
+                                 seconds=time.perf_counter() - t0, reason=NO_TIME)
     after = guard_score(model, guard, device)
     gain_full = guard_score(model, guard_full, device) - before_full if guard_full else None
     tick()
@@ -283,6 +215,38 @@ def adapt_model(src: Path, base: torch.nn.Module, *, device: torch.device, dtype
                       seconds=time.perf_counter() - t0)
     log.info("%s", out.summary())
     return (adapted if kept else base), out
+
+
+def adapt_stages(base: torch.nn.Module, runs: list[np.ndarray], full: list[np.ndarray], train: list[Triplet],
+                 held: list[Triplet], cfg: AdaptConfig, device: torch.device, rng: np.random.Generator, t0: float,
+                 tick: Callable[[], None]) -> tuple[torch.nn.Module, AdaptReport]:
+    """``adapt.adapt_model``'s work for ``cfg.stage`` "refiner", or "both": the refiner for ``refiner_share`` of
+    the budget, then the selector on top of what the guard kept (its evidence read through the adapted refiner) for
+    the rest. Each stage passes the guard on its own, so one that does not pay is dropped and the other may still be
+    kept: on the val clips, the refiner paid on a camera's large motion and lost on line art, the selector the other
+    way round. The report's gain is the kept stages' (each measured against what came before it, on the same
+    held-out triplets), or the better one's where neither was kept."""
+    if cfg.stage == "refiner":
+        return adapt_refiner(base, runs, full, train, held, cfg, device, rng, t0, tick)
+    first_cfg = dataclasses.replace(cfg, seconds=cfg.seconds * cfg.refiner_share)
+    refined, first = adapt_refiner(base, runs, full, train, held, first_cfg, device, rng, t0, tick)
+    start = time.perf_counter()
+    rest = dataclasses.replace(cfg, seconds=max(t0 + cfg.seconds - start, 1e-3))
+    chosen, second = adapt_selector(refined, runs, full, train, held, rest, device, rng, start, tick)
+    kept = [r for r in (first, second) if r.kept]
+    tried = [r for r in (first, second) if r.gain_db is not None]
+    gain = full_gain = None
+    if kept:
+        gain = sum(r.gain_db for r in kept)
+        full_gain = None if any(r.gain_full_db is None for r in kept) else sum(r.gain_full_db for r in kept)
+    elif tried:
+        best = max(tried, key=lambda r: r.gain_db)
+        gain, full_gain = best.gain_db, best.gain_full_db
+    names = " + ".join(name for name, r in (("refiner", first), ("selector", second)) if r.kept)
+    return chosen, AdaptReport(kept=bool(kept), gain_db=gain, gain_full_db=full_gain,
+                               held_out=max(first.held_out, second.held_out), triplets=len(train),
+                               steps=first.steps + second.steps, seconds=time.perf_counter() - t0,
+                               reason=second.reason or first.reason, stages=names)
 
 
 def _augment(ev: dict, gt: torch.Tensor, rng: np.random.Generator) -> tuple[dict, torch.Tensor]:

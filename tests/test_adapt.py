@@ -4,6 +4,7 @@ the adaptation what it is scored on, and one error line for a bad budget."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from pathlib import Path
@@ -240,3 +241,71 @@ def test_too_short_an_input_is_not_adapted(work: Path) -> None:
                                  cfg=AdaptConfig(seconds=5, crop=32))
     assert chosen is base and not report.kept and report.steps == 0
     assert "too few to adapt on" in report.summary()
+
+
+def test_refiner_steps_lower_the_loss_and_train_the_refiner_alone(work: Path) -> None:
+    """``--adapt`` with the refiner: weights without one get a fresh one (the loaded model's output until trained),
+    and steps on the input's own triplets lower its loss, with no gradient anywhere else."""
+    from framefill.adapt_refiner import as_batch, trainable_refiner
+    from framefill.train.loop import TrainConfig, refiner_terms
+
+    base, _ = load_model(Path("w.safetensors"))
+    model = trainable_refiner(base, 4, torch.device("cpu"))
+    assert base.refiner is None and model.refiner is not None
+    frames = np.stack(pan())
+    x = as_batch([frames[[i, i + 2, i + 1], :32, :32] for i in range(0, 12, 2)], torch.device("cpu"))
+    with torch.no_grad():
+        assert torch.equal(model.eval()(x[:, 0], x[:, 1]), base.eval()(x[:, 0], x[:, 1]))
+    model.train()
+    opt = torch.optim.AdamW(model.refiner.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(60):
+        loss = refiner_terms(model, x, TrainConfig(refiner=4))["total"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    assert losses[-1] < 0.97 * losses[0], losses
+    assert all(p.grad is None for name, p in model.named_parameters() if not name.startswith("refiner."))
+
+
+def test_the_refiner_guard_keeps_the_loaded_weights_when_adaptation_hurts(work: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    import framefill.adapt_refiner
+
+    real = framefill.adapt_refiner.refiner_terms
+    monkeypatch.setattr(framefill.adapt_refiner, "refiner_terms",  # gradient ascent, at a large rate: harmful
+                        lambda model, x, cfg: {"total": -real(model, x, cfg)["total"]})
+    base, _ = load_model(Path("w.safetensors"))
+    before = {k: v.clone() for k, v in base.state_dict().items()}
+    cfg = AdaptConfig(seconds=6, lr=0.5, crop=32, batch=2, steps=3, stage="refiner", refiner_filters=4)
+    chosen, report = adapt_model(Path("pan.mkv"), base, device=torch.device("cpu"), dtype=torch.float32, cfg=cfg)
+    assert report.steps == 3 and report.gain_db is not None and report.gain_db < 0, report
+    assert chosen is base and not report.kept
+    assert all(torch.equal(before[k], v) for k, v in base.state_dict().items())
+
+
+def test_an_unknown_stage_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown adaptation stage 'fusion'"):
+        AdaptConfig(stage="fusion")
+
+
+def test_both_stages_keep_each_on_its_own_guard(work: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stage "both": a refiner that hurts is dropped and the selector trained on top of the loaded weights may
+    still be kept; the report names the kept stages and adds their gains."""
+    import framefill.adapt_refiner
+
+    real = framefill.adapt_refiner.refiner_terms
+    monkeypatch.setattr(framefill.adapt_refiner, "refiner_terms",  # a harmful refiner update
+                        lambda model, x, cfg: {"total": -real(model, x, cfg)["total"]})
+    base, _ = load_model(Path("w.safetensors"))
+    cfg = AdaptConfig(seconds=8, lr=0.5, crop=32, batch=2, refiner_batch=2, steps=3, stage="both",
+                      refiner_filters=4, margin_db=-100.0)  # every stage kept: both named, both gains added
+    chosen, both = adapt_model(Path("pan.mkv"), base, device=torch.device("cpu"), dtype=torch.float32, cfg=cfg)
+    assert both.kept and both.stages == "refiner + selector" and both.steps == 6
+    assert chosen.refiner is not None and chosen.selector is not None
+    assert "kept refiner + selector (" in both.summary()
+    strict = dataclasses.replace(cfg, margin_db=0.0)
+    chosen, report = adapt_model(Path("pan.mkv"), base, device=torch.device("cpu"), dtype=torch.float32, cfg=strict)
+    assert "refiner" not in report.stages and chosen.refiner is None
+    assert report.kept == (report.stages == "selector")

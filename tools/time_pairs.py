@@ -71,6 +71,7 @@ def main() -> None:
     ap.add_argument("list", nargs="?")
     ap.add_argument("--adapt-items", nargs="+", type=Path, help="score interp --adapt on these items instead")
     ap.add_argument("--adapt-seconds", type=float, default=60.0)
+    ap.add_argument("--adapt-stage", default="selector", help="what --adapt fine-tunes: selector or refiner")
     ap.add_argument("--strides", default="1,2")
     ap.add_argument("--limit", type=int, default=4, help="scored frames per item and stride (--adapt-items)")
     ap.add_argument("--repeat", type=int, default=3)
@@ -130,7 +131,8 @@ def adapt_table(args: argparse.Namespace, dev: torch.device, dtype: torch.dtype)
     print("| item | stride | n | without | --adapt | gain | adapt s | kept |\n|---|---|---|---|---|---|---|---|")
     for item in args.adapt_items:
         for s in (int(x) for x in args.strides.split(",")):
-            r = score_item(item, s, weights, device=dev, dtype=dtype, cfg=AdaptConfig(seconds=args.adapt_seconds),
+            r = score_item(item, s, weights, device=dev, dtype=dtype, cfg=AdaptConfig(seconds=args.adapt_seconds,
+                                                                                stage=args.adapt_stage),
                            limit=args.limit)
             rows.append(r)
             print(f"| {r['item']} | {s} | {r['n']} | {r['psnr_base']:.2f} | {r['psnr_adapt']:.2f} | "
