@@ -3,8 +3,8 @@
 Every video carries its own training data: any three of its frames ``(i, i + 1, i + 2)`` are a drop-frame triplet
 with a true middle (Choi et al., "Scene-Adaptive Video Frame Interpolation via Meta-Learning", CVPR 2020, fit a
 network to them at test time). ``AdaptConfig.stage`` says what learns: the selector (``film_parts.Selector``: which of
-warped frame 0, warped frame 1 and the blend each pixel takes; this module), the motion refiner
-(``framefill.adapt_refiner``), or both, the refiner first. For the selector, everything before it runs without
+warped frame 0, warped frame 1 and the blend each pixel takes; this module) or the motion refiner
+(``framefill.adapt_refiner``). For the selector, everything before it runs without
 autograd (``Film.selector_only``), so a step costs the selector's share. Weights without the stage get a fresh one
 (zero head, so the model starts as the loaded weights).
 
@@ -147,8 +147,8 @@ def adapt_model(src: Path, base: torch.nn.Module, *, device: torch.device, dtype
                                  seconds=time.perf_counter() - t0,
                                  reason=f"{len(train) + len(held)} usable triplets in the input: too few to adapt on "
                                         f"and check (at least {cfg.min_triplets + cfg.min_held_out})")
-    if cfg.stage != "selector":
-        return adapt_stages(base, runs, full, train, held, cfg, device, rng, t0, tick)
+    if cfg.stage == "refiner":
+        return adapt_refiner(base, runs, full, train, held, cfg, device, rng, t0, tick)
     return adapt_selector(base, runs, full, train, held, cfg, device, rng, t0, tick)
 
 
@@ -215,38 +215,6 @@ def adapt_selector(base: torch.nn.Module, runs: list[np.ndarray], full: list[np.
                       seconds=time.perf_counter() - t0)
     log.info("%s", out.summary())
     return (adapted if kept else base), out
-
-
-def adapt_stages(base: torch.nn.Module, runs: list[np.ndarray], full: list[np.ndarray], train: list[Triplet],
-                 held: list[Triplet], cfg: AdaptConfig, device: torch.device, rng: np.random.Generator, t0: float,
-                 tick: Callable[[], None]) -> tuple[torch.nn.Module, AdaptReport]:
-    """``adapt.adapt_model``'s work for ``cfg.stage`` "refiner", or "both": the refiner for ``refiner_share`` of
-    the budget, then the selector on top of what the guard kept (its evidence read through the adapted refiner) for
-    the rest. Each stage passes the guard on its own, so one that does not pay is dropped and the other may still be
-    kept: on the val clips, the refiner paid on a camera's large motion and lost on line art, the selector the other
-    way round. The report's gain is the kept stages' (each measured against what came before it, on the same
-    held-out triplets), or the better one's where neither was kept."""
-    if cfg.stage == "refiner":
-        return adapt_refiner(base, runs, full, train, held, cfg, device, rng, t0, tick)
-    first_cfg = dataclasses.replace(cfg, seconds=cfg.seconds * cfg.refiner_share)
-    refined, first = adapt_refiner(base, runs, full, train, held, first_cfg, device, rng, t0, tick)
-    start = time.perf_counter()
-    rest = dataclasses.replace(cfg, seconds=max(t0 + cfg.seconds - start, 1e-3))
-    chosen, second = adapt_selector(refined, runs, full, train, held, rest, device, rng, start, tick)
-    kept = [r for r in (first, second) if r.kept]
-    tried = [r for r in (first, second) if r.gain_db is not None]
-    gain = full_gain = None
-    if kept:
-        gain = sum(r.gain_db for r in kept)
-        full_gain = None if any(r.gain_full_db is None for r in kept) else sum(r.gain_full_db for r in kept)
-    elif tried:
-        best = max(tried, key=lambda r: r.gain_db)
-        gain, full_gain = best.gain_db, best.gain_full_db
-    names = " + ".join(name for name, r in (("refiner", first), ("selector", second)) if r.kept)
-    return chosen, AdaptReport(kept=bool(kept), gain_db=gain, gain_full_db=full_gain,
-                               held_out=max(first.held_out, second.held_out), triplets=len(train),
-                               steps=first.steps + second.steps, seconds=time.perf_counter() - t0,
-                               reason=second.reason or first.reason, stages=names)
 
 
 def _augment(ev: dict, gt: torch.Tensor, rng: np.random.Generator) -> tuple[dict, torch.Tensor]:

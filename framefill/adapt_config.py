@@ -10,7 +10,7 @@ import numpy as np
 from framefill.adapt_data import Triplet, crop_side, crop_triplet
 
 DEFAULT_SECONDS = 60.0  # --adapt's budget: about a minute, at most two on 2 CPU cores for a 720p clip
-STAGES = ("selector", "refiner", "both")  # what --adapt may fine-tune (both: the refiner, then the selector)
+STAGES = ("selector", "refiner")  # what --adapt may fine-tune
 NO_TIME = "no time for a training step within the budget; give more seconds"
 
 
@@ -44,7 +44,6 @@ class AdaptConfig:
     cache_share: float = 0.45  # caching stops at this share of the budget (after one batch at least)
     stage: str = "selector"  # what is fine-tuned: the selector, or the motion refiner (framefill.adapt_refiner)
     refiner_filters: int = 16  # width of the refiner added to weights that have none (as the refiner runs')
-    refiner_share: float = 0.6  # stage "both": the refiner's share of the budget (the selector's step is cheaper)
     refiner_batch: int = 4  # the refiner's crops per step (a step is a whole forward pass: more steps, smaller ones)
 
     def __post_init__(self) -> None:
@@ -66,7 +65,6 @@ class AdaptReport:
     seconds: float  # wall time, sampling and guard included
     reason: str = ""  # why nothing was adapted (too few triplets...), empty otherwise
     gain_full_db: float | None = None  # the same on the held-out triplets at full size (None: not halved)
-    stages: str = ""  # the stages whose adapted weights are kept ("refiner + selector"...), where not just one asked
 
     def summary(self) -> str:
         if self.gain_db is None:
@@ -74,12 +72,12 @@ class AdaptReport:
         full = "" if self.gain_full_db is None else f" ({self.gain_full_db:+.2f} at full size)"
         how = (f"{self.gain_db:+.2f} dB on {self.held_out} held-out triplets{full}; {self.steps} steps on "
                f"{self.triplets} triplets in {self.seconds:.0f} s")
-        return f"adapted: {'kept' if self.kept else 'not kept'}{' ' + self.stages if self.stages else ''} ({how})"
+        return f"adapted: {'kept' if self.kept else 'not kept'} ({how})"
 
     def to_dict(self) -> dict:
         return {"kept": self.kept, "gain_db": self.gain_db, "held_out": self.held_out, "triplets": self.triplets,
                 "steps": self.steps, "seconds": round(self.seconds, 1), "reason": self.reason,
-                "gain_full_db": self.gain_full_db, "stages": self.stages}
+                "gain_full_db": self.gain_full_db}
 
 
 # --- the guard -------------------------------------------------------------------------------------------------

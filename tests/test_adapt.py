@@ -4,7 +4,6 @@ the adaptation what it is scored on, and one error line for a bad budget."""
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 from pathlib import Path
@@ -289,23 +288,3 @@ def test_an_unknown_stage_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown adaptation stage 'fusion'"):
         AdaptConfig(stage="fusion")
 
-
-def test_both_stages_keep_each_on_its_own_guard(work: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Stage "both": a refiner that hurts is dropped and the selector trained on top of the loaded weights may
-    still be kept; the report names the kept stages and adds their gains."""
-    import framefill.adapt_refiner
-
-    real = framefill.adapt_refiner.refiner_terms
-    monkeypatch.setattr(framefill.adapt_refiner, "refiner_terms",  # a harmful refiner update
-                        lambda model, x, cfg: {"total": -real(model, x, cfg)["total"]})
-    base, _ = load_model(Path("w.safetensors"))
-    cfg = AdaptConfig(seconds=8, lr=0.5, crop=32, batch=2, refiner_batch=2, steps=3, stage="both",
-                      refiner_filters=4, margin_db=-100.0)  # every stage kept: both named, both gains added
-    chosen, both = adapt_model(Path("pan.mkv"), base, device=torch.device("cpu"), dtype=torch.float32, cfg=cfg)
-    assert both.kept and both.stages == "refiner + selector" and both.steps == 6
-    assert chosen.refiner is not None and chosen.selector is not None
-    assert "kept refiner + selector (" in both.summary()
-    strict = dataclasses.replace(cfg, margin_db=0.0)
-    chosen, report = adapt_model(Path("pan.mkv"), base, device=torch.device("cpu"), dtype=torch.float32, cfg=strict)
-    assert "refiner" not in report.stages and chosen.refiner is None
-    assert report.kept == (report.stages == "selector")
