@@ -239,7 +239,7 @@ def _trainable(base: torch.nn.Module, cfg: AdaptConfig, device: torch.device) ->
 def check_adaptable(model: str, src: Path) -> None:
     """Refuse ``--adapt`` where it cannot run, before any work: film only, a video or a folder of frames."""
     if model != "film":
-        raise ValueError(f"--adapt fine-tunes film's learned stages; it is not for --model {model}")
+        raise ValueError(f"--adapt fine-tunes film's selector; it is not for --model {model}")
     if not (Path(src).is_dir() or Path(src).is_file()):
         raise VideoError(f"{src} does not exist; check the path")
 
@@ -249,8 +249,7 @@ ADAPTED = "adapted.safetensors"  # the adapted weights in a job's work folder
 
 
 def adapted_in_work(work: Path, src: Path, weights: Path, seconds: float,
-                    make: Callable[[], tuple[torch.nn.Module, AdaptReport]], stage: str = "selector"
-                    ) -> tuple[Path, AdaptReport | None]:
+                    make: Callable[[], tuple[torch.nn.Module, AdaptReport]]) -> tuple[Path, AdaptReport | None]:
     """The weights a resumable or fanned-out ``--adapt`` job interpolates with, as a file in its work folder, whose
     hash the manifest holds as the job's weights: the folder's own file when it was made for this input, these
     weights and this budget (a resumed run, another segment: report None), else ``make()``'s, put there.
@@ -260,8 +259,6 @@ def adapted_in_work(work: Path, src: Path, weights: Path, seconds: float,
     one set of weights."""
     path = Path(work) / ADAPTED
     made_for = {"input": input_identity(src), "weights": file_digest(weights), "seconds": seconds}
-    if stage != "selector":  # (the selector's files made before there was a choice stay valid)
-        made_for["stage"] = stage
     if _made_for(path) == made_for:
         return path, None
     model, rep = make()
@@ -294,7 +291,7 @@ def _made_for(path: Path) -> dict | None:
 
 def adapt_for_job(src: Path, weights: Path, *, model: str, device: torch.device, dtype: torch.dtype, seconds: float,
                   in_fps: Fraction | None = None, work: Path | None = None, save: Path | None = None,
-                  progress: Progress | None = None, stage: str = "selector") -> tuple[torch.nn.Module, Path, str]:
+                  progress: Progress | None = None) -> tuple[torch.nn.Module, Path, str]:
     """``interp --adapt``: the model to interpolate with (on ``device`` in ``dtype``), the weights file that stands
     for the job's weights (``weights`` for a single run; for a resumable job or a segment, ``work``: the adapted
     file in its work folder, see ``adapted_in_work``) and the summary's clause (``AdaptReport.summary``).
@@ -302,15 +299,15 @@ def adapt_for_job(src: Path, weights: Path, *, model: str, device: torch.device,
     base, _ = load_model(Path(weights), expect=model)  # float32, as the file holds it
 
     def make() -> tuple[torch.nn.Module, AdaptReport]:
-        return adapt_model(src, base, device=device, dtype=dtype, cfg=AdaptConfig(seconds=seconds, stage=stage),
-                           in_fps=in_fps, progress=progress)
+        return adapt_model(src, base, device=device, dtype=dtype, cfg=AdaptConfig(seconds=seconds), in_fps=in_fps,
+                           progress=progress)
 
     if work is None:
         chosen, report = make()
         if save is not None:
             save_model(Path(save), chosen, architecture=model, extra={"adaptation": report.to_dict()})
         return prepare_interpolator(chosen, device, dtype), Path(weights), report.summary()
-    used, again = adapted_in_work(work, src, Path(weights), seconds, make, stage)
+    used, again = adapted_in_work(work, src, Path(weights), seconds, make)
     if save is not None:
         shutil.copyfile(used, save)
     note = again.summary() if again is not None else f"adapted: the weights in {used} (made by an earlier run)"

@@ -75,8 +75,7 @@ def interpolate_video(src: str | os.PathLike, dst: str | os.PathLike, *, factor:
                       audio: bool = True,
                       scene_detect: bool = True, max_memory: int | None = None, encode: EncodeOptions | None = None,
                       overwrite: bool = False, progress: Callable[[int, int | None], None] | None = None,
-                      adapt: bool | float = False, save_adapted: str | os.PathLike | None = None,
-                      adapt_stage: str = "selector") -> JobReport:
+                      adapt: bool | float = False, save_adapted: str | os.PathLike | None = None) -> JobReport:
     """Interpolate a video or a folder of frames into a video or a folder of frames (``framefill interp IN OUT``).
 
     The output is written beside ``dst`` and moved there only when the whole job succeeds; audio and subtitles are
@@ -111,7 +110,6 @@ def interpolate_video(src: str | os.PathLike, dst: str | os.PathLike, *, factor:
             ``True`` for the default budget (60 s), or a number of seconds. The adapted weights are used only where
             they score better on held-out triplets of ``src``; ``report.adaptation`` says which. The weights file
             is not changed.
-        adapt_stage: with ``adapt``, what is fine-tuned: ``"selector"`` or ``"refiner"`` (``--adapt-stage``).
         save_adapted: with ``adapt``, also write the weights the job used to this ``.safetensors`` file.
 
     Returns:
@@ -129,7 +127,7 @@ def interpolate_video(src: str | os.PathLike, dst: str | os.PathLike, *, factor:
     net, dev, dtype = _resolve_model(model, device, precision)
     adaptation = None
     if adapt is not False:
-        net, adaptation = _adapted(Path(src), model, net, dev, dtype, adapt, in_fps, save_adapted, adapt_stage)
+        net, adaptation = _adapted(Path(src), model, net, dev, dtype, adapt, in_fps, save_adapted)
     factor, target = slowmo_rates(factor, as_rate(fps) if fps is not None else None, slowmo)
     schedule = ScheduleConfig(factor=factor, fps=target, max_depth=max_depth, batch_size=batch_size,
                               detect_scenes=scene_detect, tiling=TileConfig(max_memory=max_memory))
@@ -153,7 +151,7 @@ def interpolate_video(src: str | os.PathLike, dst: str | os.PathLike, *, factor:
 
 
 def _adapted(src: Path, model: ModelLike, net: torch.nn.Module, dev: torch.device, dtype: torch.dtype,
-             adapt: bool | float, in_fps: Rate | None, save: str | os.PathLike | None, stage: str = "selector"
+             adapt: bool | float, in_fps: Rate | None, save: str | os.PathLike | None
              ) -> tuple[torch.nn.Module, object]:
     """``interpolate_video(adapt=...)``: the model to interpolate with and the adaptation's report."""
     import copy
@@ -170,7 +168,7 @@ def _adapted(src: Path, model: ModelLike, net: torch.nn.Module, dev: torch.devic
     else:  # from the file, in float32 as it holds the weights
         path = default_weights(str(model)) if str(model) in architectures() else Path(model)
         base = load_weights(path, expect="film")[0]
-    chosen, report = adapt_model(src, base, device=dev, dtype=dtype, cfg=AdaptConfig(seconds=seconds, stage=stage),
+    chosen, report = adapt_model(src, base, device=dev, dtype=dtype, cfg=AdaptConfig(seconds=seconds),
                                  in_fps=as_rate(in_fps) if in_fps is not None else None)
     if save is not None:
         save_model(Path(save), chosen, architecture="film", extra={"adaptation": report.to_dict()})

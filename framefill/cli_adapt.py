@@ -13,20 +13,10 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from framefill.cli_app import UsageError, err
 
 
-def adapt_identity(weights: Path, seconds: float, stage: str = "selector") -> str:
+def adapt_identity(weights: Path, seconds: float) -> str:
     from framefill.resume import file_digest
 
-    return f"adapted from {file_digest(weights)} for {seconds:g} s" + ("" if stage == "selector" else f" ({stage})")
-
-
-def adapt_stage(text: str | None) -> str:
-    """``--adapt-stage``'s value (``framefill.adapt_config.STAGES``; selector where not given), checked."""
-    stages = ("selector", "refiner")  # framefill.adapt_config.STAGES (a test checks), without importing torch here
-    if text is None:
-        return stages[0]
-    if text.strip().lower() not in stages:
-        raise UsageError(f"--adapt-stage is selector or refiner, not {text!r}")
-    return text.strip().lower()
+    return f"adapted from {file_digest(weights)} for {seconds:g} s"
 
 
 def finished(src: Path, dst: Path, net: Any, spec: Any) -> bool:
@@ -52,7 +42,7 @@ def adapt_budget(adapt: bool, seconds: str | None, save: Path | None, paths: lis
     if len(paths) == 3:
         raise UsageError("--adapt learns from the triplets of a video or a folder of frames; a pair has none")
     if model != "film":
-        raise UsageError(f"--adapt fine-tunes film's learned stages; it is not for --model {model}")
+        raise UsageError(f"--adapt fine-tunes film's learned selector; it is not for --model {model}")
     return value
 
 
@@ -67,7 +57,7 @@ def _budget(text: str) -> float:
 
 
 def adapted(src: Path, weights: Path, model: str, dev: Any, dtype: Any, seconds: float, in_fps: Fraction | None,
-             work: Path | None, quiet: bool, save: Path | None, stage: str = "selector") -> tuple[Any, Path, str]:
+             work: Path | None, quiet: bool, save: Path | None) -> tuple[Any, Path, str]:
     """``--adapt`` with a bar (``framefill.adapt.adapt_for_job``): the model, the job's weights file, the summary's
     clause."""
     from framefill.adapt import adapt_for_job
@@ -77,5 +67,4 @@ def adapted(src: Path, weights: Path, model: str, dev: Any, dtype: Any, seconds:
     with bar:
         task = bar.add_task(f"adapting to {escape(src.name)}", total=seconds)
         return adapt_for_job(src, weights, model=model, device=dev, dtype=dtype, seconds=seconds, in_fps=in_fps,
-                             work=work, save=save, stage=stage,
-                             progress=lambda done, total: bar.update(task, completed=done))
+                             work=work, save=save, progress=lambda done, total: bar.update(task, completed=done))

@@ -75,9 +75,8 @@ def interp(
                                                       "until its next frame), the output right, same frames, rate and "
                                                       "audio. The normal output is written too. For A B MID: an "
                                                       "image, A beside MID.")] = None,
-    adapt: Annotated[bool, _flag("--adapt", help="First fine-tune a learned stage of film (--adapt-stage) on the "
-                                               "input's own frames (triplets of them) for --adapt-seconds, and "
-                                               "interpolate with it where "
+    adapt: Annotated[bool, _flag("--adapt", help="First fine-tune film's learned selector on the input's own frames "
+                                               "(triplets of them) for --adapt-seconds, and interpolate with it where "
                                                "it scores better than the loaded weights on held-out triplets of "
                                                "the input (the summary says which). The weights file is not "
                                                "changed.")] = False,
@@ -85,11 +84,6 @@ def interp(
                                                       help="The time --adapt may take, sampling and checking "
                                                            "included: 60 by default (giving it implies --adapt)."
                                                       )] = None,
-    adapt_stage: Annotated[str | None, typer.Option("--adapt-stage", metavar="STAGE", show_default=False,
-                                                    help="What --adapt fine-tunes: selector (the default; which "
-                                                         "warped frame each pixel takes: drawn animation) or refiner "
-                                                         "(where each input is read: large camera motion; give it "
-                                                         "--adapt-seconds 120). Implies --adapt.")] = None,
     save_adapted: Annotated[Path | None, typer.Option("--save-adapted", metavar="FILE", show_default=False,
                                                       help="With --adapt: also write the weights the run used to "
                                                            "FILE (.safetensors), for --weights FILE later.")] = None,
@@ -141,8 +135,7 @@ def interp(
     in_rate = _parse_fps(in_fps, "--in-fps") if in_fps else None
     memory = parse_memory(max_memory) if max_memory is not None else None
     slow = slowmo or 1
-    adapt_s = cli_adapt.adapt_budget(adapt or adapt_stage is not None, adapt_seconds, save_adapted, paths, model)
-    stage = cli_adapt.adapt_stage(adapt_stage)
+    adapt_s = cli_adapt.adapt_budget(adapt, adapt_seconds, save_adapted, paths, model)
 
     from framefill.pipeline import (
         interpolate_images,
@@ -203,7 +196,7 @@ def interp(
     note = ""
     # An adapted job is named by the weights it adapted from and its budget, not by the adapted file (which differs
     # from one adaptation to the next), so that a rerun of a finished job is recognised before it adapts again.
-    ident = None if adapt_s is None else cli_adapt.adapt_identity(used, adapt_s, stage)
+    ident = None if adapt_s is None else cli_adapt.adapt_identity(used, adapt_s)
     enc = encode or EncodeOptions.for_path(dst if not fan_out else Path("out.mp4"))
     spec_for = partial(cli_adapt.job_spec, model=model, dtype=dtype, schedule=schedule, encode=enc, in_fps=in_rate,
                        audio=audio, slow=slow, ident=ident)
@@ -213,8 +206,7 @@ def interp(
         if resume is False:  # before the adaptation, which a resumable job keeps in its work folder
             _discard_work(dst)
         work = (dst if fan_out else _work_dir(dst)) if segmented else None
-        net, used, note = cli_adapt.adapted(src, used, model, dev, dtype, adapt_s, in_rate, work, quiet, save_adapted,
-                                            stage)
+        net, used, note = cli_adapt.adapted(src, used, model, dev, dtype, adapt_s, in_rate, work, quiet, save_adapted)
         note = f"; {note}"
     if segmented:
         spec = spec_for(used)

@@ -288,24 +288,3 @@ def test_an_unknown_stage_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown adaptation stage 'fusion'"):
         AdaptConfig(stage="fusion")
 
-
-
-def test_adapt_stage_refiner_from_the_command_line(work: Path) -> None:
-    """``--adapt-stage refiner`` implies ``--adapt``, fine-tunes the refiner (what it saves has one exactly where the
-    guard kept it), and a bad stage gets one error line before anything is read."""
-    import framefill.adapt_config
-    import framefill.cli_adapt
-
-    result = runner.invoke(app, ["interp", "pan.mkv", "out.mkv", *COMMON, "--adapt-stage", "refiner",
-                                 "--adapt-seconds", "4", "--save-adapted", "r.safetensors"])
-    assert result.exit_code == 0, result.output
-    model, meta = load_model(Path("r.safetensors"))
-    assert (model.refiner is not None) == json.loads(meta["adaptation"])["kept"]
-    assert model.selector is None  # the selector's stage was not run
-    bad = runner.invoke(app, ["interp", "pan.mkv", "bad.mkv", *COMMON, "--adapt-stage", "fusion"])
-    assert bad.exit_code == 2 and not Path("bad.mkv").exists()
-    assert_one_error(bad.stderr, bad.stdout, "--adapt-stage is selector or refiner, not 'fusion'")
-    assert framefill.cli_adapt.adapt_stage(None) == framefill.adapt_config.STAGES[0]
-    assert all(framefill.cli_adapt.adapt_stage(s) == s for s in framefill.adapt_config.STAGES)
-    assert framefill.cli_adapt.adapt_identity(Path("w.safetensors"), 60, "refiner") != \
-        framefill.cli_adapt.adapt_identity(Path("w.safetensors"), 60)
