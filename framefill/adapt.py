@@ -35,7 +35,6 @@ Library code: progress goes to a callback ``progress(elapsed_s, budget_s)``; not
 from __future__ import annotations
 
 import copy
-import dataclasses
 import json
 import logging
 import os
@@ -48,7 +47,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from framefill.adapt_config import DEFAULT_SECONDS, NO_TIME, STAGES, AdaptConfig, AdaptReport, guard_set  # noqa: F401 (re-exported)
+from framefill.adapt_config import DEFAULT_SECONDS, NO_TIME, AdaptConfig, AdaptReport, guard_sets  # noqa: F401 (DEFAULT_SECONDS re-exported)
 from framefill.adapt_data import (
     Triplet,
     crop_side,
@@ -159,12 +158,8 @@ def adapt_selector(base: torch.nn.Module, runs: list[np.ndarray], full: list[np.
     and their ``train`` and ``held`` triplets, within ``cfg.seconds`` from ``t0``."""
     deadline, divisor = t0 + cfg.seconds, int(base.divisor)
     model = _trainable(base, cfg, device)
-    guard = evidence(model, guard_set(runs, held, cfg, divisor), device, batch=1)
+    guard, guard_full = (evidence(model, g, device, batch=1) for g in guard_sets(runs, full, held, cfg, divisor))
     before = guard_score(model, guard, device)
-    # Halved, the held-out triplets have the job's motion but not its scale; at full size, its scale but twice its
-    # motion. Neither is the job's pairs (whose middle frames nobody has), so the adapted weights must do well on both.
-    small = dataclasses.replace(cfg, guard_triplets=cfg.guard_triplets // 2, guard_crop=cfg.guard_crop * 3 // 5)
-    guard_full = evidence(model, guard_set(full, held, small, divisor), device, batch=1) if runs is not full else []
     before_full = guard_score(model, guard_full, device) if guard_full else None
     t_guard = time.perf_counter()
     tick()
@@ -208,13 +203,10 @@ def adapt_selector(base: torch.nn.Module, runs: list[np.ndarray], full: list[np.
     adapted = model.cpu().eval()
     adapted.selector_only = False
     adapted.requires_grad_(False)
-    gain = after - before
-    kept = gain >= cfg.margin_db and (gain_full is None or gain_full >= cfg.margin_db)
-    out = AdaptReport(kept=kept, gain_db=gain, gain_full_db=gain_full, held_out=len(guard), triplets=len(train),
-                      steps=steps,
-                      seconds=time.perf_counter() - t0)
+    out = AdaptReport.judged(cfg, after - before, gain_full, held_out=len(guard), triplets=len(train), steps=steps,
+                             seconds=time.perf_counter() - t0)
     log.info("%s", out.summary())
-    return (adapted if kept else base), out
+    return (adapted if out.kept else base), out
 
 
 def _augment(ev: dict, gt: torch.Tensor, rng: np.random.Generator) -> tuple[dict, torch.Tensor]:

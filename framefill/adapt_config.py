@@ -3,6 +3,7 @@ shared by the selector's adaptation (``framefill.adapt``) and the refiner's (``f
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -66,6 +67,15 @@ class AdaptReport:
     reason: str = ""  # why nothing was adapted (too few triplets...), empty otherwise
     gain_full_db: float | None = None  # the same on the held-out triplets at full size (None: not halved)
 
+    @classmethod
+    def judged(cls, cfg: AdaptConfig, gain: float, gain_full: float | None, *, held_out: int, triplets: int,
+               steps: int, seconds: float) -> AdaptReport:
+        """The report of an adaptation that trained and was scored: kept where it gained at least ``cfg.margin_db``
+        on the held-out triplets halved, and at full size where they were halved."""
+        kept = gain >= cfg.margin_db and (gain_full is None or gain_full >= cfg.margin_db)
+        return cls(kept=kept, gain_db=gain, gain_full_db=gain_full, held_out=held_out, triplets=triplets, steps=steps,
+                   seconds=seconds)
+
     def summary(self) -> str:
         if self.gain_db is None:
             return f"adapted: not kept ({self.reason})"
@@ -91,3 +101,14 @@ def guard_set(runs: list[np.ndarray], held: list[Triplet], cfg: AdaptConfig, div
     side = crop_side(h, w, cfg.guard_crop, divisor)
     y, x = (h - side[0]) // 2, (w - side[1]) // 2
     return [crop_triplet(runs, t, y, x, side) for t in held]
+
+
+def guard_sets(runs: list[np.ndarray], full: list[np.ndarray], held: list[Triplet], cfg: AdaptConfig, divisor: int
+               ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The guard's samples of the held-out triplets (``guard_set``) from the ``runs`` as trained on, and from the
+    ``full``-size ones where those were halved (half as many, smaller; else none).
+
+    Halved, the held-out triplets have the job's motion but not its scale; at full size, its scale but twice its
+    motion. Neither is the job's pairs (whose middle frames nobody has), so the adapted weights must do well on both."""
+    small = dataclasses.replace(cfg, guard_triplets=cfg.guard_triplets // 2, guard_crop=cfg.guard_crop * 3 // 5)
+    return guard_set(runs, held, cfg, divisor), (guard_set(full, held, small, divisor) if runs is not full else [])

@@ -16,7 +16,6 @@ model starts as the loaded weights); the guard is the selector path's, scored wi
 from __future__ import annotations
 
 import copy
-import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -24,7 +23,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from framefill.adapt_config import NO_TIME, AdaptConfig, AdaptReport, guard_set
+from framefill.adapt_config import NO_TIME, AdaptConfig, AdaptReport, guard_sets
 from framefill.adapt_data import Triplet, crop_side, crop_triplet, hard_crops
 from framefill.eval_metrics import psnr
 from framefill.train.loop import TrainConfig, refiner_terms, to_uint8
@@ -40,10 +39,8 @@ def adapt_refiner(base: torch.nn.Module, runs: list[np.ndarray], full: list[np.n
     training until the budget less the guard's second turn, the scores after, and the choice."""
     model = trainable_refiner(base, cfg.refiner_filters, device)
     divisor = int(model.divisor)
-    guard = guard_set(runs, held, cfg, divisor)
+    guard, guard_full = guard_sets(runs, full, held, cfg, divisor)
     before = whole_score(model, guard, device)
-    small = dataclasses.replace(cfg, guard_triplets=cfg.guard_triplets // 2, guard_crop=cfg.guard_crop * 3 // 5)
-    guard_full = guard_set(full, held, small, divisor) if runs is not full else []
     before_full = whole_score(model, guard_full, device) if guard_full else None
     turn = time.perf_counter() - t0  # sampling and one turn of the guard: the second must fit in the budget too
     tick()
@@ -58,11 +55,10 @@ def adapt_refiner(base: torch.nn.Module, runs: list[np.ndarray], full: list[np.n
     gain_full = whole_score(model, guard_full, device) - before_full if guard_full else None
     tick()
     adapted = model.cpu().eval().requires_grad_(False)
-    kept = gain >= cfg.margin_db and (gain_full is None or gain_full >= cfg.margin_db)
-    out = AdaptReport(kept=kept, gain_db=gain, gain_full_db=gain_full, held_out=len(guard), triplets=len(train),
-                      steps=steps, seconds=time.perf_counter() - t0)
+    out = AdaptReport.judged(cfg, gain, gain_full, held_out=len(guard), triplets=len(train), steps=steps,
+                             seconds=time.perf_counter() - t0)
     log.info("refiner %s", out.summary())
-    return (adapted if kept else base), out
+    return (adapted if out.kept else base), out
 
 
 def trainable_refiner(base: torch.nn.Module, filters: int, device: torch.device) -> torch.nn.Module:
