@@ -73,6 +73,8 @@ def train(
                                          "of where each input is read for the middle frame, and train it alone "
                                          "toward the motion film finds from the true middle frame; from "
                                          "--finetune weights without one, the model starts as those weights.")] = 0,
+    gate: Annotated[int, typer.Option("--gate", min=0, help="convlstm: train its window-motion gate alone (the "
+                  "rest frozen), from a cache of this many windows (1500), for --steps steps of --batch.")] = 0,
     epe_weight: Annotated[float, typer.Option("--epe-weight", min=0.0, help="film with --refiner: weight of the "
                                               "end-point error toward the exact motion of rendered scenes (a tenth "
                                               "of it toward the privileged motion on clips).")] = 2.0,
@@ -112,6 +114,8 @@ def train(
         raise UsageError(f"--arbitrary-time trains film; {model} reads four frames and is trained at t = 0.5 only")
     if (fusion_cues or freeze_flow or selector or refiner) and model != "film":
         raise UsageError(f"--fusion-cues, --freeze-flow, --selector and --refiner are for film, not {model}")
+    if gate and model != "convlstm":
+        raise UsageError(f"--gate trains convlstm's window-motion gate; {model} has none")
     if selector and refiner:
         raise UsageError("--selector and --refiner each train alone: train them in separate runs")
     if unwarped and not selector:
@@ -187,6 +191,16 @@ def train(
                 info += f"  val {rec['val_psnr']:.2f} dB / SSIM {rec['val_ssim']:.4f}"
             progress.update(task, completed=step, info=info)
 
+        if gate:
+            from framefill.train.window_gate import GateConfig, run_gate
+
+            progress.update(task, info=f"caching {gate} windows")
+            run_gate(trainer, GateConfig(samples=gate, steps=steps, batch=batch, lr=lr, seed=seed),
+                     lambda step, loss: progress.update(task, completed=step, info=f"loss {loss:.4f}"))
+            if export:
+                trainer.export(export)
+                say(f"exported {export} at step {trainer.step}")
+            return
         try:
             trainer.run(max_seconds=max_minutes * 60 if max_minutes else None, on_step=on_step)
         finally:  # wherever the run stopped (done, --max-minutes, Ctrl-C or a scheduler's SIGTERM): the weights

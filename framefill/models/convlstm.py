@@ -54,7 +54,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -64,6 +64,7 @@ import torch.nn.functional as F
 from framefill.models.film import PRESETS as FILM_PRESETS
 from framefill.models.film import Film, FilmConfig
 from framefill.models.layers import conv_input, warp
+from framefill.models.window_motion import WindowGate, read_shift, window_evidence, window_flows
 
 FRAMES = 4  # frames in a window: I0, I1, I2, I3
 OUTER_SCALE = 1.5  # t = 1.5 lies 1.5 frame intervals from I0 and from I3: their flows scaled by this
@@ -79,6 +80,7 @@ class ConvLSTMConfig:
     reduction: int = 4  # channel-attention (squeeze-and-excitation) reduction ratio
     spatial_kernel: int = 7  # spatial-attention conv size
     space_to_depth: int = 4  # both networks run on s x s pixel blocks folded into channels (1: full resolution)
+    window_filters: int = 0  # channels of the window motion's gate (0: none; framefill.models.window_motion)
 
     def __post_init__(self) -> None:
         if isinstance(self.film, dict):  # rebuilt from a weights file's config JSON
@@ -289,6 +291,7 @@ class ConvLSTMNet(nn.Module):
         self.film.requires_grad_(False)  # frozen: trained on its own, loaded with --film-weights
         self.synthesis = Synthesis(self.config)
         self.refinement = Refinement(self.config)
+        self.gate = WindowGate(self.config.window_filters) if self.config.window_filters else None
 
     @property
     def divisor(self) -> int:
@@ -332,8 +335,9 @@ class ConvLSTMNet(nn.Module):
         # sums and the output in float32 (a bf16 frame would be off by up to half an 8-bit level).
         in_dtype, frames = frames.dtype, frames.float()
         n = frames.shape[0]
-        with torch.no_grad():  # film is frozen: no graph through it
-            base, film_aux = self.film(frames[:, 1], frames[:, 2], return_aux=True)
+        with torch.no_grad():  # film is frozen: no graph through it (nor through the gate, trained on its own)
+            shift = self.window_shift(frames) if self.gate is not None else None
+            base, film_aux = self.film(frames[:, 1], frames[:, 2], return_aux=True, read_shift=shift)
             flows = film_aux["flows"][0]  # (2N, 2, H, W): flow_10 then flow_01, at full resolution
             aligned = align_window(frames, flows[:n], flows[n:])  # (N, 4, 3, H, W)
         base = base.float()
@@ -344,13 +348,25 @@ class ConvLSTMNet(nn.Module):
         return out
 
 
+    def window_shift(self, frames: torch.Tensor, keep: dict | None = None) -> torch.Tensor | None:
+        """The gated correction of film's reads from the window (``window_motion``), ``(N, 4, H, W)``; None where the
+        gate is closed everywhere (film as it is). ``keep`` receives the gate's ``inputs`` and the correction ``a``."""
+        valid = torch.cat([~_same(frames[:, 0], frames[:, 1]), ~_same(frames[:, 3], frames[:, 2])], dim=1).float()
+        x, a = window_evidence(frames, window_flows(self.film, frames), valid)
+        if keep is not None:
+            keep.update(inputs=x, a=a)
+        gate = self.gate(conv_input(x, self.gate.head.weight)).float()
+        return read_shift(gate, a) if bool((gate > 0).any()) else None
+
+
 PRESETS: dict[str, ConvLSTMConfig] = {
-    # The default, sized for the CPU: film-s plus at most film's own time again per 720p frame (framefill bench).
-    "convlstm-s": ConvLSTMConfig(film=FILM_PRESETS["film-s"]),
+    # The default, sized for the CPU, on the shipped film (film-s with its selector): film-s plus at most film's own
+    # time again per 720p frame (framefill bench).
+    "convlstm-s": ConvLSTMConfig(film=replace(FILM_PRESETS["film-s"], selector_filters=16), window_filters=16),
     # Wider, for GPUs, on film-m.
     "convlstm-m": ConvLSTMConfig(film=FILM_PRESETS["film-m"], filters=(32, 64, 96, 128), decoder_convs=2,
-                                 refine_filters=32, refine_blocks=3, space_to_depth=2),
+                                 refine_filters=32, refine_blocks=3, space_to_depth=2, window_filters=24),
     # Tests only, on film-tiny.
     "convlstm-tiny": ConvLSTMConfig(film=FILM_PRESETS["film-tiny"], filters=(4, 8), refine_filters=4,
-                                    space_to_depth=2),
+                                    space_to_depth=2, window_filters=4),
 }

@@ -79,7 +79,7 @@ from framefill.models.layers import (
     warp,
 )
 from framefill.models.refiner import MotionRefiner, corrections
-from framefill.models.time_flow import time_warps
+from framefill.models.time_flow import shifted, time_warps
 
 
 class Film(nn.Module):
@@ -122,7 +122,7 @@ class Film(nn.Module):
         return self.config.arbitrary_time
 
     def forward(self, img0: torch.Tensor, img1: torch.Tensor, t: torch.Tensor | float | None = None,
-                return_aux: bool = False):
+                return_aux: bool = False, read_shift: torch.Tensor | None = None):
         cfg = self.config
         if img0.shape != img1.shape or img0.dim() != 4 or img0.shape[1] != 3:
             raise ValueError(f"Film needs two (N, 3, H, W) images of one shape; got {tuple(img0.shape)} and "
@@ -135,14 +135,14 @@ class Film(nn.Module):
         t = _times(t, n, img0.device)  # (N, 1, 1, 1) float32
         img0, img1 = img0.float(), img1.float()
         if self.selector is not None:  # the rule's weights of (warped 0, warped 1, blend), moved by the selector
-            ev = self.selector_evidence(img0, img1, t)
+            ev = self.selector_evidence(img0, img1, t, read_shift)
             offset = self.selector(conv_input(ev["inputs"], self.selector.head.weight)).float()
             out, choice = self.compose(ev, offset)
             head, flows, pyr = ev["head"], ev["flows"], ev["pyramid"]
             w0_img, w1_img, blend = ev["candidates"][:3]
             mask = fallback = None  # (for the aux below only: the output does not need them)
         else:
-            head, flows, pyr, w0_img, w1_img, fallback_logit = self._base(img0, img1, t)
+            head, flows, pyr, w0_img, w1_img, fallback_logit = self._base(img0, img1, t, read_shift)
             blend, choice, fallback = torch.lerp(img0, img1, t), None, None
             mask = torch.sigmoid(head[:, :1])
             base = torch.lerp(w1_img, w0_img, mask)  # mask * w0 + (1 - mask) * w1
@@ -160,7 +160,8 @@ class Film(nn.Module):
                          "choice": choice, "refined": self.refined}
         return out
 
-    def selector_evidence(self, img0: torch.Tensor, img1: torch.Tensor, t: torch.Tensor) -> dict:
+    def selector_evidence(self, img0: torch.Tensor, img1: torch.Tensor, t: torch.Tensor,
+                          read_shift: torch.Tensor | None = None) -> dict:
         """Everything the selector chooses from and reads, for float32 inputs and times ``(N, 1, 1, 1)``:
         ``candidates`` (warped frame 0, warped frame 1, the blend, and with ``selector_unwarped`` the two inputs;
         ``(N, 3, H, W)`` each), the fixed rule's logits ``rule`` ``(N, 3, H, W)`` (of the first three), the fusion's
@@ -168,7 +169,7 @@ class Film(nn.Module):
         debugging, the fusion's ``head``, the ``flows`` and the image ``pyramid``. Without autograd while
         ``selector_only``: a cache of it stands for the whole model in a selector's training step (``compose``)."""
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.selector_only):
-            head, flows, pyr, w0_img, w1_img, fallback_logit = self._base(img0, img1, t)
+            head, flows, pyr, w0_img, w1_img, fallback_logit = self._base(img0, img1, t, read_shift)
             blend = torch.lerp(img0, img1, t)
             rule = torch.cat([F.logsigmoid(-fallback_logit) + F.logsigmoid(head[:, :1]),
                               F.logsigmoid(-fallback_logit) + F.logsigmoid(-head[:, :1]),
@@ -201,10 +202,11 @@ class Film(nn.Module):
         base = sum(weights[:, k:k + 1] * c for k, c in enumerate(ev["candidates"]))
         return (base + ev["residual"]).clamp(0, 1), choice
 
-    def _base(self, img0: torch.Tensor, img1: torch.Tensor, t: torch.Tensor):
+    def _base(self, img0: torch.Tensor, img1: torch.Tensor, t: torch.Tensor, read_shift: torch.Tensor | None = None):
         """Everything before the choice between the candidates: the fusion's head ``(N, 4 or 5, H, W)``, the flow
         pyramid, the image pyramid, the two warped frames, the fallback's logit (with the fusion's offset when it
-        has cues)."""
+        has cues). ``read_shift`` ``(N, 4, H, W)``: a caller's correction of where frame 0 and frame 1 are read
+        (pixels), added to the refiner's (convlstm's window motion gives one)."""
         cfg = self.config
         n = img0.shape[0]
         # Mixed precision: the convolutions run in the weights' dtype (bf16/fp16 when the model was converted),
@@ -225,6 +227,8 @@ class Film(nn.Module):
             self.refined = {}  # the learned correction of where inputs are read (filled by it)
             refine = None if self.refiner is None else partial(corrections, self.refiner, grey0=grey0, grey1=grey1,
                 flows=flows, t=t, time_finest=cfg.time_finest, size=img0.shape[-2:], keep=self.refined)
+            if read_shift is not None:
+                refine = partial(shifted, refine, read_shift)
             w0_img, w1_img = time_warps(img0, img1, w0_img, w1_img, grey0, grey1, flows, t, cfg, refine)
         fallback_logit = self._fallback_logit(img0, img1, w0_img, w1_img)  # (N, 1, H, W) or None
         cues = self._cues(flows[0], levels[0][2], w0_img, w1_img, fallback_logit) if cfg.fusion_cues else None

@@ -70,6 +70,13 @@ def time_warps(img0: torch.Tensor, img1: torch.Tensor, approx0: torch.Tensor, ap
     return torch.lerp(approx0, sym0, trust), torch.lerp(approx1, sym1, trust)
 
 
+def shifted(refine: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None, shift: torch.Tensor,
+            v: torch.Tensor, trust: torch.Tensor) -> torch.Tensor:
+    """``time_warps``' ``refine`` plus a fixed ``shift`` ``(N, 4, H, W)`` of where the inputs are read (bind the first
+    two with ``functools.partial``); the shift alone without a ``refine``."""
+    return shift if refine is None else refine(v, trust) + shift
+
+
 def time_motion(grey0: list[torch.Tensor], grey1: list[torch.Tensor], flows: list[torch.Tensor], t: torch.Tensor,
                 cfg: FilmConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """The symmetric motion at ``t`` (``symmetric_motion``) and the trust in it, ``(N, 1, h, w)`` in [0, 1] (the

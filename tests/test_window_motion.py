@@ -1,0 +1,135 @@
+"""convlstm's window motion: the acceleration the outer frames measure, the gate that applies it (closed when
+untrained, so convlstm is film), film's reads moved by it, and the gate's own training (``train --gate``).
+
+CPU only and tiny (``convlstm-tiny``, 32-64 px).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import moving_square, write_clip
+from typer.testing import CliRunner
+
+from framefill.cli import app
+from framefill.models import load_model
+from framefill.models.convlstm import PRESETS, ConvLSTMNet
+from framefill.models.film import build_film
+from framefill.models.window_motion import WindowGate, read_shift, window_evidence
+from framefill.train.window_gate import GateConfig, gate_example, gate_loss, train_gate
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def _flows(f12: tuple[float, float], f10: tuple[float, float], f23: tuple[float, float], size=(32, 32)):
+    """Uniform flows of a window (``window_flows``' order), each backward flow the exact reverse."""
+    def field(v):
+        return torch.tensor(v, dtype=torch.float32).view(1, 2, 1, 1).expand(1, 2, *size).clone()
+    f21 = field((-f12[0], -f12[1]))
+    return f21, field(f12), field(f10), field((-f10[0], -f10[1])), field(f23), field((-f23[0], -f23[1]))
+
+
+def test_the_correction_is_an_eighth_of_the_measured_acceleration():
+    frames = torch.rand(1, 4, 3, 32, 32)
+    # Positions along x at I0, I1, I2, I3: 0, 1, 4, 9 (a = 2 per interval squared, from both sides).
+    flows = _flows(f12=(3.0, 0.0), f10=(-1.0, 0.0), f23=(5.0, 0.0))
+    x, a = window_evidence(frames, flows, torch.ones(1, 2, 1, 1))
+    assert x.shape == (1, WindowGate.INPUTS, 8, 8)
+    assert torch.allclose(a[:, 0], torch.full((1, 32, 32), 2 / 8), atol=1e-4)
+    assert torch.allclose(a[:, 1], torch.zeros(1, 32, 32), atol=1e-4)
+    # Constant velocity: nothing to correct.
+    _, a = window_evidence(frames, _flows(f12=(3.0, 0.0), f10=(-3.0, 0.0), f23=(3.0, 0.0)), torch.ones(1, 2, 1, 1))
+    assert a.abs().max() < 1e-4
+
+
+def test_an_outer_frame_that_is_a_copy_measures_nothing():
+    frames = torch.rand(1, 4, 3, 32, 32)
+    flows = _flows(f12=(3.0, 0.0), f10=(0.0, 0.0), f23=(5.0, 0.0))  # I0 a copy of I1: no flow into it
+    _, a = window_evidence(frames, flows, torch.tensor([0.0, 1.0]).view(1, 2, 1, 1))
+    assert torch.allclose(a[:, 0], torch.full((1, 32, 32), 2 / 8), atol=1e-4)  # I2's side alone
+    _, a = window_evidence(frames, flows, torch.zeros(1, 2, 1, 1))
+    assert a.abs().max() == 0
+
+
+def test_untrained_gate_is_closed_and_convlstm_is_film():
+    torch.manual_seed(0)
+    model = ConvLSTMNet(PRESETS["convlstm-tiny"]).eval()
+    frames = torch.rand(2, 4, 3, 32, 32)
+    keep: dict = {}
+    with torch.no_grad():
+        assert model.window_shift(frames, keep) is None  # a closed gate moves nothing
+        assert float(model.gate(keep["inputs"]).abs().max()) == 0
+        assert torch.equal(model(frames), model.film(frames[:, 1], frames[:, 2]).clamp(0, 1))
+
+
+def test_film_reads_move_by_the_shift():
+    torch.manual_seed(0)
+    film = build_film("film-tiny").eval()
+    a, b = torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        plain = film(a, b)
+        assert torch.allclose(film(a, b, read_shift=torch.zeros(1, 4, 32, 32)), plain, atol=1e-6)
+        moved = film(a, b, read_shift=torch.full((1, 4, 32, 32), 1.5))
+    assert (moved - plain).abs().mean() > 0.01
+
+
+def test_read_shift_moves_both_reads_by_the_gated_correction():
+    gate = torch.zeros(1, 1, 4, 4)
+    gate[..., :, 2:] = 1.0  # open on the right half
+    a = torch.ones(1, 2, 16, 16)
+    shift = read_shift(gate, a)
+    assert shift.shape == (1, 4, 16, 16)
+    assert torch.equal(shift[:, :2], shift[:, 2:])
+    assert float(shift[0, 0, 8, 15]) == 1.0 and float(shift[0, 0, 8, 0]) == 0.0
+
+
+def test_gate_steps_open_it_where_the_moved_frame_is_right_and_leave_it_shut_elsewhere():
+    torch.manual_seed(0)
+    model = ConvLSTMNet(PRESETS["convlstm-tiny"])
+    n, size = 8, (32, 32)
+    truth = torch.rand(n, 3, *size)
+    inputs = torch.rand(n, WindowGate.INPUTS, 8, 8)
+    wrong = (truth + 0.3).clamp(0, 1)
+    right_moved = {"inputs": inputs, "base": wrong, "moved": truth, "truth": truth}
+    with torch.no_grad():
+        before = float(gate_loss(model.gate, inputs, wrong, truth, truth))
+    losses = train_gate(model, right_moved, GateConfig(steps=60, batch=8, lr=1e-2))
+    assert losses[-1] < 0.7 * before, (before, losses[-5:])
+    shut = ConvLSTMNet(PRESETS["convlstm-tiny"])
+    train_gate(shut, {"inputs": inputs, "base": truth, "moved": wrong, "truth": truth},
+               GateConfig(steps=60, batch=8, lr=1e-2))
+    with torch.no_grad():
+        assert float(shut.gate(inputs).max()) < 0.05  # film was right: the gate stays (nearly) shut
+
+
+def test_gate_example_holds_films_frame_and_the_moved_one():
+    torch.manual_seed(0)
+    model = ConvLSTMNet(PRESETS["convlstm-tiny"]).eval()
+    window = torch.rand(5, 3, 32, 32)
+    ex = gate_example(model, window)
+    with torch.no_grad():
+        film = model.film(window[None, 1], window[None, 2])[0]
+    assert torch.allclose(ex["base"].float(), film, atol=2e-3)
+    assert ex["inputs"].shape == (WindowGate.INPUTS, 8, 8) and torch.equal(ex["truth"], window[4].half())
+
+
+def test_cli_gate_run_trains_exports_and_refuses_film(tmp_path: Path):
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    write_clip(data_dir / "square", list(moving_square(n=12)))
+    out, weights = tmp_path / "run", tmp_path / "convlstm.safetensors"
+    args = ["train", "--data", str(data_dir), "--model", "convlstm", "--preset", "convlstm-tiny", "--crop", "32",
+            "--max-frames", "12", "--gate", "6", "--steps", "20", "--batch", "4", "--out", str(out),
+            "--export", str(weights)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert (out / "gate_cache.pt").exists() and (out / "last.pt").exists()
+    model, _ = load_model(weights, expect="convlstm")
+    assert any(float(p.abs().max()) > 0 for p in model.gate.head.parameters())  # the head moved from zero
+    cache = torch.load(out / "gate_cache.pt")
+    assert len(cache["truth"]) == 6 and np.isfinite(cache["inputs"].float().numpy()).all()
+    bad = CliRunner().invoke(app, ["train", "--data", str(data_dir), "--gate", "6", "--out", str(tmp_path / "f")])
+    assert bad.exit_code != 0 and "convlstm" in bad.output and "Traceback" not in bad.output
