@@ -6,6 +6,7 @@ CPU only and tiny (``convlstm-tiny``, 32-64 px).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -127,6 +128,8 @@ def test_cli_gate_run_trains_exports_and_refuses_film(tmp_path: Path):
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, (result.output, result.exception)
     assert (out / "gate_cache.pt").exists() and (out / "last.pt").exists()
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == list(range(1, 21)) and all(np.isfinite(r["total"]) for r in log)
     model, _ = load_model(weights, expect="convlstm")
     assert any(float(p.abs().max()) > 0 for p in model.gate.head.parameters())  # the head moved from zero
     cache = torch.load(out / "gate_cache.pt")

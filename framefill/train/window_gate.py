@@ -12,6 +12,7 @@ instead of blending two frames; for a gate near 0 or 1, as it learns to be, the 
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -102,13 +103,21 @@ def train_gate(model: torch.nn.Module, cache: dict[str, torch.Tensor], cfg: Gate
 def run_gate(trainer, cfg: GateConfig, on_step=None) -> list[float]:
     """``framefill train --model convlstm --gate N``: the cache (``OUT/gate_cache.pt``, reused by a rerun), then
     ``cfg.steps`` steps on the gate of ``trainer.model``; the EMA copy (what is exported) gets the trained gate, and
-    the run's checkpoint is written at ``cfg.steps``."""
+    the run's checkpoint is written at ``cfg.steps`` and each step's loss to ``OUT/log.jsonl``."""
     model = trainer.model
     if getattr(model, "gate", None) is None:
         raise ValueError("this convlstm config has no window-motion gate (window_filters 0); pick convlstm-s")
     model.eval()
+    t0 = time.perf_counter()
     cache = build_cache(model, trainer.dataset, cfg.samples, trainer.rng, trainer.out / "gate_cache.pt")
-    losses = train_gate(model, cache, cfg, on_step)
+    with open(trainer.out / "log.jsonl", "w") as log_file:  # tools/log_summary.py's format (time: the whole run's)
+
+        def logged(step: int, loss: float) -> None:
+            log_file.write(json.dumps({"total": loss, "step": step, "time": round(time.perf_counter() - t0, 1)}) + "\n")
+            if on_step is not None:
+                on_step(step, loss)
+
+        losses = train_gate(model, cache, cfg, logged)
     if trainer.ema is not None:
         trainer.ema.gate.load_state_dict(model.gate.state_dict())
     trainer.step = cfg.steps
