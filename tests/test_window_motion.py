@@ -25,8 +25,9 @@ from framefill.train.window_gate import GateConfig, gate_example, gate_loss, tra
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def _flows(f12: tuple[float, float], f10: tuple[float, float], f23: tuple[float, float], size=(32, 32)):
-    """Uniform flows of a window (``window_flows``' order), each backward flow the exact reverse."""
+def _flows(f12: tuple[float, float], f10: tuple[float, float], f23: tuple[float, float], size=(8, 8)):
+    """Uniform flows of a window at the gate's level (``window_flows``' order), each backward flow the exact
+    reverse."""
     def field(v):
         return torch.tensor(v, dtype=torch.float32).view(1, 2, 1, 1).expand(1, 2, *size).clone()
     f21 = field((-f12[0], -f12[1]))
@@ -35,11 +36,12 @@ def _flows(f12: tuple[float, float], f10: tuple[float, float], f23: tuple[float,
 
 def test_the_correction_is_an_eighth_of_the_measured_acceleration():
     frames = torch.rand(1, 4, 3, 32, 32)
-    # Positions along x at I0, I1, I2, I3: 0, 1, 4, 9 (a = 2 per interval squared, from both sides).
+    # Positions along x at I0, I1, I2, I3: 0, 1, 4, 9 pixels of the gate's level (a = 2 per interval squared, from
+    # both sides): a / 8 is a quarter of a pixel there, a pixel of the full frame.
     flows = _flows(f12=(3.0, 0.0), f10=(-1.0, 0.0), f23=(5.0, 0.0))
     x, a = window_evidence(frames, flows, torch.ones(1, 2, 1, 1))
     assert x.shape == (1, WindowGate.INPUTS, 8, 8)
-    assert torch.allclose(a[:, 0], torch.full((1, 32, 32), 2 / 8), atol=1e-4)
+    assert torch.allclose(a[:, 0], torch.full((1, 32, 32), 1.0), atol=1e-4)
     assert torch.allclose(a[:, 1], torch.zeros(1, 32, 32), atol=1e-4)
     # Constant velocity: nothing to correct.
     _, a = window_evidence(frames, _flows(f12=(3.0, 0.0), f10=(-3.0, 0.0), f23=(3.0, 0.0)), torch.ones(1, 2, 1, 1))
@@ -50,7 +52,7 @@ def test_an_outer_frame_that_is_a_copy_measures_nothing():
     frames = torch.rand(1, 4, 3, 32, 32)
     flows = _flows(f12=(3.0, 0.0), f10=(0.0, 0.0), f23=(5.0, 0.0))  # I0 a copy of I1: no flow into it
     _, a = window_evidence(frames, flows, torch.tensor([0.0, 1.0]).view(1, 2, 1, 1))
-    assert torch.allclose(a[:, 0], torch.full((1, 32, 32), 2 / 8), atol=1e-4)  # I2's side alone
+    assert torch.allclose(a[:, 0], torch.full((1, 32, 32), 1.0), atol=1e-4)  # I2's side alone
     _, a = window_evidence(frames, flows, torch.zeros(1, 2, 1, 1))
     assert a.abs().max() == 0
 
@@ -136,3 +138,21 @@ def test_cli_gate_run_trains_exports_and_refuses_film(tmp_path: Path):
     assert len(cache["truth"]) == 6 and np.isfinite(cache["inputs"].float().numpy()).all()
     bad = CliRunner().invoke(app, ["train", "--data", str(data_dir), "--gate", "6", "--out", str(tmp_path / "f")])
     assert bad.exit_code != 0 and "convlstm" in bad.output and "Traceback" not in bad.output
+
+
+def test_residual_stages_with_zero_heads_are_skipped_outside_training_and_change_nothing():
+    torch.manual_seed(0)
+    model = ConvLSTMNet(PRESETS["convlstm-tiny"]).eval()
+    frames = torch.rand(1, 4, 3, 32, 32)
+    calls = []
+    model.synthesis.register_forward_hook(lambda *args: calls.append("synthesis"))
+    with torch.no_grad():
+        fast = model(frames)
+    assert calls == []
+    with torch.enable_grad():
+        full = model(frames).detach()
+    assert calls == ["synthesis"] and torch.equal(fast, full)
+    with torch.no_grad():
+        model.refinement.head.bias.fill_(0.01)  # a trained refinement runs
+        moved = model(frames)
+    assert calls == ["synthesis"] and not torch.equal(moved, fast)  # (the synthesis still adds nothing)

@@ -335,14 +335,20 @@ class ConvLSTMNet(nn.Module):
         # sums and the output in float32 (a bf16 frame would be off by up to half an 8-bit level).
         in_dtype, frames = frames.dtype, frames.float()
         n = frames.shape[0]
+        training = torch.is_grad_enabled()
         with torch.no_grad():  # film is frozen: no graph through it (nor through the gate, trained on its own)
             shift = self.window_shift(frames) if self.gate is not None else None
             base, film_aux = self.film(frames[:, 1], frames[:, 2], return_aux=True, read_shift=shift)
             flows = film_aux["flows"][0]  # (2N, 2, H, W): flow_10 then flow_01, at full resolution
-            aligned = align_window(frames, flows[:n], flows[n:])  # (N, 4, 3, H, W)
+            # A residual stage whose head is zero adds exactly nothing: skipped outside training (and the window's
+            # alignment with it when neither acts), so that weights that trained the gate alone cost no more.
+            acts = [training or bool(part.head.weight.any() or part.head.bias.any())
+                    for part in (self.synthesis, self.refinement)]
+            aligned = align_window(frames, flows[:n], flows[n:]) if any(acts) or return_aux else None
         base = base.float()
-        synth = base + self.synthesis(aligned, base)  # (N, 3, H, W)
-        out = self.refinement(synth, aligned[:, 1], aligned[:, 2]).clamp(0, 1).to(in_dtype)
+        synth = base + self.synthesis(aligned, base) if acts[0] else base  # (N, 3, H, W)
+        out = self.refinement(synth, aligned[:, 1], aligned[:, 2]) if acts[1] else synth
+        out = out.clamp(0, 1).to(in_dtype)
         if return_aux:
             return out, {"synth": synth, "film": base, "aligned": aligned, "flow_10": flows[:n], "flow_01": flows[n:]}
         return out

@@ -40,7 +40,7 @@ class WindowGate(nn.Module):
     """The gate ``(N, 1, h, w)`` in [0, 1] from ``window_evidence``'s ``(N, INPUTS, h, w)``: ``2 (sigmoid(z) - 0.5)``
     clamped at 0, ``z`` from a zero head, so that it starts closed and a gradient still opens it."""
 
-    INPUTS = 14
+    INPUTS = 16
 
     def __init__(self, filters: int) -> None:
         super().__init__()
@@ -60,22 +60,23 @@ def _fb(forward: torch.Tensor, backward: torch.Tensor) -> torch.Tensor:
 
 
 def window_flows(film: nn.Module, frames: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """Film's flows of the window's three pairs at half resolution, returned at full resolution (pixels of the full
-    frame), each ``(N, 2, H, W)``: ``f_21`` (I2's grid into I1), ``f_12``, ``f_10`` (I1's grid into I0), ``f_01``,
-    ``f_23`` (I2's grid into I3), ``f_32``. ``frames``: ``(N, 4, 3, H, W)``."""
+    """Film's flows of the window's three pairs, estimated at half resolution and returned at the gate's level
+    (``LEVEL``, in pixels of that level), each ``(N, 2, H / 4, W / 4)``: ``f_21`` (I2's grid into I1), ``f_12``,
+    ``f_10`` (I1's grid into I0), ``f_01``, ``f_23`` (I2's grid into I3), ``f_32``. ``frames``: ``(N, 4, 3, H, W)``."""
     n, size = frames.shape[0], frames.shape[-2:]
     half = F.avg_pool2d(frames.flatten(0, 1), 2).view(n, 4, 3, size[0] // 2, size[1] // 2)
     first, hw = pad_to_multiple(torch.cat([half[:, 1], half[:, 0], half[:, 2]]), film.divisor)  # I1, I0, I2
     second, _ = pad_to_multiple(torch.cat([half[:, 2], half[:, 1], half[:, 3]]), film.divisor)  # I2, I1, I3
     flows = film._flows(first, second)[3][0]  # (6N, 2, h, w): flow_10 of each pair, then flow_01 of each
-    f = resize_flow(crop(flows, hw), size).split(n)
+    f = resize_flow(crop(flows, hw), (size[0] >> LEVEL, size[1] >> LEVEL)).split(n)
     return f[0], f[3], f[1], f[4], f[5], f[2]
 
 
 def window_evidence(frames: torch.Tensor, flows: tuple[torch.Tensor, ...], valid: torch.Tensor
                     ) -> tuple[torch.Tensor, torch.Tensor]:
     """The gate's inputs ``(N, WindowGate.INPUTS, H / 4, W / 4)`` and the correction it gates, ``a / 8`` on the
-    output's grid ``(N, 2, H, W)`` (pixels; zero where neither outer frame is valid).
+    output's grid ``(N, 2, H, W)`` (pixels of the full frame; zero where neither outer frame is valid). All of it is
+    worked out at the gate's level, where the flows are given.
 
     ``flows``: ``window_flows``' six (``I1[y] ~ I2[y + f_12]`` and so on); ``valid``: ``(N, 2, 1, 1)`` float, whether
     I0 and I3 are real frames (not copies)."""
@@ -88,12 +89,13 @@ def window_evidence(frames: torch.Tensor, flows: tuple[torch.Tensor, ...], valid
     a = (a1 + a2) / (w1 + w2).clamp(min=1)
     fb_mid = warp(_fb(f12, f21), to1)
     fb1, fb2 = warp(_fb(f10, f01), to1) * w1, warp(_fb(f23, f32), to2) * w2
-    g1 = grey(warp(frames[:, 1], to1))
-    texture = box_filter((g1 - box_filter(g1, 7)).abs(), 7)
-    size = (v.shape[-2] >> LEVEL, v.shape[-1] >> LEVEL)
-    x = torch.cat([a1, a2, a, (a1 - a2).norm(dim=1, keepdim=True) * w1 * w2, 0.1 * fb_mid, 0.1 * fb1, 0.1 * fb2,
-                   0.05 * v.norm(dim=1, keepdim=True), 10 * texture, valid.expand(-1, -1, *v.shape[-2:])], dim=1)
-    return F.adaptive_avg_pool2d(x, size), a
+    outer1, outer2 = warp(f10, to1).norm(dim=1, keepdim=True) * w1, warp(f23, to2).norm(dim=1, keepdim=True) * w2
+    g1 = grey(warp(F.adaptive_avg_pool2d(frames[:, 1], v.shape[-2:]), to1))
+    texture = box_filter((g1 - box_filter(g1, 5)).abs(), 5)
+    x = torch.cat([4 * a1, 4 * a2, 4 * a, 4 * (a1 - a2).norm(dim=1, keepdim=True) * w1 * w2, 0.4 * fb_mid, 0.4 * fb1,
+                   0.4 * fb2, 0.2 * v.norm(dim=1, keepdim=True), 0.2 * outer1, 0.2 * outer2, 10 * texture,
+                   valid.expand(-1, -1, *v.shape[-2:])], dim=1)
+    return x, resize_flow(a, frames.shape[-2:])
 
 
 def read_shift(gate: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
