@@ -96,13 +96,13 @@ def test_gate_steps_open_it_where_the_moved_frame_is_right_and_leave_it_shut_els
     truth = torch.rand(n, 3, *size)
     inputs = torch.rand(n, WindowGate.INPUTS, 8, 8)
     wrong = (truth + 0.3).clamp(0, 1)
-    right_moved = {"inputs": inputs, "base": wrong, "moved": truth, "truth": truth}
+    right_moved = {"inputs": inputs, "base": wrong, "half": (wrong + truth) / 2, "moved": truth, "truth": truth}
     with torch.no_grad():
-        before = float(gate_loss(model.gate, inputs, wrong, truth, truth))
+        before = float(gate_loss(model.gate, right_moved))
     losses = train_gate(model, right_moved, GateConfig(steps=60, batch=8, lr=1e-2))
     assert losses[-1] < 0.7 * before, (before, losses[-5:])
     shut = ConvLSTMNet(PRESETS["convlstm-tiny"])
-    train_gate(shut, {"inputs": inputs, "base": truth, "moved": wrong, "truth": truth},
+    train_gate(shut, {"inputs": inputs, "base": truth, "half": (wrong + truth) / 2, "moved": wrong, "truth": truth},
                GateConfig(steps=60, batch=8, lr=1e-2))
     with torch.no_grad():
         assert float(shut.gate(inputs).max()) < 0.05  # film was right: the gate stays (nearly) shut
@@ -116,6 +116,7 @@ def test_gate_example_holds_films_frame_and_the_moved_one():
     with torch.no_grad():
         film = model.film(window[None, 1], window[None, 2])[0]
     assert torch.allclose(ex["base"].float(), film, atol=2e-3)
+    assert set(ex) == {"inputs", "base", "half", "moved", "truth"}
     assert ex["inputs"].shape == (WindowGate.INPUTS, 8, 8) and torch.equal(ex["truth"], window[4].half())
 
 
@@ -125,7 +126,7 @@ def test_cli_gate_run_trains_exports_and_refuses_film(tmp_path: Path):
     write_clip(data_dir / "square", list(moving_square(n=12)))
     out, weights = tmp_path / "run", tmp_path / "convlstm.safetensors"
     args = ["train", "--data", str(data_dir), "--model", "convlstm", "--preset", "convlstm-tiny", "--crop", "32",
-            "--max-frames", "12", "--gate", "6", "--steps", "20", "--batch", "4", "--out", str(out),
+            "--max-frames", "12", "--gate", "10", "--steps", "20", "--batch", "4", "--out", str(out),
             "--export", str(weights)]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, (result.output, result.exception)
@@ -135,7 +136,9 @@ def test_cli_gate_run_trains_exports_and_refuses_film(tmp_path: Path):
     model, _ = load_model(weights, expect="convlstm")
     assert any(float(p.detach().abs().max()) > 0 for p in model.gate.head.parameters())  # the head moved from zero
     cache = torch.load(out / "gate_cache.pt")
-    assert len(cache["truth"]) == 6 and np.isfinite(cache["inputs"].float().numpy()).all()
+    assert len(cache["truth"]) == 10 and np.isfinite(cache["inputs"].float().numpy()).all()
+    held = json.loads((out / "gate_held_out.json").read_text())  # one window of ten, never trained on
+    assert held["windows"] == 1 and {"film", "gated", "moved", "gate"} <= set(held)
     bad = CliRunner().invoke(app, ["train", "--data", str(data_dir), "--gate", "6", "--out", str(tmp_path / "f")])
     assert bad.exit_code != 0 and "convlstm" in bad.output and "Traceback" not in bad.output
 
