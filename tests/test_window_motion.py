@@ -159,3 +159,43 @@ def test_residual_stages_with_zero_heads_are_skipped_outside_training_and_change
         model.refinement.head.bias.fill_(0.01)  # a trained refinement runs
         moved = model(frames)
     assert calls == ["synthesis"] and not torch.equal(moved, fast)  # (the synthesis still adds nothing)
+
+
+def test_window_scores_init_keeps_the_film_part_and_starts_the_gate_closed(tmp_path: Path):
+    import subprocess
+    import sys
+
+    from framefill.checkpoint import save_model
+    from framefill.frames import write_image
+
+    frames = list(moving_square(n=10))
+    clip = tmp_path / "sq"
+    clip.mkdir()
+    for k, f in enumerate(frames):
+        write_image(clip / f"{k:03d}.png", f)
+    trip = tmp_path / "trip" / "sq_0002_s1"
+    trip.mkdir(parents=True)
+    for name, k in (("frame0", 2), ("gt", 3), ("frame1", 4)):
+        write_image(trip / f"{name}.png", frames[k])
+    listing = tmp_path / "list.txt"
+    listing.write_text(" ".join(str(trip / f"{n}.png") for n in ("frame0", "frame1", "gt")) + " sq_0002_s1\n")
+    torch.manual_seed(0)
+    model = ConvLSTMNet(PRESETS["convlstm-tiny"])
+    closed = tmp_path / "closed.safetensors"
+    save_model(closed, model, architecture="convlstm")
+    with torch.no_grad():
+        model.gate.head.bias.fill_(3.0)  # open everywhere
+    opened = tmp_path / "open.safetensors"
+    save_model(opened, model, architecture="convlstm")
+    tool = Path(__file__).resolve().parents[1] / "tools" / "window_scores.py"
+
+    def rows(weights: Path, *extra: str) -> list[dict]:
+        out = tmp_path / f"{weights.stem}{len(extra)}.json"
+        subprocess.run([sys.executable, str(tool), str(listing), str(clip), "--weights", str(weights), "--repeat", "0",
+                        "--precision", "fp32", "--json", str(out), *extra], check=True, capture_output=True)
+        return json.loads(out.read_text())
+
+    init, shut = rows(opened, "--init"), rows(closed)
+    assert rows(opened)[0]["psnr"] != shut[0]["psnr"]  # the open gate moves this frame: --init must close it
+    assert init[0]["peer"] == "framefill_convlstm_init" and shut[0]["peer"] == "framefill_convlstm"
+    assert init[0]["psnr"] == shut[0]["psnr"]

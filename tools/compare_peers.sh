@@ -3,7 +3,8 @@
 # (stride 1 and 2) of every validation item: the videos and frame folders of VAL (or any folder of clips).
 # framefill is film through the CLI (end to end, PNG in and out) and in-process (model-only time and the scores:
 # tools/time_pairs.py), a freshly initialised model of the shipped config beside it ("does training help"), and
-# convlstm (when weights/convlstm.safetensors is there) through tools/window_scores.py.
+# convlstm (when weights/convlstm.safetensors is there) through tools/window_scores.py, trained and freshly
+# initialised around the same film.
 #   [ADAPT=1] bash tools/compare_peers.sh [PEERS_DIR] [VAL_DIR] [COUNT]
 # Writes $OUT (default /tmp/framefill_compare): triplets, each peer's frames, results.json, framefill_core.json,
 # framefill_init.json, and prints the tables that README.md quotes (tools/peer_table.py).
@@ -35,6 +36,9 @@ MORE=()
 if [ -f "$HERE/weights/convlstm.safetensors" ] && [ -f "$HERE/tools/window_scores.py" ]; then
   (cd "$HERE" && python3 tools/window_scores.py "$OUT/trip/list.txt" "${ITEMS[@]}" --model convlstm \
     --json "$OUT/convlstm.json" > "$OUT/convlstm.log") && MORE+=("$OUT/convlstm.json")
+  # and convlstm freshly initialised around the same film (its gate closed: film's frames, in its protocol)
+  (cd "$HERE" && python3 tools/window_scores.py "$OUT/trip/list.txt" "${ITEMS[@]}" --model convlstm --init \
+    --repeat 0 --json "$OUT/convlstm_init.json" > "$OUT/convlstm_init.log") && MORE+=("$OUT/convlstm_init.json")
 fi
 python3 "$HERE/tools/peer_table.py" "$OUT/peers/results.json" "$OUT/framefill_core.json" "$OUT/framefill_init.json" \
   "${MORE[@]}"

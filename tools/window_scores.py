@@ -1,6 +1,7 @@
 """Score a four-frame model on the triplets of a run_peers list, with each triplet's outer frames from its clip.
 
-    python tools/window_scores.py LIST CLIP [CLIP ...] [--model convlstm] [--merge RESULTS.json] --json OUT.json
+    python tools/window_scores.py LIST CLIP [CLIP ...] [--model convlstm] [--init] [--merge RESULTS.json]
+        --json OUT.json
 
 The list is clip_triplets.py's: directories named ``CLIP_INDEX_sSTRIDE`` holding frame0/gt/frame1 PNGs of the clip
 ``CLIP`` (a video or a frame folder) at frames i, i + s, i + 2s. The model reads those PNGs (the very frames the
@@ -26,7 +27,8 @@ import numpy as np
 
 from framefill.evaluate import psnr, ssim
 from framefill.interpolate import interpolate_pair
-from framefill.pipeline import load_interpolator, resolve_device, resolve_dtype
+from framefill.models import build_model
+from framefill.pipeline import load_interpolator, prepare_interpolator, resolve_device, resolve_dtype
 from framefill.windows import interpolate_middle, is_windowed
 
 
@@ -62,10 +64,16 @@ def main() -> None:
     ap.add_argument("--merge", type=Path, help="a run_peers results.json to append the rows to")
     ap.add_argument("--json", type=Path, required=True)
     ap.add_argument("--precision", default="auto", help="auto (as framefill interp), fp32, bf16, fp16")
+    ap.add_argument("--init", action="store_true", help="the weights' film part with every learned stage of the "
+                    "four-frame model freshly initialised (rows named framefill_<model>_init)")
     args = ap.parse_args()
     dev = resolve_device(args.device)
     dtype = resolve_dtype(args.precision, dev)
     net = load_interpolator(args.model, args.weights, dev, dtype)
+    if args.init:  # convlstm's film is frozen, loaded from film's weights: a fresh convlstm keeps it
+        fresh = build_model(args.model, config=net.config.to_dict())
+        fresh.film.load_state_dict(net.film.float().state_dict())
+        net = prepare_interpolator(fresh, dev, dtype)
     triplets = []
     for line in args.list.read_text().splitlines():
         parts = line.split()
@@ -82,7 +90,7 @@ def main() -> None:
         for tag in {t[1] for t in triplets}:
             wanted = {j for _, c, i, s, _ in triplets if c == tag for j in (i - 2 * s, i + 4 * s) if j >= 0}
             outer.update({(tag, k): f for k, f in clip_frames(sources[tag], wanted).items()})
-    rows = []
+    rows, peer = [], f"framefill_{args.model}" + ("_init" if args.init else "")
     for name, tag, i, s, (p0, p1, pg) in triplets:
         a, b, truth = read_rgb(p0), read_rgb(p1), read_rgb(pg)
         if is_windowed(net):
@@ -100,8 +108,8 @@ def main() -> None:
             out = run()
             times.append(time.perf_counter() - start)
         sec = statistics.median(times) if times else None
-        rows.append({"peer": f"framefill_{args.model}", "pair": name, "psnr": psnr(out, truth),
-                     "ssim": ssim(out, truth), "sec_core": sec, "sec_e2e": None})
+        rows.append({"peer": peer, "pair": name, "psnr": psnr(out, truth), "ssim": ssim(out, truth), "sec_core": sec,
+                     "sec_e2e": None})
         print(f"{name}: {rows[-1]['psnr']:.2f} dB" + (f", {sec:.3f} s" if times else ""), flush=True)
     if args.merge:
         rows = json.loads(args.merge.read_text()) + rows
