@@ -3,22 +3,22 @@ film's reads there.
 
 Film reads I1 and I2 along a straight path: the frame halfway between them shows what sits halfway along the
 chord. Anything that speeds up, slows down or turns is elsewhere at t = 0.5: with an acceleration ``a`` (pixels per
-frame interval squared, the second difference of its positions), a quarter of ``a`` / 2 behind the chord's middle,
-so both reads are off by ``a / 8``. The outer frames measure ``a``: on I1's grid ``a1 = f_12 + f_10`` (its flows into
-I2 and into I0), on I2's grid ``a2 = f_21 + f_23``; each is carried to the output's grid along film's motion.
+frame interval squared, the second difference of its positions) it is ``a / 8`` behind the chord's middle, so both
+reads are off by that. The outer frames measure ``a``: on I1's grid ``a1 = f_12 + f_10`` (its flows into I2 and
+into I0), on I2's grid ``a2 = f_21 + f_23``; each is carried to the output's grid along film's motion.
 
 Applied everywhere, that correction is right where the flows into the outer frames are (a panning camera that
-speeds up, a ball in flight: +1.6 dB on an animation's windows at stride 1) and wrong where they are noise, which a
-second difference of two flows doubles (-1.1 dB on line art drawn on twos, whose held drawings are no motion at
-all). Where it helps is what this stage learns: a small network reads, at a quarter of the resolution, the two
-estimates, how they disagree, how consistent each flow is forward and backward, how far things move and how much
-texture the flows had, and outputs a gate ``g`` in [0, 1]; film's reads of both inputs move by ``g a / 8``
-(``Film(read_shift=...)``). Its head starts at zero, so an untrained gate is closed and the model is film exactly.
+speeds up, a ball in flight) and wrong where they are noise, which a second difference of two flows doubles, and
+on animation drawn on twos, whose held drawings are no motion at all. Where it helps is what this stage learns: a
+small network reads, at a quarter of the resolution, the two estimates, how they disagree, how consistent each
+flow is forward and backward, how far things move between each pair and how much texture there is, and outputs a
+gate ``g`` in [0, 1]; film's reads of both inputs move by ``g a / 8`` (``Film(read_shift=...)``). Its head starts
+at zero, so an untrained gate is closed and the model is film exactly.
 
-The flows are film's own flow estimator run on the window's three pairs at half resolution (an acceleration varies
-slowly; three quarters of the cost of film's own flows). An outer frame that is a copy of its neighbour (a clip's end, a
-cut, a duplicate: ``framefill.windows``) measures nothing: its side's estimate is left out, and with neither, the gate
-reads zeros and the correction is zero.
+The flows are film's own flow estimator run on the window's three pairs at half resolution (an acceleration
+varies slowly), and everything the gate reads is worked out at its quarter resolution. An outer frame that is a
+copy of its neighbour (a clip's end, a cut, a duplicate: ``framefill.windows``) measures nothing: its side's
+estimate is left out, and with neither, the correction is zero.
 """
 
 from __future__ import annotations
