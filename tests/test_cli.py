@@ -8,6 +8,7 @@ folder holding copies of the session's inputs, so "nothing changed" is a snapsho
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -569,8 +570,22 @@ def test_convlstm_refusals(work: Path, convlstm_weights: Path, weights: Path, ar
     assert not (work / "out.mp4").exists()
 
 
-def test_convlstm_without_trained_weights_refuses_in_one_line(work: Path) -> None:
-    """No convlstm weights are shipped: interp and info say so, in words a user can act on."""
+def test_convlstm_runs_on_its_shipped_weights(work: Path) -> None:
+    result = runner.invoke(app, ["interp", "in.mp4", "out.mp4", "--model", "convlstm", "--quiet"])
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert probe(work / "out.mp4").n_frames == output_count(12, NTSC, factor=2)
+
+
+def test_an_architecture_without_shipped_weights_refuses_in_one_line(work: Path, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where no weights are shipped for a model, interp and info say so, in words a user can act on."""
+    import framefill.models as models
+
+    film_only = tmp_path / "film-only"
+    film_only.mkdir()
+    shutil.copy(models.default_weights("film"), film_only)
+    monkeypatch.setattr(models, "WEIGHTS_DIR", film_only)
+    monkeypatch.setitem(models.NOT_SHIPPED, "convlstm", "framefill ships no convlstm weights; give --weights FILE")
     result = runner.invoke(app, ["interp", "in.mp4", "out.mp4", "--model", "convlstm"])
     assert_refused(result)
     assert "framefill ships no convlstm weights" in plain(result.stderr) and "--weights FILE" in plain(result.stderr)

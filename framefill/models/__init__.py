@@ -26,10 +26,7 @@ REGISTRY: dict[str, tuple[type, type, dict]] = {
 }
 DEFAULT_PRESET = {"film": "film-s", "convlstm": "convlstm-s"}
 # Architectures without shipped weights, and the one line that says so when they are asked for without --weights.
-NOT_SHIPPED = {
-    "convlstm": "framefill ships no convlstm weights (none trained so far scores better than the default model, "
-                "film); use the default model, or train convlstm (README: Training) and give --weights FILE",
-}
+NOT_SHIPPED: dict[str, str] = {}  # (every architecture has shipped weights now; convlstm's were the last)
 
 
 def shipped_weights_dir() -> Path:
