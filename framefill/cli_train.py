@@ -191,18 +191,15 @@ def train(
                 info += f"  val {rec['val_psnr']:.2f} dB / SSIM {rec['val_ssim']:.4f}"
             progress.update(task, completed=step, info=info)
 
-        if gate:
-            from framefill.train.window_gate import GateConfig, run_gate
-
-            progress.update(task, info=f"caching {gate} windows")
-            run_gate(trainer, GateConfig(samples=gate, steps=steps, batch=batch, lr=lr, seed=seed),
-                     lambda step, loss: progress.update(task, completed=step, info=f"loss {loss:.4f}"))
-            if export:
-                trainer.export(export)
-                say(f"exported {export} at step {trainer.step}")
-            return
         try:
-            trainer.run(max_seconds=max_minutes * 60 if max_minutes else None, on_step=on_step)
+            if gate:  # convlstm's gate alone: its cache of windows, then its steps (framefill.train.window_gate)
+                from framefill.train.window_gate import GateConfig, run_gate
+
+                progress.update(task, info=f"caching {gate} windows")
+                run_gate(trainer, GateConfig(samples=gate, steps=steps, batch=batch, lr=lr, seed=seed),
+                         lambda step, loss: progress.update(task, completed=step, info=f"loss {loss:.4f}"))
+            else:
+                trainer.run(max_seconds=max_minutes * 60 if max_minutes else None, on_step=on_step)
         finally:  # wherever the run stopped (done, --max-minutes, Ctrl-C or a scheduler's SIGTERM): the weights
             if export:  # of the step it reached, which its checkpoint also holds (on rank 0)
                 trainer.export(export)

@@ -101,5 +101,5 @@ def window_evidence(frames: torch.Tensor, flows: tuple[torch.Tensor, ...], valid
 def read_shift(gate: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
     """Film's ``read_shift`` ``(N, 4, H, W)`` from the gate ``(N, 1, h, w)`` and ``a / 8`` ``(N, 2, H, W)``: both
     reads move by the gated correction."""
-    g = F.interpolate(gate, size=a.shape[-2:], mode="bilinear", align_corners=False)
-    return torch.cat([g * a, g * a], dim=1)
+    shift = F.interpolate(gate, size=a.shape[-2:], mode="bilinear", align_corners=False) * a
+    return torch.cat([shift, shift], dim=1)
