@@ -100,7 +100,7 @@ def test_gate_steps_open_it_where_the_moved_frame_is_right_and_leave_it_shut_els
     with torch.no_grad():
         before = float(gate_loss(model.gate, right_moved))
     losses = train_gate(model, right_moved, GateConfig(steps=60, batch=8, lr=1e-2))
-    assert losses[-1] < 0.7 * before, (before, losses[-5:])
+    assert losses[-1] < before - 1, (before, losses[-5:])  # the log of the error: down by more than e times
     shut = ConvLSTMNet(PRESETS["convlstm-tiny"])
     train_gate(shut, {"inputs": inputs, "base": truth, "half": (wrong + truth) / 2, "moved": wrong, "truth": truth},
                GateConfig(steps=60, batch=8, lr=1e-2))

@@ -5,10 +5,12 @@ The gate (``framefill.models.window_motion``) decides where film's reads move by
 measure. Everything it reads and all of its outcomes come from the frozen film: per window, its evidence, film's
 frame as it is (``base``) and with half and all of the correction (``half``, ``moved``). They are computed once
 per window and kept (``OUT/gate_cache.pt``); a step then costs the gate's few convolutions at a quarter of the
-resolution. The loss is the robust L1 of the gated frame against the true middle frame: per place, the gate is
-pulled open where the moved frame is closer to the truth and shut where film's is. Film's frame for a gate
-between 0 and 1 is taken as piecewise linear through its frames with none, half and all of the correction
-(inference moves the reads by ``g a / 8``, which those three frames sample).
+resolution. The loss is the log of each window's mean squared error of the gated frame against the true middle
+frame, averaged over the batch: the mean PSNR itself (up to a factor), so a window counts by how much its PSNR
+moves, not by how large its errors are. Per place, the gate is pulled open where the moved frame is closer to the
+truth and shut where film's is. Film's frame for a gate between 0 and 1 is taken as piecewise linear through its
+frames with none, half and all of the correction (inference moves the reads by ``g a / 8``, which those three
+frames sample).
 """
 
 from __future__ import annotations
@@ -22,8 +24,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-
-from framefill.train.losses import charbonnier
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +80,10 @@ def gated(g: torch.Tensor, base: torch.Tensor, half: torch.Tensor, moved: torch.
 
 
 def gate_loss(gate: torch.nn.Module, b: dict[str, torch.Tensor]) -> torch.Tensor:
-    """The robust L1 against the truth of the frame the gate makes from a batch ``b`` of examples."""
-    return charbonnier(gated(gate(b["inputs"]), b["base"], b["half"], b["moved"]), b["truth"])
+    """The mean over a batch ``b`` of examples of the log mean squared error against the truth of the frame the
+    gate makes (-10 / ln 10 times the change of its mean PSNR)."""
+    frame = gated(gate(b["inputs"]), b["base"], b["half"], b["moved"])
+    return torch.log(((frame - b["truth"]) ** 2).mean(dim=(1, 2, 3)) + 1e-5).mean()
 
 
 def train_gate(model: torch.nn.Module, cache: dict[str, torch.Tensor], cfg: GateConfig,
