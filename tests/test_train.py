@@ -73,7 +73,9 @@ def test_load_clip_reads_frames_in_natural_order_and_caches(tmp_path: Path):
     cfg = DataConfig(max_frames=N)
     assert np.array_equal(load_clip(tmp_path / "clip", cfg, None), frames)
     assert np.array_equal(load_clip(tmp_path / "clip", DataConfig(max_frames=5), None), frames[:5])
-    assert np.array_equal(load_clip(tmp_path / "clip", cfg, tmp_path / "cache"), frames)
+    first = load_clip(tmp_path / "clip", cfg, tmp_path / "cache")
+    assert np.array_equal(first, frames)
+    assert isinstance(first, np.memmap)  # the decoding run pages its clips from the cache too, not from its memory
     (cached,) = (tmp_path / "cache").iterdir()  # one .npy, no partial file left behind
     assert cached.suffix == ".npy"
     for f in (tmp_path / "clip").iterdir():

@@ -121,6 +121,7 @@ def load_clip(path: Path, cfg: DataConfig, cache_dir: Path | None) -> np.ndarray
         with open(tmp, "wb") as fh:
             np.save(fh, frames)
         os.replace(tmp, cached)
+        return np.load(cached, mmap_mode="r")  # as a rerun reads it: a first run holds no clip in its own memory
     return frames
 
 
