@@ -75,6 +75,8 @@ def train(
                                          "--finetune weights without one, the model starts as those weights.")] = 0,
     gate: Annotated[int, typer.Option("--gate", min=0, help="convlstm: train its window-motion gate alone (the "
                   "rest frozen), from a cache of this many windows (1500), for --steps steps of --batch.")] = 0,
+    gate_reach: Annotated[float, typer.Option("--gate-reach", help="convlstm with --gate: the gate's widest "
+                          "opening, in multiples of the correction the outer frames measure (1, 1.5, 2, ...).")] = 1.0,
     epe_weight: Annotated[float, typer.Option("--epe-weight", min=0.0, help="film with --refiner: weight of the "
                                               "end-point error toward the exact motion of rendered scenes (a tenth "
                                               "of it toward the privileged motion on clips).")] = 2.0,
@@ -116,6 +118,8 @@ def train(
         raise UsageError(f"--fusion-cues, --freeze-flow, --selector and --refiner are for film, not {model}")
     if gate and model != "convlstm":
         raise UsageError(f"--gate trains convlstm's window-motion gate; {model} has none")
+    if gate_reach < 1 or gate_reach * 2 != round(gate_reach * 2):
+        raise UsageError(f"--gate-reach must be 1 or more, in steps of 0.5: got {gate_reach}")
     if selector and refiner:
         raise UsageError("--selector and --refiner each train alone: train them in separate runs")
     if unwarped and not selector:
@@ -196,7 +200,8 @@ def train(
                 from framefill.train.window_gate import GateConfig, run_gate
 
                 progress.update(task, info=f"caching {gate} windows")
-                run_gate(trainer, GateConfig(samples=gate, steps=steps, batch=batch, lr=lr, seed=seed),
+                run_gate(trainer, GateConfig(samples=gate, steps=steps, batch=batch, lr=lr, seed=seed,
+                                             reach=gate_reach),
                          lambda step, loss: progress.update(task, completed=step, info=f"loss {loss:.4f}"))
             else:
                 trainer.run(max_seconds=max_minutes * 60 if max_minutes else None, on_step=on_step)

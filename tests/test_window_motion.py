@@ -7,6 +7,7 @@ CPU only and tiny (``convlstm-tiny``, 32-64 px).
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,7 @@ from framefill.models import load_model
 from framefill.models.convlstm import PRESETS, ConvLSTMNet
 from framefill.models.film import build_film
 from framefill.models.window_motion import WindowGate, read_shift, window_evidence
-from framefill.train.window_gate import GateConfig, gate_example, gate_loss, train_gate
+from framefill.train.window_gate import GateConfig, build_cache, gate_example, gate_loss, gated, openings, train_gate
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -96,16 +97,32 @@ def test_gate_steps_open_it_where_the_moved_frame_is_right_and_leave_it_shut_els
     truth = torch.rand(n, 3, *size)
     inputs = torch.rand(n, WindowGate.INPUTS, 8, 8)
     wrong = (truth + 0.3).clamp(0, 1)
-    right_moved = {"inputs": inputs, "base": wrong, "half": (wrong + truth) / 2, "moved": truth, "truth": truth}
+    right_moved = {"inputs": inputs, "frames": torch.stack([wrong, (wrong + truth) / 2, truth], 1), "truth": truth}
     with torch.no_grad():
         before = float(gate_loss(model.gate, right_moved))
     losses = train_gate(model, right_moved, GateConfig(steps=60, batch=8, lr=1e-2))
     assert losses[-1] < before - 1, (before, losses[-5:])  # the log of the error: down by more than e times
     shut = ConvLSTMNet(PRESETS["convlstm-tiny"])
-    train_gate(shut, {"inputs": inputs, "base": truth, "half": (wrong + truth) / 2, "moved": wrong, "truth": truth},
+    train_gate(shut, {"inputs": inputs, "frames": torch.stack([truth, (wrong + truth) / 2, wrong], 1), "truth": truth},
                GateConfig(steps=60, batch=8, lr=1e-2))
     with torch.no_grad():
         assert float(shut.gate(inputs).max()) < 0.05  # film was right: the gate stays (nearly) shut
+
+
+def test_a_gate_with_a_longer_reach_opens_past_the_measured_correction_where_that_is_right():
+    torch.manual_seed(0)
+    model = ConvLSTMNet(replace(PRESETS["convlstm-tiny"], window_reach=2.0))
+    assert model.gate.reach == 2.0 and openings(2.0) == [0, 0.5, 1.0, 1.5, 2.0]
+    n, size = 8, (32, 32)
+    truth = torch.rand(n, 3, *size)
+    wrong = [(truth + d).clamp(0, 1) for d in (0.3, 0.2, 0.1, 0.0, -0.1)]  # the frame at 1.5 is the truth
+    b = {"inputs": torch.rand(n, WindowGate.INPUTS, 8, 8), "frames": torch.stack(wrong, 1), "truth": truth}
+    train_gate(model, b, GateConfig(steps=150, batch=8, lr=1e-2))
+    with torch.no_grad():
+        g = model.gate(b["inputs"])
+    assert 1.2 < float(g.mean()) < 1.8, float(g.mean())  # a gate of reach 1 could not open past 1
+    assert torch.allclose(gated(torch.full((n, 1, 8, 8), 1.5), b["frames"]), truth)
+    assert torch.allclose(gated(torch.full((n, 1, 8, 8), 0.75), b["frames"]), (wrong[1] + wrong[2]) / 2)
 
 
 def test_gate_example_holds_films_frame_and_the_moved_one():
@@ -115,8 +132,8 @@ def test_gate_example_holds_films_frame_and_the_moved_one():
     ex = gate_example(model, window)
     with torch.no_grad():
         film = model.film(window[None, 1], window[None, 2])[0]
-    assert torch.allclose(ex["base"].float(), film, atol=2e-3)
-    assert set(ex) == {"inputs", "base", "half", "moved", "truth"}
+    assert torch.allclose(ex["frames"][0].float(), film, atol=2e-3)
+    assert set(ex) == {"inputs", "frames", "truth"} and ex["frames"].shape == (3, 3, 32, 32)  # openings 0, 0.5, 1
     assert ex["inputs"].shape == (WindowGate.INPUTS, 8, 8) and torch.equal(ex["truth"], window[4].half())
 
 
@@ -141,6 +158,24 @@ def test_cli_gate_run_trains_exports_and_refuses_film(tmp_path: Path):
     assert held["windows"] == 1 and {"film", "gated", "moved", "gate"} <= set(held)
     bad = CliRunner().invoke(app, ["train", "--data", str(data_dir), "--gate", "6", "--out", str(tmp_path / "f")])
     assert bad.exit_code != 0 and "convlstm" in bad.output and "Traceback" not in bad.output
+
+
+def test_cli_gate_reach_is_kept_in_the_weights_and_checked(tmp_path: Path):
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    write_clip(data_dir / "square", list(moving_square(n=12)))
+    base = ["train", "--data", str(data_dir), "--model", "convlstm", "--preset", "convlstm-tiny", "--crop", "32",
+            "--max-frames", "12", "--gate", "4", "--steps", "3", "--batch", "2"]
+    weights = tmp_path / "w.safetensors"
+    args = [*base, "--gate-reach", "2", "--out", str(tmp_path / "r"), "--export", str(weights)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert torch.load(tmp_path / "r" / "gate_cache.pt")["frames"].shape[1] == 5  # openings 0, 0.5, ..., 2
+    model, _ = load_model(weights, expect="convlstm")
+    assert model.config.window_reach == 2.0 and model.gate.reach == 2.0
+    for reach in ("0.5", "1.2"):
+        bad = CliRunner().invoke(app, [*base, "--gate-reach", reach, "--out", str(tmp_path / "b")])
+        assert bad.exit_code != 0 and "--gate-reach" in bad.output and "Traceback" not in bad.output
 
 
 def test_residual_stages_with_zero_heads_are_skipped_outside_training_and_change_nothing():
@@ -199,3 +234,13 @@ def test_window_scores_init_keeps_the_film_part_and_starts_the_gate_closed(tmp_p
     assert rows(opened)[0]["psnr"] != shut[0]["psnr"]  # the open gate moves this frame: --init must close it
     assert init[0]["peer"] == "framefill_convlstm_init" and shut[0]["peer"] == "framefill_convlstm"
     assert init[0]["psnr"] == shut[0]["psnr"]
+
+
+def test_a_cache_written_before_frames_is_read_as_the_openings_of_reach_one(tmp_path: Path):
+    model = ConvLSTMNet(PRESETS["convlstm-tiny"])
+    old = {k: torch.rand(3, 3, 16, 16).half() for k in ("base", "half", "moved", "truth")}
+    old["inputs"] = torch.rand(3, WindowGate.INPUTS, 4, 4).half()
+    torch.save(old, tmp_path / "gate_cache.pt")
+    cache = build_cache(model, None, 3, np.random.default_rng(0), tmp_path / "gate_cache.pt")  # no dataset needed
+    assert set(cache) == {"inputs", "frames", "truth"}
+    assert torch.equal(cache["frames"][:, 0], old["base"]) and torch.equal(cache["frames"][:, 2], old["moved"])

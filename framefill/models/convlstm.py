@@ -81,6 +81,7 @@ class ConvLSTMConfig:
     spatial_kernel: int = 7  # spatial-attention conv size
     space_to_depth: int = 4  # both networks run on s x s pixel blocks folded into channels (1: full resolution)
     window_filters: int = 0  # channels of the window motion's gate (0: none; framefill.models.window_motion)
+    window_reach: float = 1.0  # the gate's widest opening, in multiples of the a / 8 the outer frames measure
 
     def __post_init__(self) -> None:
         if isinstance(self.film, dict):  # rebuilt from a weights file's config JSON
@@ -291,7 +292,8 @@ class ConvLSTMNet(nn.Module):
         self.film.requires_grad_(False)  # frozen: trained on its own, loaded with --film-weights
         self.synthesis = Synthesis(self.config)
         self.refinement = Refinement(self.config)
-        self.gate = WindowGate(self.config.window_filters) if self.config.window_filters else None
+        self.gate = (WindowGate(self.config.window_filters, self.config.window_reach) if self.config.window_filters
+                     else None)
 
     @property
     def divisor(self) -> int:

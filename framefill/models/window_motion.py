@@ -37,13 +37,16 @@ def _conv(cin: int, cout: int, dilation: int = 1) -> nn.Sequential:
 
 
 class WindowGate(nn.Module):
-    """The gate ``(N, 1, h, w)`` in [0, 1] from ``window_evidence``'s ``(N, INPUTS, h, w)``: ``2 (sigmoid(z) - 0.5)``
-    clamped at 0, ``z`` from a zero head, so that it starts closed and a gradient still opens it."""
+    """The gate ``(N, 1, h, w)`` in [0, ``reach``] from ``window_evidence``'s ``(N, INPUTS, h, w)``: ``reach`` times
+    ``2 (sigmoid(z) - 0.5)`` clamped at 0, ``z`` from a zero head, so that it starts closed and a gradient still
+    opens it. A ``reach`` above 1 lets it move the reads further than ``a / 8`` where the flows of the outer pairs,
+    estimated at half resolution and smoothed, measure less acceleration than there is."""
 
     INPUTS = 16
 
-    def __init__(self, filters: int) -> None:
+    def __init__(self, filters: int, reach: float = 1.0) -> None:
         super().__init__()
+        self.reach = reach
         self.body = nn.Sequential(_conv(self.INPUTS, filters), _conv(filters, filters, 2), _conv(filters, filters, 4),
                                   _conv(filters, filters))
         self.head = nn.Conv2d(filters, 1, 3, padding=1)
@@ -51,7 +54,7 @@ class WindowGate(nn.Module):
         nn.init.zeros_(self.head.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (2 * torch.sigmoid(self.head(self.body(x))) - 1).clamp(min=0)
+        return self.reach * (2 * torch.sigmoid(self.head(self.body(x))) - 1).clamp(min=0)
 
 
 def _fb(forward: torch.Tensor, backward: torch.Tensor) -> torch.Tensor:

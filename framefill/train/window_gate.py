@@ -2,15 +2,15 @@
 then many cheap steps.
 
 The gate (``framefill.models.window_motion``) decides where film's reads move by the acceleration the outer frames
-measure. Everything it reads and all of its outcomes come from the frozen film: per window, its evidence, film's
-frame as it is (``base``) and with half and all of the correction (``half``, ``moved``). They are computed once
-per window and kept (``OUT/gate_cache.pt``); a step then costs the gate's few convolutions at a quarter of the
-resolution. The loss is the log of each window's mean squared error of the gated frame against the true middle
-frame, averaged over the batch: the mean PSNR itself (up to a factor), so a window counts by how much its PSNR
-moves, not by how large its errors are. Per place, the gate is pulled open where the moved frame is closer to the
-truth and shut where film's is. Film's frame for a gate between 0 and 1 is taken as piecewise linear through its
-frames with none, half and all of the correction (inference moves the reads by ``g a / 8``, which those three
-frames sample).
+measure. Everything it reads and all of its outcomes come from the frozen film: per window, its evidence and
+film's frames with the correction opened by 0, 0.5, 1, ... up to the gate's reach (``frames``; with a reach of 1:
+as it is, with half and with all of it). They are computed once per window and kept (``OUT/gate_cache.pt``); a
+step then costs the gate's few convolutions at a quarter of the resolution. The loss is the log of each window's
+mean squared error of the gated frame against the true middle frame, averaged over the batch: the mean PSNR
+itself (up to a factor), so a window counts by how much its PSNR moves, not by how large its errors are. Per
+place, the gate is pulled open where a moved frame is closer to the truth and shut where film's is. Film's frame
+for a gate between those openings is taken as piecewise linear through them (inference moves the reads by
+``g a / 8``, which those frames sample).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -35,31 +35,46 @@ class GateConfig:
     batch: int = 16
     lr: float = 2e-3
     seed: int = 0
+    reach: float = 1.0  # the gate's widest opening (a multiple of STEP), in multiples of a / 8
+
+
+STEP = 0.5  # the cached openings of the correction: 0, STEP, 2 STEP, ... up to the gate's reach
+
+
+def openings(reach: float) -> list[float]:
+    """The openings of the correction whose frames a window's example holds, for a gate of this ``reach``."""
+    return [STEP * k for k in range(round(reach / STEP) + 1)]
 
 
 @torch.no_grad()
 def gate_example(model: torch.nn.Module, window: torch.Tensor) -> dict[str, torch.Tensor]:
     """One window ``(5, 3, h, w)`` (I0..I3, the truth) as the gate's training example: its ``inputs``, film's
-    frame (``base``), film's frame with half the correction (``half``) and with all of it (``moved``), and the
-    ``truth``; float16."""
+    ``frames`` ``(K, 3, h, w)`` with the correction opened by each of ``openings(gate.reach)`` (the first: film's
+    frame as it is), and the ``truth``; float16."""
     frames = window[None, :4].float()
     keep: dict = {}
     model.window_shift(frames, keep)
     i1, i2 = frames[:, 1], frames[:, 2]
-    base = model.film(i1, i2)
     shift = torch.cat([keep["a"], keep["a"]], dim=1)
-    half, moved = model.film(i1, i2, read_shift=0.5 * shift), model.film(i1, i2, read_shift=shift)
-    return {"inputs": keep["inputs"][0].half(), "base": base[0].half(), "half": half[0].half(),
-            "moved": moved[0].half(), "truth": window[4].half()}
+    films = [model.film(i1, i2, read_shift=g * shift if g else None)[0] for g in openings(model.gate.reach)]
+    return {"inputs": keep["inputs"][0].half(), "frames": torch.stack(films).half(), "truth": window[4].half()}
+
+
+def _as_frames(cache: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A cache written before ``frames`` (its ``base``, ``half`` and ``moved``: the openings of a reach of 1)."""
+    if "base" in cache:
+        cache = {"inputs": cache["inputs"], "truth": cache["truth"],
+                 "frames": torch.stack([cache["base"], cache["half"], cache["moved"]], dim=1)}
+    return cache
 
 
 def build_cache(model: torch.nn.Module, dataset, count: int, rng: np.random.Generator, path: Path | None = None
                 ) -> dict[str, torch.Tensor]:
     """``count`` windows drawn from ``dataset`` (``TripletDataset`` with ``context=4``) as stacked examples; read
-    from ``path`` if it holds as many, else built and written there."""
+    from ``path`` if it holds as many, with the openings of this gate's reach, else built and written there."""
     if path is not None and path.exists():
-        cache = torch.load(path)
-        if len(cache["truth"]) >= count:
+        cache = _as_frames(torch.load(path))
+        if len(cache["truth"]) >= count and cache["frames"].shape[1] == len(openings(model.gate.reach)):
             return {k: v[:count] for k, v in cache.items()}
     examples, t0 = [], time.perf_counter()
     for k in range(count):
@@ -72,17 +87,21 @@ def build_cache(model: torch.nn.Module, dataset, count: int, rng: np.random.Gene
     return cache
 
 
-def gated(g: torch.Tensor, base: torch.Tensor, half: torch.Tensor, moved: torch.Tensor) -> torch.Tensor:
-    """Film's frame for a gate ``g`` ``(B, 1, h, w)`` as the cache knows it: piecewise linear through the frames at
-    ``g`` = 0 (``base``), 0.5 (``half``) and 1 (``moved``), each ``(B, 3, H, W)``."""
-    g = F.interpolate(g, size=base.shape[-2:], mode="bilinear", align_corners=False)
-    return torch.where(g < 0.5, torch.lerp(base, half, 2 * g), torch.lerp(half, moved, 2 * g - 1))
+def gated(g: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
+    """Film's frame for a gate ``g`` ``(B, 1, h, w)`` as the cache knows it: piecewise linear through ``frames``
+    ``(B, K, 3, H, W)``, film's frames at the openings 0, STEP, ... (beyond the last: the last)."""
+    g = F.interpolate(g, size=frames.shape[-2:], mode="bilinear", align_corners=False)
+    pos = (g / STEP).clamp(0, frames.shape[1] - 1)
+    low = pos.floor().clamp(max=frames.shape[1] - 2).long()  # (B, 1, H, W)
+    pick = low[:, None].expand(-1, -1, 3, -1, -1)
+    below, above = frames.gather(1, pick)[:, 0], frames.gather(1, pick + 1)[:, 0]
+    return torch.lerp(below, above, pos - low)
 
 
 def gate_loss(gate: torch.nn.Module, b: dict[str, torch.Tensor]) -> torch.Tensor:
     """The mean over a batch ``b`` of examples of the log mean squared error against the truth of the frame the
     gate makes (-10 / ln 10 times the change of its mean PSNR)."""
-    frame = gated(gate(b["inputs"]), b["base"], b["half"], b["moved"])
+    frame = gated(gate(b["inputs"]), b["frames"])
     return torch.log(((frame - b["truth"]) ** 2).mean(dim=(1, 2, 3)) + 1e-5).mean()
 
 
@@ -119,8 +138,8 @@ def held_out_scores(gate: torch.nn.Module, cache: dict[str, torch.Tensor]) -> di
     for i in range(0, n, 32):
         b = {k: v[i:i + 32].float() for k, v in cache.items()}
         g = gate(b["inputs"])
-        for name, frame in (("film", b["base"]), ("gated", gated(g, b["base"], b["half"], b["moved"])),
-                            ("moved", b["moved"])):
+        for name, frame in (("film", b["frames"][:, 0]), ("gated", gated(g, b["frames"])),
+                            ("moved", b["frames"][:, round(1 / STEP)])):
             mse = ((frame.clamp(0, 1) - b["truth"]) ** 2).mean(dim=(1, 2, 3)).clamp(min=1e-10)
             sums[name] += float((-10 * torch.log10(mse)).sum())
         sums["gate"] += float(g.mean(dim=(1, 2, 3)).sum())
@@ -135,6 +154,12 @@ def run_gate(trainer, cfg: GateConfig, on_step=None) -> list[float]:
     model = trainer.model
     if getattr(model, "gate", None) is None:
         raise ValueError("this convlstm config has no window-motion gate (window_filters 0); pick convlstm-s")
+    if cfg.reach < 1 or cfg.reach / STEP != round(cfg.reach / STEP):
+        raise ValueError(f"the gate's reach must be 1 or more, in steps of {STEP}: got {cfg.reach}")
+    for m in (model, trainer.ema):  # the reach is the model's: its config carries it into the exported weights
+        if m is not None:
+            m.config = replace(m.config, window_reach=cfg.reach)
+            m.gate.reach = cfg.reach
     model.eval()
     t0 = time.perf_counter()
     cache = build_cache(model, trainer.dataset, cfg.samples, trainer.rng, trainer.out / "gate_cache.pt")
