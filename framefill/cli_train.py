@@ -118,8 +118,12 @@ def train(
         raise UsageError(f"--fusion-cues, --freeze-flow, --selector and --refiner are for film, not {model}")
     if gate and model != "convlstm":
         raise UsageError(f"--gate trains convlstm's window-motion gate; {model} has none")
-    if gate_reach < 1 or gate_reach * 2 != round(gate_reach * 2):
-        raise UsageError(f"--gate-reach must be 1 or more, in steps of 0.5: got {gate_reach}")
+    from framefill.train.window_gate import check_reach
+
+    try:
+        check_reach(gate_reach)
+    except ValueError as exc:
+        raise UsageError(f"--gate-reach: {exc}") from None
     if selector and refiner:
         raise UsageError("--selector and --refiner each train alone: train them in separate runs")
     if unwarped and not selector:

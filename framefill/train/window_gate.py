@@ -41,6 +41,12 @@ class GateConfig:
 STEP = 0.5  # the cached openings of the correction: 0, STEP, 2 STEP, ... up to the gate's reach
 
 
+def check_reach(reach: float) -> None:
+    """A ``ValueError`` unless ``reach`` is a gate's reach: 1 or more, a multiple of ``STEP``."""
+    if reach < 1 or reach / STEP != round(reach / STEP):
+        raise ValueError(f"the gate's reach must be 1 or more, in steps of {STEP}: got {reach}")
+
+
 def openings(reach: float) -> list[float]:
     """The openings of the correction whose frames a window's example holds, for a gate of this ``reach``."""
     return [STEP * k for k in range(round(reach / STEP) + 1)]
@@ -154,8 +160,7 @@ def run_gate(trainer, cfg: GateConfig, on_step=None) -> list[float]:
     model = trainer.model
     if getattr(model, "gate", None) is None:
         raise ValueError("this convlstm config has no window-motion gate (window_filters 0); pick convlstm-s")
-    if cfg.reach < 1 or cfg.reach / STEP != round(cfg.reach / STEP):
-        raise ValueError(f"the gate's reach must be 1 or more, in steps of {STEP}: got {cfg.reach}")
+    check_reach(cfg.reach)
     for m in (model, trainer.ema):  # the reach is the model's: its config carries it into the exported weights
         if m is not None:
             m.config = replace(m.config, window_reach=cfg.reach)
