@@ -20,7 +20,7 @@ from framefill.cli import app
 from framefill.models import load_model
 from framefill.models.convlstm import PRESETS, ConvLSTMNet
 from framefill.models.film import build_film
-from framefill.models.window_motion import WindowGate, read_shift, window_evidence
+from framefill.models.window_motion import WindowGate, path_errors, read_shift, window_evidence
 from framefill.train.window_gate import GateConfig, build_cache, gate_example, gate_loss, gated, openings, train_gate
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -56,6 +56,57 @@ def test_an_outer_frame_that_is_a_copy_measures_nothing():
     assert torch.allclose(a[:, 0], torch.full((1, 32, 32), 1.0), atol=1e-4)  # I2's side alone
     _, a = window_evidence(frames, flows, torch.zeros(1, 2, 1, 1))
     assert a.abs().max() == 0
+
+
+def _accelerating_window(positions: tuple[int, ...], level: int = 32) -> torch.Tensor:
+    """A window ``(1, 4, 3, 4 level, 4 level)`` of one texture at ``positions`` (pixels of the gate's level, along
+    x): a texture of the gate's level blown up 4 times, so that the gate's pooled frames are it, shifted."""
+    texture = torch.rand(1, 3, level, level, generator=torch.Generator().manual_seed(0))
+    big = torch.nn.functional.interpolate(texture, scale_factor=4, mode="nearest")
+    return torch.stack([torch.roll(big, 4 * p, dims=-1) for p in positions], dim=1)
+
+
+def test_the_curved_path_explains_the_outer_frames_where_the_motion_accelerates():
+    frames = _accelerating_window((0, 1, 4, 9))  # as in the first test: a / 8 a quarter of a pixel of the level
+    v, a = torch.full((1, 2, 32, 32), 3.0), torch.full((1, 2, 32, 32), 0.25)
+    v[:, 1] = a[:, 1] = 0
+    e = path_errors(frames, v, a, torch.ones(1, 2, 1, 1))[..., 12:20, 12:20]  # away from the wrapped edges
+    straight0, curved0, straight3, curved3 = (float(e[0, k].mean()) for k in range(4))
+    assert curved0 < 0.1 * straight0 and curved3 < 0.1 * straight3, (straight0, curved0, straight3, curved3)
+    # At constant velocity the straight path is the right one.
+    e = path_errors(_accelerating_window((0, 3, 6, 9)), v, a, torch.ones(1, 2, 1, 1))[..., 12:20, 12:20]
+    assert float(e[0, 0].mean()) < 0.1 * float(e[0, 1].mean())
+    # An outer frame that is a copy checks nothing.
+    e = path_errors(frames, v, a, torch.tensor([0.0, 1.0]).view(1, 2, 1, 1))
+    assert float(e[:, :2].abs().max()) == 0 and float(e[:, 2:].abs().max()) > 0
+
+
+def test_a_gate_with_trajectory_reads_four_more_inputs_and_starts_closed(tmp_path: Path):
+    flows = _flows(f12=(3.0, 0.0), f10=(-1.0, 0.0), f23=(5.0, 0.0), size=(32, 32))
+    frames = _accelerating_window((0, 1, 4, 9))
+    x, a = window_evidence(frames, flows, torch.ones(1, 2, 1, 1), trajectory=True)
+    plain, a_plain = window_evidence(frames, flows, torch.ones(1, 2, 1, 1))
+    assert x.shape[1] == WindowGate.INPUTS + WindowGate.TRAJECTORY_INPUTS
+    assert torch.equal(x[:, :WindowGate.INPUTS], plain)
+    assert torch.equal(a, a_plain)
+    torch.manual_seed(0)
+    model = ConvLSTMNet(replace(PRESETS["convlstm-tiny"], window_trajectory=True)).eval()
+    assert model.gate.inputs == x.shape[1]
+    window = torch.rand(1, 4, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(model(window), model.film(window[:, 1], window[:, 2]).clamp(0, 1))
+    ex = gate_example(model, torch.rand(5, 3, 32, 32))
+    assert ex["inputs"].shape[0] == model.gate.inputs
+    # A cache of the plain evidence is not this gate's: it is built anew, not read.
+    torch.save({"inputs": torch.rand(3, WindowGate.INPUTS, 8, 8).half(), "frames": torch.rand(3, 3, 3, 32, 32).half(),
+                "truth": torch.rand(3, 3, 32, 32).half()}, tmp_path / "gate_cache.pt")
+
+    class Windows:
+        def sample(self, rng):
+            return torch.rand(5, 3, 32, 32)
+
+    cache = build_cache(model, Windows(), 3, np.random.default_rng(0), tmp_path / "gate_cache.pt")
+    assert cache["inputs"].shape[1] == model.gate.inputs
 
 
 def test_untrained_gate_is_closed_and_convlstm_is_film():

@@ -82,6 +82,7 @@ class ConvLSTMConfig:
     space_to_depth: int = 4  # both networks run on s x s pixel blocks folded into channels (1: full resolution)
     window_filters: int = 0  # channels of the window motion's gate (0: none; framefill.models.window_motion)
     window_reach: float = 1.0  # the gate's widest opening, in multiples of the a / 8 the outer frames measure
+    window_trajectory: bool = False  # the gate also reads how well the straight and the curved path fit I0 and I3
 
     def __post_init__(self) -> None:
         if isinstance(self.film, dict):  # rebuilt from a weights file's config JSON
@@ -292,8 +293,8 @@ class ConvLSTMNet(nn.Module):
         self.film.requires_grad_(False)  # frozen: trained on its own, loaded with --film-weights
         self.synthesis = Synthesis(self.config)
         self.refinement = Refinement(self.config)
-        self.gate = (WindowGate(self.config.window_filters, self.config.window_reach) if self.config.window_filters
-                     else None)
+        self.gate = (WindowGate(self.config.window_filters, self.config.window_reach, self.config.window_trajectory)
+                     if self.config.window_filters else None)
 
     @property
     def divisor(self) -> int:
@@ -360,7 +361,7 @@ class ConvLSTMNet(nn.Module):
         """The gated correction of film's reads from the window (``window_motion``), ``(N, 4, H, W)``; None where the
         gate is closed everywhere (film as it is). ``keep`` receives the gate's ``inputs`` and the correction ``a``."""
         valid = torch.cat([~_same(frames[:, 0], frames[:, 1]), ~_same(frames[:, 3], frames[:, 2])], dim=1).float()
-        x, a = window_evidence(frames, window_flows(self.film, frames), valid)
+        x, a = window_evidence(frames, window_flows(self.film, frames), valid, self.config.window_trajectory)
         if keep is not None:
             keep.update(inputs=x, a=a)
         gate = self.gate(conv_input(x, self.gate.head.weight)).float()
@@ -370,10 +371,12 @@ class ConvLSTMNet(nn.Module):
 PRESETS: dict[str, ConvLSTMConfig] = {
     # The default, sized for the CPU, on the shipped film (film-s with its selector): film-s plus at most film's own
     # time again per 720p frame (framefill bench).
-    "convlstm-s": ConvLSTMConfig(film=replace(FILM_PRESETS["film-s"], selector_filters=16), window_filters=16),
+    "convlstm-s": ConvLSTMConfig(film=replace(FILM_PRESETS["film-s"], selector_filters=16), window_filters=16,
+                                 window_trajectory=True),
     # Wider, for GPUs, on film-m.
     "convlstm-m": ConvLSTMConfig(film=FILM_PRESETS["film-m"], filters=(32, 64, 96, 128), decoder_convs=2,
-                                 refine_filters=32, refine_blocks=3, space_to_depth=2, window_filters=24),
+                                 refine_filters=32, refine_blocks=3, space_to_depth=2, window_filters=24,
+                                 window_trajectory=True),
     # Tests only, on film-tiny.
     "convlstm-tiny": ConvLSTMConfig(film=FILM_PRESETS["film-tiny"], filters=(4, 8), refine_filters=4,
                                     space_to_depth=2, window_filters=4),

@@ -15,6 +15,13 @@ flow is forward and backward, how far things move between each pair and how much
 gate ``g`` in [0, 1]; film's reads of both inputs move by ``g a / 8`` (``Film(read_shift=...)``). Its head starts
 at zero, so an untrained gate is closed and the model is film exactly.
 
+With ``trajectory`` (``ConvLSTMConfig.window_trajectory``) it also reads how well the two paths explain the outer
+frames themselves: each output pixel's straight path through I1 and I2 extended to I0 and I3 (1.5 intervals out),
+and the curved one the correction implies (I1 and I2 read ``a / 8`` further, I0 and I3 ``9 a / 8`` further), each
+scored by how far the outer frame's read is from its neighbour's. Where the curve explains I0 and I3 and the line
+does not, the acceleration is real; where both do (no texture to tell) or neither (the flows into the outer frames
+are wrong), it is not evidence. A flow can be confidently wrong; these reads check it against the pixels.
+
 The flows are film's own flow estimator run on the window's three pairs at half resolution (an acceleration
 varies slowly), and everything the gate reads is worked out at its quarter resolution. An outer frame that is a
 copy of its neighbour (a clip's end, a cut, a duplicate: ``framefill.windows``) measures nothing: its side's
@@ -37,17 +44,19 @@ def _conv(cin: int, cout: int, dilation: int = 1) -> nn.Sequential:
 
 
 class WindowGate(nn.Module):
-    """The gate ``(N, 1, h, w)`` in [0, ``reach``] from ``window_evidence``'s ``(N, INPUTS, h, w)``: ``reach`` times
+    """The gate ``(N, 1, h, w)`` in [0, ``reach``] from ``window_evidence``'s ``(N, inputs, h, w)``: ``reach`` times
     ``2 (sigmoid(z) - 0.5)`` clamped at 0, ``z`` from a zero head, so that it starts closed and a gradient still
     opens it. A ``reach`` above 1 lets it move the reads further than ``a / 8`` where the flows of the outer pairs,
     estimated at half resolution and smoothed, measure less acceleration than there is."""
 
     INPUTS = 16
+    TRAJECTORY_INPUTS = 4  # with ``trajectory``: the straight and the curved path's errors at I0 and at I3
 
-    def __init__(self, filters: int, reach: float = 1.0) -> None:
+    def __init__(self, filters: int, reach: float = 1.0, trajectory: bool = False) -> None:
         super().__init__()
         self.reach = reach
-        self.body = nn.Sequential(_conv(self.INPUTS, filters), _conv(filters, filters, 2), _conv(filters, filters, 4),
+        self.inputs = self.INPUTS + (self.TRAJECTORY_INPUTS if trajectory else 0)
+        self.body = nn.Sequential(_conv(self.inputs, filters), _conv(filters, filters, 2), _conv(filters, filters, 4),
                                   _conv(filters, filters))
         self.head = nn.Conv2d(filters, 1, 3, padding=1)
         nn.init.zeros_(self.head.weight)
@@ -75,11 +84,12 @@ def window_flows(film: nn.Module, frames: torch.Tensor) -> tuple[torch.Tensor, .
     return f[0], f[3], f[1], f[4], f[5], f[2]
 
 
-def window_evidence(frames: torch.Tensor, flows: tuple[torch.Tensor, ...], valid: torch.Tensor
-                    ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The gate's inputs ``(N, WindowGate.INPUTS, H / 4, W / 4)`` and the correction it gates, ``a / 8`` on the
-    output's grid ``(N, 2, H, W)`` (pixels of the full frame; zero where neither outer frame is valid). All of it is
-    worked out at the gate's level, where the flows are given.
+def window_evidence(frames: torch.Tensor, flows: tuple[torch.Tensor, ...], valid: torch.Tensor,
+                    trajectory: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """The gate's inputs ``(N, WindowGate(..., trajectory).inputs, H / 4, W / 4)`` and the correction it gates,
+    ``a / 8`` on the output's grid ``(N, 2, H, W)`` (pixels of the full frame; zero where neither outer frame is
+    valid). All of it is worked out at the gate's level, where the flows are given; with ``trajectory``, the last
+    inputs are ``path_errors``.
 
     ``flows``: ``window_flows``' six (``I1[y] ~ I2[y + f_12]`` and so on); ``valid``: ``(N, 2, 1, 1)`` float, whether
     I0 and I3 are real frames (not copies)."""
@@ -98,7 +108,26 @@ def window_evidence(frames: torch.Tensor, flows: tuple[torch.Tensor, ...], valid
     x = torch.cat([4 * a1, 4 * a2, 4 * a, 4 * (a1 - a2).norm(dim=1, keepdim=True) * w1 * w2, 0.4 * fb_mid, 0.4 * fb1,
                    0.4 * fb2, 0.2 * v.norm(dim=1, keepdim=True), 0.2 * outer1, 0.2 * outer2, 10 * texture,
                    valid.expand(-1, -1, *v.shape[-2:])], dim=1)
+    if trajectory:
+        x = torch.cat([x, 10 * path_errors(frames, v, a, valid)], dim=1)
     return x, resize_flow(a, frames.shape[-2:])
+
+
+def path_errors(frames: torch.Tensor, v: torch.Tensor, a: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """How far I0 and I3 are from I1 and I2 along each output pixel's straight path and along the curved path of the
+    correction ``a`` (``a / 8`` at the gate's level), ``(N, 4, h, w)``: straight at I0, curved at I0, straight at I3,
+    curved at I3 (grey levels, averaged over 5 x 5; zero for an outer frame that is a copy). ``v``: the motion
+    I1 -> I2 about the output's pixels, at the gate's level."""
+    size = v.shape[-2:]
+    g0, g1, g2, g3 = (grey(F.adaptive_avg_pool2d(frames[:, k], size)) for k in range(4))
+    w1, w2 = valid[:, :1], valid[:, 1:]
+
+    def error(outer: torch.Tensor, to_outer: torch.Tensor, inner: torch.Tensor, to_inner: torch.Tensor) -> torch.Tensor:
+        return box_filter((warp(outer, to_outer) - warp(inner, to_inner)).abs(), 5)
+
+    # A path through the output pixel at t = 0.5 reaches I1 at -v / 2 (+ a), I0 at -1.5 v (+ 9 a), and so on.
+    return torch.cat([error(g0, -1.5 * v, g1, -0.5 * v) * w1, error(g0, -1.5 * v + 9 * a, g1, -0.5 * v + a) * w1,
+                      error(g3, 1.5 * v, g2, 0.5 * v) * w2, error(g3, 1.5 * v + 9 * a, g2, 0.5 * v + a) * w2], dim=1)
 
 
 def read_shift(gate: torch.Tensor, a: torch.Tensor) -> torch.Tensor:

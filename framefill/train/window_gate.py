@@ -77,10 +77,12 @@ def _as_frames(cache: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 def build_cache(model: torch.nn.Module, dataset, count: int, rng: np.random.Generator, path: Path | None = None
                 ) -> dict[str, torch.Tensor]:
     """``count`` windows drawn from ``dataset`` (``TripletDataset`` with ``context=4``) as stacked examples; read
-    from ``path`` if it holds as many, with the openings of this gate's reach, else built and written there."""
+    from ``path`` if it holds as many, with the openings of this gate's reach and its evidence, else built and
+    written there."""
     if path is not None and path.exists():
         cache = _as_frames(torch.load(path))
-        if len(cache["truth"]) >= count and cache["frames"].shape[1] == len(openings(model.gate.reach)):
+        if (len(cache["truth"]) >= count and cache["frames"].shape[1] == len(openings(model.gate.reach))
+                and cache["inputs"].shape[1] == model.gate.inputs):
             return {k: v[:count] for k, v in cache.items()}
     examples, t0 = [], time.perf_counter()
     for k in range(count):
