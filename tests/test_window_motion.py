@@ -295,3 +295,26 @@ def test_a_cache_written_before_frames_is_read_as_the_openings_of_reach_one(tmp_
     cache = build_cache(model, None, 3, np.random.default_rng(0), tmp_path / "gate_cache.pt")  # no dataset needed
     assert set(cache) == {"inputs", "frames", "truth"}
     assert torch.equal(cache["frames"][:, 0], old["base"]) and torch.equal(cache["frames"][:, 2], old["moved"])
+
+
+def test_a_cache_of_other_evidence_lends_its_film_frames_for_the_same_windows(tmp_path: Path):
+    class Windows:
+        def sample(self, rng):
+            return torch.from_numpy(rng.random((5, 3, 32, 32))).float()
+
+    torch.manual_seed(0)
+    plain = ConvLSTMNet(PRESETS["convlstm-tiny"]).eval()
+    torch.manual_seed(1)  # another film: frames worked out anew would differ from the lent ones
+    traj = ConvLSTMNet(replace(PRESETS["convlstm-tiny"], window_trajectory=True)).eval()
+    path = tmp_path / "gate_cache.pt"
+    first = build_cache(plain, Windows(), 4, np.random.default_rng(0), path)
+    lent = build_cache(traj, Windows(), 4, np.random.default_rng(0), path)
+    assert torch.equal(lent["frames"], first["frames"]) and torch.equal(lent["truth"], first["truth"])
+    assert lent["inputs"].shape[1] == traj.gate.inputs and torch.load(path)["inputs"].shape[1] == traj.gate.inputs
+    other = tmp_path / "other.pt"
+    torch.save(first, other)
+    fresh = build_cache(traj, Windows(), 4, np.random.default_rng(5), other)  # other windows: nothing to lend
+    assert not torch.equal(fresh["truth"], first["truth"]) and not torch.equal(fresh["frames"], first["frames"])
+    level1 = ConvLSTMNet(replace(PRESETS["convlstm-tiny"], window_trajectory=True, window_level=1)).eval()
+    finer = build_cache(level1, Windows(), 4, np.random.default_rng(0), path)  # another level: another correction
+    assert finer["inputs"].shape[-1] == 16 and not torch.equal(finer["frames"], first["frames"])

@@ -83,6 +83,7 @@ class ConvLSTMConfig:
     window_filters: int = 0  # channels of the window motion's gate (0: none; framefill.models.window_motion)
     window_reach: float = 1.0  # the gate's widest opening, in multiples of the a / 8 the outer frames measure
     window_trajectory: bool = False  # the gate also reads how well the straight and the curved path fit I0 and I3
+    window_level: int = 2  # the gate's resolution: 1 / 2**window_level of the frame's (1: the flows' own)
 
     def __post_init__(self) -> None:
         if isinstance(self.film, dict):  # rebuilt from a weights file's config JSON
@@ -96,6 +97,8 @@ class ConvLSTMConfig:
             raise ValueError(f"space_to_depth must be >= 1, got {self.space_to_depth}")
         if self.spatial_kernel % 2 == 0:
             raise ValueError(f"spatial_kernel must be odd, got {self.spatial_kernel}")
+        if self.window_level not in (1, 2):
+            raise ValueError(f"window_level must be 1 or 2, got {self.window_level}")
         if self.film.arbitrary_time:
             raise ValueError("the film part of convlstm is asked for t = 0.5 only; give it a t = 0.5 film config")
 
@@ -361,7 +364,8 @@ class ConvLSTMNet(nn.Module):
         """The gated correction of film's reads from the window (``window_motion``), ``(N, 4, H, W)``; None where the
         gate is closed everywhere (film as it is). ``keep`` receives the gate's ``inputs`` and the correction ``a``."""
         valid = torch.cat([~_same(frames[:, 0], frames[:, 1]), ~_same(frames[:, 3], frames[:, 2])], dim=1).float()
-        x, a = window_evidence(frames, window_flows(self.film, frames), valid, self.config.window_trajectory)
+        flows = window_flows(self.film, frames, self.config.window_level)
+        x, a = window_evidence(frames, flows, valid, self.config.window_trajectory)
         if keep is not None:
             keep.update(inputs=x, a=a)
         gate = self.gate(conv_input(x, self.gate.head.weight)).float()

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 
 from framefill.models.layers import box_filter, crop, grey, pad_to_multiple, resize_flow, warp
 
-LEVEL = 2  # the gate runs at 1 / 2**LEVEL of the resolution
+LEVEL = 2  # by default the gate runs at 1 / 2**LEVEL of the resolution (``ConvLSTMConfig.window_level``: 1 or 2)
 
 
 def _conv(cin: int, cout: int, dilation: int = 1) -> nn.Sequential:
@@ -71,16 +71,16 @@ def _fb(forward: torch.Tensor, backward: torch.Tensor) -> torch.Tensor:
     return (forward + warp(backward, forward)).norm(dim=1, keepdim=True)
 
 
-def window_flows(film: nn.Module, frames: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """Film's flows of the window's three pairs, estimated at half resolution and returned at the gate's level
-    (``LEVEL``, in pixels of that level), each ``(N, 2, H / 4, W / 4)``: ``f_21`` (I2's grid into I1), ``f_12``,
+def window_flows(film: nn.Module, frames: torch.Tensor, level: int = LEVEL) -> tuple[torch.Tensor, ...]:
+    """Film's flows of the window's three pairs, estimated at half resolution and returned at the gate's ``level``
+    (in pixels of that level), each ``(N, 2, H / 2**level, W / 2**level)``: ``f_21`` (I2's grid into I1), ``f_12``,
     ``f_10`` (I1's grid into I0), ``f_01``, ``f_23`` (I2's grid into I3), ``f_32``. ``frames``: ``(N, 4, 3, H, W)``."""
     n, size = frames.shape[0], frames.shape[-2:]
     half = F.avg_pool2d(frames.flatten(0, 1), 2).view(n, 4, 3, size[0] // 2, size[1] // 2)
     first, hw = pad_to_multiple(torch.cat([half[:, 1], half[:, 0], half[:, 2]]), film.divisor)  # I1, I0, I2
     second, _ = pad_to_multiple(torch.cat([half[:, 2], half[:, 1], half[:, 3]]), film.divisor)  # I2, I1, I3
     flows = film._flows(first, second)[3][0]  # (6N, 2, h, w): flow_10 of each pair, then flow_01 of each
-    f = resize_flow(crop(flows, hw), (size[0] >> LEVEL, size[1] >> LEVEL)).split(n)
+    f = resize_flow(crop(flows, hw), (size[0] >> level, size[1] >> level)).split(n)
     return f[0], f[3], f[1], f[4], f[5], f[2]
 
 

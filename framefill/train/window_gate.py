@@ -53,17 +53,21 @@ def openings(reach: float) -> list[float]:
 
 
 @torch.no_grad()
-def gate_example(model: torch.nn.Module, window: torch.Tensor) -> dict[str, torch.Tensor]:
+def gate_example(model: torch.nn.Module, window: torch.Tensor, frames: torch.Tensor | None = None
+                 ) -> dict[str, torch.Tensor]:
     """One window ``(5, 3, h, w)`` (I0..I3, the truth) as the gate's training example: its ``inputs``, film's
     ``frames`` ``(K, 3, h, w)`` with the correction opened by each of ``openings(gate.reach)`` (the first: film's
-    frame as it is), and the ``truth``; float16."""
-    frames = window[None, :4].float()
+    frame as it is), and the ``truth``; float16. Given ``frames`` (this window's, from a cache of other evidence),
+    only the inputs are worked out."""
+    window_frames = window[None, :4].float()
     keep: dict = {}
-    model.window_shift(frames, keep)
-    i1, i2 = frames[:, 1], frames[:, 2]
-    shift = torch.cat([keep["a"], keep["a"]], dim=1)
-    films = [model.film(i1, i2, read_shift=g * shift if g else None)[0] for g in openings(model.gate.reach)]
-    return {"inputs": keep["inputs"][0].half(), "frames": torch.stack(films).half(), "truth": window[4].half()}
+    model.window_shift(window_frames, keep)
+    if frames is None:
+        i1, i2 = window_frames[:, 1], window_frames[:, 2]
+        shift = torch.cat([keep["a"], keep["a"]], dim=1)
+        films = [model.film(i1, i2, read_shift=g * shift if g else None)[0] for g in openings(model.gate.reach)]
+        frames = torch.stack(films).half()
+    return {"inputs": keep["inputs"][0].half(), "frames": frames, "truth": window[4].half()}
 
 
 def _as_frames(cache: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -78,19 +82,30 @@ def build_cache(model: torch.nn.Module, dataset, count: int, rng: np.random.Gene
                 ) -> dict[str, torch.Tensor]:
     """``count`` windows drawn from ``dataset`` (``TripletDataset`` with ``context=4``) as stacked examples; read
     from ``path`` if it holds as many, with the openings of this gate's reach and its evidence, else built and
-    written there."""
+    written there. A cache at ``path`` with the same openings and level but other evidence lends its film frames:
+    the windows are drawn again (the same seed draws the same windows, each checked against the cached truth) and
+    only the evidence is worked out, a fraction of the cost."""
+    old = None
     if path is not None and path.exists():
-        cache = _as_frames(torch.load(path))
-        if (len(cache["truth"]) >= count and cache["frames"].shape[1] == len(openings(model.gate.reach))
-                and cache["inputs"].shape[1] == model.gate.inputs):
-            return {k: v[:count] for k, v in cache.items()}
-    examples, t0 = [], time.perf_counter()
+        cache = _as_frames(torch.load(path, mmap=True))
+        level = cache["inputs"].shape[-1] << model.config.window_level == cache["truth"].shape[-1]
+        if len(cache["truth"]) >= count and cache["frames"].shape[1] == len(openings(model.gate.reach)) and level:
+            if cache["inputs"].shape[1] == model.gate.inputs:
+                return {k: v[:count].clone() for k, v in cache.items()}
+            old = cache  # the correction, so film's frames, are the same at the same level
+    examples, t0, lent = [], time.perf_counter(), 0
     for k in range(count):
-        examples.append(gate_example(model, dataset.sample(rng)))
+        window = dataset.sample(rng)
+        same = old is not None and torch.equal(window[4].half(), old["truth"][k])
+        examples.append(gate_example(model, window, old["frames"][k].clone() if same else None))
+        lent += same
         if (k + 1) % 100 == 0:
             log.info("gate cache: %d of %d windows (%.0f s)", k + 1, count, time.perf_counter() - t0)
+    if old is not None:
+        log.info("gate cache: film's frames of %d of %d windows taken from the cache of other evidence", lent, count)
     cache = {key: torch.stack([e[key] for e in examples]) for key in examples[0]}
     if path is not None:
+        path.unlink(missing_ok=True)  # a link to another run's cache stays that run's
         torch.save(cache, path)
     return cache
 
