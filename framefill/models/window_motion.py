@@ -23,7 +23,8 @@ does not, the acceleration is real; where both do (no texture to tell) or neithe
 are wrong), it is not evidence. A flow can be confidently wrong; these reads check it against the pixels.
 
 The flows are film's own flow estimator run on the window's three pairs at half resolution (an acceleration
-varies slowly), and everything the gate reads is worked out at its quarter resolution. An outer frame that is a
+varies slowly), and everything the gate reads is worked out at its level: a quarter of the resolution, or with
+``ConvLSTMConfig.window_level`` 1 the half at which the flows are estimated. An outer frame that is a
 copy of its neighbour (a clip's end, a cut, a duplicate: ``framefill.windows``) measures nothing: its side's
 estimate is left out, and with neither, the correction is zero.
 """
