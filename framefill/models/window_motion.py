@@ -87,8 +87,8 @@ def window_flows(film: nn.Module, frames: torch.Tensor, level: int = LEVEL) -> t
 
 def window_evidence(frames: torch.Tensor, flows: tuple[torch.Tensor, ...], valid: torch.Tensor,
                     trajectory: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """The gate's inputs ``(N, WindowGate(..., trajectory).inputs, H / 4, W / 4)`` and the correction it gates,
-    ``a / 8`` on the output's grid ``(N, 2, H, W)`` (pixels of the full frame; zero where neither outer frame is
+    """The gate's inputs ``(N, WindowGate(..., trajectory).inputs, h, w)`` (the flows' size) and the correction it gates
+    (``a / 8``) on the output's grid ``(N, 2, H, W)`` (pixels of the full frame; zero where neither outer frame is
     valid). All of it is worked out at the gate's level, where the flows are given; with ``trajectory``, the last
     inputs are ``path_errors``.
 
