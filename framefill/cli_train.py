@@ -77,6 +77,9 @@ def train(
                   "rest frozen), from a cache of this many windows (1500), for --steps steps of --batch.")] = 0,
     gate_reach: Annotated[float, typer.Option("--gate-reach", help="convlstm with --gate: the gate's widest "
                           "opening, in multiples of the correction the outer frames measure (1, 1.5, 2, ...).")] = 1.0,
+    gate_level: Annotated[int | None, typer.Option("--gate-level", min=1, max=2, help="convlstm with --gate: the "
+                          "gate's resolution, 1 / 2**LEVEL of the frame's (2: a quarter; 1: the half its flows are "
+                          "estimated at); default: the preset's.")] = None,
     epe_weight: Annotated[float, typer.Option("--epe-weight", min=0.0, help="film with --refiner: weight of the "
                                               "end-point error toward the exact motion of rendered scenes (a tenth "
                                               "of it toward the privileged motion on clips).")] = 2.0,
@@ -205,7 +208,7 @@ def train(
 
                 progress.update(task, info=f"caching {gate} windows")
                 run_gate(trainer, GateConfig(samples=gate, steps=steps, batch=batch, lr=lr, seed=seed,
-                                             reach=gate_reach),
+                                             reach=gate_reach, level=gate_level),
                          lambda step, loss: progress.update(task, completed=step, info=f"loss {loss:.4f}"))
             else:
                 trainer.run(max_seconds=max_minutes * 60 if max_minutes else None, on_step=on_step)

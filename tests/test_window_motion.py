@@ -229,6 +229,23 @@ def test_cli_gate_reach_is_kept_in_the_weights_and_checked(tmp_path: Path):
         assert bad.exit_code != 0 and "--gate-reach" in bad.output and "Traceback" not in bad.output
 
 
+def test_cli_gate_level_is_kept_in_the_weights_and_checked(tmp_path: Path):
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    write_clip(data_dir / "square", list(moving_square(n=12)))
+    base = ["train", "--data", str(data_dir), "--model", "convlstm", "--preset", "convlstm-tiny", "--crop", "32",
+            "--max-frames", "12", "--gate", "4", "--steps", "3", "--batch", "2"]
+    weights = tmp_path / "w.safetensors"
+    result = CliRunner().invoke(app, [*base, "--gate-level", "1", "--out", str(tmp_path / "r"), "--export",
+                                      str(weights)])
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert torch.load(tmp_path / "r" / "gate_cache.pt")["inputs"].shape[-1] == 16  # half of the 32 px crop
+    model, _ = load_model(weights, expect="convlstm")
+    assert model.config.window_level == 1
+    bad = CliRunner().invoke(app, [*base, "--gate-level", "3", "--out", str(tmp_path / "b")])
+    assert bad.exit_code != 0 and "--gate-level" in bad.output and "Traceback" not in bad.output
+
+
 def test_residual_stages_with_zero_heads_are_skipped_outside_training_and_change_nothing():
     torch.manual_seed(0)
     model = ConvLSTMNet(PRESETS["convlstm-tiny"]).eval()

@@ -36,6 +36,7 @@ class GateConfig:
     lr: float = 2e-3
     seed: int = 0
     reach: float = 1.0  # the gate's widest opening (a multiple of STEP), in multiples of a / 8
+    level: int | None = None  # the gate's resolution, 1 / 2**level (None: the model config's window_level)
 
 
 STEP = 0.5  # the cached openings of the correction: 0, STEP, 2 STEP, ... up to the gate's reach
@@ -178,9 +179,10 @@ def run_gate(trainer, cfg: GateConfig, on_step=None) -> list[float]:
     if getattr(model, "gate", None) is None:
         raise ValueError("this convlstm config has no window-motion gate (window_filters 0); pick convlstm-s")
     check_reach(cfg.reach)
-    for m in (model, trainer.ema):  # the reach is the model's: its config carries it into the exported weights
+    level = model.config.window_level if cfg.level is None else cfg.level
+    for m in (model, trainer.ema):  # reach and level are the model's: its config carries them into the weights
         if m is not None:
-            m.config = replace(m.config, window_reach=cfg.reach)
+            m.config = replace(m.config, window_reach=cfg.reach, window_level=level)
             m.gate.reach = cfg.reach
     model.eval()
     t0 = time.perf_counter()
