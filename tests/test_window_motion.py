@@ -211,12 +211,17 @@ def test_cli_gate_run_trains_exports_and_refuses_film(tmp_path: Path):
     assert bad.exit_code != 0 and "convlstm" in bad.output and "Traceback" not in bad.output
 
 
-def test_cli_gate_reach_is_kept_in_the_weights_and_checked(tmp_path: Path):
+def _short_gate_run(tmp_path: Path) -> list[str]:
+    """``framefill train`` arguments of a three-step gate run of convlstm-tiny on a 12-frame clip (no ``--out``)."""
     data_dir = tmp_path / "data"
     data_dir.mkdir()
     write_clip(data_dir / "square", list(moving_square(n=12)))
-    base = ["train", "--data", str(data_dir), "--model", "convlstm", "--preset", "convlstm-tiny", "--crop", "32",
+    return ["train", "--data", str(data_dir), "--model", "convlstm", "--preset", "convlstm-tiny", "--crop", "32",
             "--max-frames", "12", "--gate", "4", "--steps", "3", "--batch", "2"]
+
+
+def test_cli_gate_reach_is_kept_in_the_weights_and_checked(tmp_path: Path):
+    base = _short_gate_run(tmp_path)
     weights = tmp_path / "w.safetensors"
     args = [*base, "--gate-reach", "2", "--out", str(tmp_path / "r"), "--export", str(weights)]
     result = CliRunner().invoke(app, args)
@@ -230,11 +235,7 @@ def test_cli_gate_reach_is_kept_in_the_weights_and_checked(tmp_path: Path):
 
 
 def test_cli_gate_level_is_kept_in_the_weights_and_checked(tmp_path: Path):
-    data_dir = tmp_path / "data"
-    data_dir.mkdir()
-    write_clip(data_dir / "square", list(moving_square(n=12)))
-    base = ["train", "--data", str(data_dir), "--model", "convlstm", "--preset", "convlstm-tiny", "--crop", "32",
-            "--max-frames", "12", "--gate", "4", "--steps", "3", "--batch", "2"]
+    base = _short_gate_run(tmp_path)
     weights = tmp_path / "w.safetensors"
     result = CliRunner().invoke(app, [*base, "--gate-level", "1", "--out", str(tmp_path / "r"), "--export",
                                       str(weights)])
