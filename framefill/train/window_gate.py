@@ -98,7 +98,7 @@ def build_cache(model: torch.nn.Module, dataset, count: int, rng: np.random.Gene
     for k in range(count):
         window = dataset.sample(rng)
         same = old is not None and torch.equal(window[4].half(), old["truth"][k])
-        examples.append(gate_example(model, window, old["frames"][k].clone() if same else None))
+        examples.append(gate_example(model, window, old["frames"][k] if same else None))  # stacked (copied) below
         lent += same
         if (k + 1) % 100 == 0:
             log.info("gate cache: %d of %d windows (%.0f s)", k + 1, count, time.perf_counter() - t0)
