@@ -86,6 +86,31 @@ def test_time_levels_zero_is_films_approximation():
     assert torch.allclose(aux["warped1"], warp(b, 0.5 * flow_01), atol=1e-6)
 
 
+def test_a_fixed_trust_picks_films_approximation_or_the_symmetric_motion():
+    # The flows disagree everywhere (no pixel trusted): the rule keeps FILM's approximation, trust 0 too, trust 1
+    # takes the symmetric warps instead (tools/time_pairs.py --trust measures the three).
+    cfg = FilmConfig()
+    a, b = _texture(64, 64, seed=1), _texture(64, 64, seed=2)
+    g0, g1 = _pyramids(a, b, cfg.time_levels)
+    t = torch.full((1, 1, 1, 1), 0.5)
+    approx0, approx1 = torch.rand(1, 3, 64, 64), torch.rand(1, 3, 64, 64)
+    flows = [torch.full((2, 2, *g.shape[-2:]), 6.0 / 2**j) for j, g in enumerate(g0)]
+    rule = time_warps(a, b, approx0, approx1, g0, g1, flows, t, cfg)
+    none = time_warps(a, b, approx0, approx1, g0, g1, flows, t, cfg, trust_fixed=0.0)
+    every = time_warps(a, b, approx0, approx1, g0, g1, flows, t, cfg, trust_fixed=1.0)
+    assert torch.allclose(rule[0], approx0, atol=1e-3) and torch.equal(none[0], approx0)
+    assert (every[0] - approx0).abs().mean() > 0.1 and (every[1] - approx1).abs().mean() > 0.1
+    # Through the model: trust 0 everywhere is the model without the matching at t.
+    x, y = _texture(32, 32, seed=4), _texture(32, 32, seed=5)
+    on, off = build_film("film-tiny").eval(), build_film("film-tiny", time_levels=0).eval()
+    off.load_state_dict(on.state_dict())
+    on.trust_fixed = 0.0
+    with torch.no_grad():
+        assert torch.allclose(on(x, y), off(x, y), atol=1e-6)
+        on.trust_fixed = None
+        assert not torch.allclose(on(x, y), off(x, y), atol=1e-4)
+
+
 def test_time_levels_are_checked():
     FilmConfig(time_levels=0, time_finest=3)  # off: time_finest does not matter
     with pytest.raises(ValueError, match="time_levels"):

@@ -30,6 +30,11 @@ correction of where it reads each input (``film``), with the weights' own refine
 moved toward the privileged motion (``refiner.privileged_motion``: film's flow from the true middle frame to each
 input) by at most R pixels of the refiner's level per axis (``R0.5`` ... ``R2``, and ``Rall`` without a limit);
 ``taken`` is the model's share of ``R2``'s gain.
+
+    python tools/time_pairs.py LIST --trust [--weights W] [--block 8] [--crop 512]
+The headroom of the trust in the matching at time t (``time_flow``): film's frame with the flows' trust (``rule``),
+with FILM's approximation everywhere (``t0``) and the symmetric motion everywhere (``t1``), the per-block oracle
+over those three and over the rule and each alone, per stride.
 """
 
 from __future__ import annotations
@@ -87,9 +92,12 @@ def main() -> None:
     ap.add_argument("--block", type=int, default=8, help="pixels a side of an oracle choice (--oracle)")
     ap.add_argument("--crop", type=int, default=512, help="largest side scored (--oracle, --reach)")
     ap.add_argument("--reach", action="store_true", help="the refiner's share of the motion's headroom instead")
+    ap.add_argument("--trust", action="store_true", help="the headroom of the trust in the matching at t instead")
     args = ap.parse_args()
     if args.oracle:
         return oracle_table(args)
+    if args.trust:
+        return trust_table(args)
     if args.reach:
         return reach_table(args)
     dev = resolve_device(args.device)
@@ -199,6 +207,29 @@ def oracle_table(args: argparse.Namespace) -> None:
         taken = [(m["model"] - m["rule"]) / max(m[k] - m["rule"], 1e-9) for k in ("oracle3", "oracle5")]
         print(f"{stride:>6} {len(rows[stride]['rule']):>4} {m['rule']:7.2f} {m['model']:7.2f} {m['oracle3']:8.2f} "
               f"{m['oracle5']:8.2f} {taken[0]:7.0%} {taken[1]:7.0%}")
+
+
+def trust_table(args: argparse.Namespace) -> None:
+    model, _ = load_model(args.weights or default_weights("film"), expect="film")
+    model.eval()
+    keys = ("rule", "t0", "t1", "oracle", "rule|t0", "rule|t1")
+    rows: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for name, (i0, i1, truth) in centred_triplets(args.list, args.crop, model.divisor):
+        frames = {}
+        for key, fixed in (("rule", None), ("t0", 0.0), ("t1", 1.0)):
+            model.trust_fixed = fixed
+            with torch.no_grad():
+                frames[key] = model(i0, i1, 0.5)
+        row = rows[name.rsplit("_s", 1)[-1]]
+        for key, x in frames.items():
+            row[key].append(float(-10 * torch.log10((x - truth).square().mean())))
+        row["oracle"].append(block_oracle(list(frames.values()), truth, args.block))
+        for other in ("t0", "t1"):
+            row[f"rule|{other}"].append(block_oracle([frames["rule"], frames[other]], truth, args.block))
+    print(f"{'stride':>6} {'n':>4}" + "".join(f"{k:>9}" for k in keys))
+    for stride in sorted(rows):
+        print(f"{stride:>6} {len(rows[stride]['rule']):>4}"
+              + "".join(f"{statistics.fmean(rows[stride][k]):9.2f}" for k in keys))
 
 
 class ReachOracle(torch.nn.Module):

@@ -112,6 +112,7 @@ class Film(nn.Module):
         self.refiner = MotionRefiner(self.config.refiner_filters) if self.config.refiner_filters else None
         self.selector_only = False  # training the selector alone: everything before it runs without autograd
         self.refined: dict = {}  # the refiner's last motion and correction at its level (aux; the training loss)
+        self.trust_fixed: float | None = None  # one trust in the matching at t everywhere (tools/time_pairs.py --trust)
 
     @property
     def divisor(self) -> int:
@@ -229,7 +230,8 @@ class Film(nn.Module):
                 flows=flows, t=t, time_finest=cfg.time_finest, size=img0.shape[-2:], keep=self.refined)
             if read_shift is not None:
                 refine = partial(shifted, refine, read_shift)
-            w0_img, w1_img = time_warps(img0, img1, w0_img, w1_img, grey0, grey1, flows, t, cfg, refine)
+            w0_img, w1_img = time_warps(img0, img1, w0_img, w1_img, grey0, grey1, flows, t, cfg, refine,
+                                        self.trust_fixed)
         fallback_logit = self._fallback_logit(img0, img1, w0_img, w1_img)  # (N, 1, H, W) or None
         cues = self._cues(flows[0], levels[0][2], w0_img, w1_img, fallback_logit) if cfg.fusion_cues else None
         fusion_in = []

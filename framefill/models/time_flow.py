@@ -40,15 +40,16 @@ CANDIDATE_BOX = 5  # pixels over which the starting candidates are compared
 
 def time_warps(img0: torch.Tensor, img1: torch.Tensor, approx0: torch.Tensor, approx1: torch.Tensor,
                grey0: list[torch.Tensor], grey1: list[torch.Tensor], flows: list[torch.Tensor], t: torch.Tensor,
-               cfg: FilmConfig, refine: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
-               ) -> tuple[torch.Tensor, torch.Tensor]:
+               cfg: FilmConfig, refine: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+               trust_fixed: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Both inputs warped to time ``t`` along the symmetric motion where the flows are consistent, by FILM's
     approximation (``approx0``, ``approx1``: the inputs already warped that way) elsewhere.
 
     Everything but the final warp runs at pyramid level ``time_finest`` and coarser; the motion and the
     trust in it are upsampled to full resolution. ``refine(v, trust)`` (``Film``'s learned refiner), given the
     motion and the trust at that level, returns corrections ``(N, 4, H, W)`` (pixels of the full frame) of where
-    frame 0 and frame 1 are read; both warps of each input move by its correction.
+    frame 0 and frame 1 are read; both warps of each input move by its correction. ``trust_fixed`` replaces the
+    flows' trust by one value everywhere (0: FILM's approximation, 1: the symmetric motion), for measurements.
 
     Shape:
         img0, img1, approx0, approx1: ``(N, C, H, W)``; grey0, grey1: the inputs' grey pyramids, finest first
@@ -56,6 +57,8 @@ def time_warps(img0: torch.Tensor, img1: torch.Tensor, approx0: torch.Tensor, ap
         t: ``(N, 1, 1, 1)``. Returns two ``(N, C, H, W)``.
     """
     v, trust_low = time_motion(grey0, grey1, flows, t, cfg)  # at level time_finest
+    if trust_fixed is not None:
+        trust_low = torch.full_like(trust_low, trust_fixed)
     size = img0.shape[-2:]
     trust = upsample2(trust_low, size)
     full = resize_flow(v, size)
