@@ -60,15 +60,21 @@ def test_symmetric_motion_beats_films_approximation_on_a_zoom():
     assert errors[2] < 0.8 * errors[0], errors
 
 
-def test_time_warps_keep_films_approximation_where_the_flows_disagree():
-    cfg = FilmConfig()
+def _untrusted(cfg: FilmConfig) -> tuple:
+    """``time_warps``' arguments for two unrelated textures whose flows both point 6 px to the right: following one
+    and then the other ends 12 px away, so no pixel is trusted."""
     a, b = _texture(64, 64, seed=1), _texture(64, 64, seed=2)
     g0, g1 = _pyramids(a, b, cfg.time_levels)
-    t = torch.full((1, 1, 1, 1), 0.5)
     approx0, approx1 = torch.rand(1, 3, 64, 64), torch.rand(1, 3, 64, 64)
-    # Both flows 6 px to the right: following one and then the other ends 12 px away, so no pixel is trusted.
     flows = [torch.full((2, 2, *g.shape[-2:]), 6.0 / 2**j) for j, g in enumerate(g0)]
-    w0, w1 = time_warps(a, b, approx0, approx1, g0, g1, flows, t, cfg)
+    return a, b, approx0, approx1, g0, g1, flows, torch.full((1, 1, 1, 1), 0.5), cfg
+
+
+def test_time_warps_keep_films_approximation_where_the_flows_disagree():
+    cfg = FilmConfig()
+    args = _untrusted(cfg)
+    a, approx0, approx1, g0, flows, t = args[0], args[2], args[3], args[4], args[6], args[7]
+    w0, w1 = time_warps(*args)
     assert torch.allclose(w0, approx0, atol=1e-3) and torch.allclose(w1, approx1, atol=1e-3)
     # Consistent flows (zero) on identical inputs: the symmetric warps, which are the inputs themselves.
     zeros = [torch.zeros_like(f) for f in flows]
@@ -89,15 +95,11 @@ def test_time_levels_zero_is_films_approximation():
 def test_a_fixed_trust_picks_films_approximation_or_the_symmetric_motion():
     # The flows disagree everywhere (no pixel trusted): the rule keeps FILM's approximation, trust 0 too, trust 1
     # takes the symmetric warps instead (tools/time_pairs.py --trust measures the three).
-    cfg = FilmConfig()
-    a, b = _texture(64, 64, seed=1), _texture(64, 64, seed=2)
-    g0, g1 = _pyramids(a, b, cfg.time_levels)
-    t = torch.full((1, 1, 1, 1), 0.5)
-    approx0, approx1 = torch.rand(1, 3, 64, 64), torch.rand(1, 3, 64, 64)
-    flows = [torch.full((2, 2, *g.shape[-2:]), 6.0 / 2**j) for j, g in enumerate(g0)]
-    rule = time_warps(a, b, approx0, approx1, g0, g1, flows, t, cfg)
-    none = time_warps(a, b, approx0, approx1, g0, g1, flows, t, cfg, trust_fixed=0.0)
-    every = time_warps(a, b, approx0, approx1, g0, g1, flows, t, cfg, trust_fixed=1.0)
+    args = _untrusted(FilmConfig())
+    approx0, approx1 = args[2], args[3]
+    rule = time_warps(*args)
+    none = time_warps(*args, trust_fixed=0.0)
+    every = time_warps(*args, trust_fixed=1.0)
     assert torch.allclose(rule[0], approx0, atol=1e-3) and torch.equal(none[0], approx0)
     assert (every[0] - approx0).abs().mean() > 0.1 and (every[1] - approx1).abs().mean() > 0.1
     # Through the model: trust 0 everywhere is the model without the matching at t.
