@@ -73,6 +73,9 @@ def train(
                                          "of where each input is read for the middle frame, and train it alone "
                                          "toward the motion film finds from the true middle frame; from "
                                          "--finetune weights without one, the model starts as those weights.")] = 0,
+    selector_cache: Annotated[int, typer.Option("--selector-cache", min=0, help="film with --selector: train the "
+                              "selector alone from a cache of this many crops (1500) of what it chooses from, "
+                              "computed once, for --steps steps of --batch: several times cheaper a step.")] = 0,
     gate: Annotated[int, typer.Option("--gate", min=0, help="convlstm: train its window-motion gate alone (the "
                   "rest frozen), from a cache of this many windows (1500), for --steps steps of --batch.")] = 0,
     gate_reach: Annotated[float, typer.Option("--gate-reach", help="convlstm with --gate: the gate's widest "
@@ -129,6 +132,8 @@ def train(
         raise UsageError(f"--gate-reach: {exc}") from None
     if selector and refiner:
         raise UsageError("--selector and --refiner each train alone: train them in separate runs")
+    if selector_cache and not selector:
+        raise UsageError("--selector-cache trains film's selector alone: give --selector too (16)")
     if unwarped and not selector:
         raise UsageError("--unwarped widens film's selector: give --selector too (16)")
     try:
@@ -203,7 +208,14 @@ def train(
             progress.update(task, completed=step, info=info)
 
         try:
-            if gate:  # convlstm's gate alone: its cache of windows, then its steps (framefill.train.window_gate)
+            if selector_cache:  # film's selector alone, from a cache of crops (framefill.train.selector_cache)
+                from framefill.train.selector_cache import SelectorCacheConfig, run_selector_cache
+
+                progress.update(task, info=f"caching {selector_cache} crops")
+                run_selector_cache(trainer, SelectorCacheConfig(samples=selector_cache, steps=steps, batch=batch,
+                                                                lr=lr, seed=seed),
+                                   lambda step, loss: progress.update(task, completed=step, info=f"loss {loss:.4f}"))
+            elif gate:  # convlstm's gate alone: its cache of windows, then its steps (framefill.train.window_gate)
                 from framefill.train.window_gate import GateConfig, run_gate
 
                 progress.update(task, info=f"caching {gate} windows")

@@ -1,0 +1,166 @@
+"""Training film's selector alone from a cache (``framefill train --selector N --selector-cache K``): cheap steps.
+
+The selector (``film_parts.Selector``) chooses per pixel between warped frame 0, warped frame 1 and the blend; all
+it chooses from and all it reads come from the parts before it, which do not learn while it does
+(``Film.selector_evidence``: the candidates, the rule's logits, the fusion's residual and the selector's inputs).
+They are computed once per crop and kept (``OUT/selector_cache.pt``, float16), so a step costs the selector's small
+U-Net at half resolution and the loss, not film's Lucas-Kanade flow: several times cheaper than a step of the run
+that draws new crops each step, at the price of seeing the same crops again (mirrored at random). The loss is the
+selector's own in that run (``train.loop.selector_terms``: robust L1, census, Laplacian, the choice's target).
+
+The last tenth of the crops is held out of training; the rule's frames (the selector's offset at zero), the
+selector's as it started and as it ended are scored on them (``OUT/selector_held_out.json``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from framefill.models.layers import conv_input
+
+log = logging.getLogger(__name__)
+
+KEYS = ("candidates", "rule", "residual", "inputs", "truth")
+
+
+@dataclass(frozen=True)
+class SelectorCacheConfig:
+    samples: int = 1500  # crops in the cache
+    steps: int = 3000
+    batch: int = 8
+    lr: float = 1e-3
+    seed: int = 0
+
+
+@torch.no_grad()
+def build_cache(model: torch.nn.Module, dataset, count: int, rng: np.random.Generator, path: Path | None = None,
+                batch: int = 8) -> dict[str, torch.Tensor]:
+    """``count`` crops drawn from ``dataset`` (``draw``/``build``, as the trainer draws them) with what the selector
+    chooses from and reads, stacked, float16: ``candidates`` ``(count, K, 3, h, w)``, ``rule``, ``residual``,
+    ``inputs`` and the ``truth`` ``(count, 3, h, w)``. Read from ``path`` if it holds as many with this selector's
+    inputs and choices, else built and written there."""
+    if path is not None and path.exists():
+        cache = torch.load(path, mmap=True)
+        if (len(cache["truth"]) >= count and cache["inputs"].shape[1] == model.selector.inputs
+                and cache["candidates"].shape[1] == model.selector.choices):
+            return {k: v[:count] for k, v in cache.items()}
+    parts: dict[str, list[torch.Tensor]] = {k: [] for k in KEYS}
+    t0 = time.perf_counter()
+    for k in range(0, count, batch):
+        samples = [dataset.build(dataset.draw(rng)) for _ in range(min(batch, count - k))]
+        x = torch.stack([s for s, _ in samples]).float()
+        t = torch.tensor([t for _, t in samples], dtype=torch.float32).view(-1, 1, 1, 1)
+        ev = model.selector_evidence(x[:, 0], x[:, 1], t)
+        parts["candidates"].append(torch.stack(ev["candidates"], dim=1).half())
+        for key in ("rule", "residual", "inputs"):
+            parts[key].append(ev[key].half())
+        parts["truth"].append(x[:, 2].half())
+        if (k // batch + 1) % 25 == 0:
+            log.info("selector cache: %d of %d crops (%.0f s)", k + len(samples), count, time.perf_counter() - t0)
+    cache = {key: torch.cat(v) for key, v in parts.items()}
+    if path is not None:
+        tmp = path.with_suffix(".tmp")
+        torch.save(cache, tmp)
+        tmp.replace(path)
+    return cache
+
+
+def _batch(cache: dict[str, torch.Tensor], idx: torch.Tensor, flip: tuple[int, ...] = ()
+           ) -> tuple[dict, torch.Tensor]:
+    """Cached crops ``idx`` as ``selector_evidence``'s dict and the truth, float32, mirrored along ``flip``."""
+    def f(a: torch.Tensor) -> torch.Tensor:
+        a = a[idx].float()
+        return a.flip(flip) if flip else a
+
+    cands = f(cache["candidates"])
+    ev = {"candidates": tuple(cands[:, k] for k in range(cands.shape[1])), "rule": f(cache["rule"]),
+          "residual": f(cache["residual"]), "inputs": f(cache["inputs"])}
+    return ev, f(cache["truth"])
+
+
+FLIPS = ((), (-1,), (-2,), (-2, -1))  # mirrored crops: the selector's inputs and candidates mirror with the frame
+
+
+def train_selector(model: torch.nn.Module, cache: dict[str, torch.Tensor], cfg: SelectorCacheConfig, tcfg,
+                   on_step=None) -> list[float]:
+    """Train ``model.selector`` alone on the cache for ``cfg.steps`` steps (AdamW, a short warm-up, cosine decay,
+    gradients clipped at 1) with ``selector_terms`` under ``tcfg``; the loss per step."""
+    from framefill.train.loop import selector_terms  # (the loop imports this module)
+
+    sel = model.selector
+    sel.requires_grad_(True).train()
+    opt = torch.optim.AdamW(sel.parameters(), lr=cfg.lr, weight_decay=1e-4)
+    rng = np.random.default_rng(cfg.seed)
+    n, losses, warmup = len(cache["truth"]), [], min(100, cfg.steps // 10 + 1)
+    for step in range(cfg.steps):
+        for group in opt.param_groups:
+            group["lr"] = cfg.lr * min(1.0, (step + 1) / warmup) * 0.5 * (1 + np.cos(np.pi * step / cfg.steps))
+        idx = torch.from_numpy(rng.integers(n, size=min(cfg.batch, n)))
+        ev, gt = _batch(cache, idx, FLIPS[int(rng.integers(len(FLIPS)))])
+        loss = selector_terms(model, ev, gt, tcfg)["total"]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(sel.parameters(), 1.0)
+        opt.step()
+        losses.append(float(loss.detach()))
+        if on_step is not None:
+            on_step(step + 1, losses[-1])
+    sel.eval()
+    return losses
+
+
+@torch.no_grad()
+def held_out_psnr(model: torch.nn.Module, cache: dict[str, torch.Tensor], rule: bool = False) -> float:
+    """Mean PSNR (dB, on 8-bit levels) over cached crops of the model's frame, or with ``rule`` of the rule's alone
+    (the selector's offset at zero: what a freshly initialised selector gives)."""
+    scores = []
+    for i in range(0, len(cache["truth"]), 16):
+        ev, gt = _batch(cache, torch.arange(i, min(i + 16, len(cache["truth"]))))
+        offset = model.selector(conv_input(ev["inputs"], model.selector.head.weight)).float()
+        frame = model.compose(ev, torch.zeros_like(offset) if rule else offset)[0]
+        mse = ((frame * 255).round() - (gt * 255).round()).div(255).square().mean(dim=(1, 2, 3)).clamp(min=1e-10)
+        scores.append(-10 * torch.log10(mse))
+    return round(float(torch.cat(scores).mean()), 3)
+
+
+def run_selector_cache(trainer, cfg: SelectorCacheConfig, on_step=None) -> list[float]:
+    """``framefill train --selector N --selector-cache K``: the cache (``OUT/selector_cache.pt``, reused by a rerun),
+    then ``cfg.steps`` steps on the selector of ``trainer.model``; the EMA copy (what is exported) gets the trained
+    selector, the checkpoint is written at ``cfg.steps``, each step's loss to ``OUT/log.jsonl`` and the held-out
+    scores to ``OUT/selector_held_out.json``."""
+    model = trainer.model
+    if getattr(model, "selector", None) is None:
+        raise ValueError("--selector-cache trains film's selector: give --selector too")
+    if trainer.step >= cfg.steps:  # resumed from a run that has done its steps: nothing left to train
+        return []
+    model.eval()
+    t0 = time.perf_counter()
+    cache = build_cache(model, trainer.dataset, cfg.samples, trainer.rng, trainer.out / "selector_cache.pt")
+    n = len(cache["truth"])
+    held = max(1, n // 10) if n >= 10 else 0
+    train = {k: v[:n - held] for k, v in cache.items()}
+    rest = {k: v[n - held:] for k, v in cache.items()}
+    scores = {"rule": held_out_psnr(model, rest, rule=True), "start": held_out_psnr(model, rest)} if held else {}
+    with open(trainer.out / "log.jsonl", "w") as log_file:  # tools/log_summary.py's format (time: the whole run's)
+
+        def logged(step: int, loss: float) -> None:
+            log_file.write(json.dumps({"total": loss, "step": step, "time": round(time.perf_counter() - t0, 1)}) + "\n")
+            if on_step is not None:
+                on_step(step, loss)
+
+        losses = train_selector(model, train, cfg, trainer.cfg, logged)
+    if held:
+        scores["trained"] = held_out_psnr(model, rest)
+        (trainer.out / "selector_held_out.json").write_text(json.dumps(scores | {"crops": held}, indent=1))
+    if trainer.ema is not None:
+        trainer.ema.selector.load_state_dict(model.selector.state_dict())
+    trainer.step = cfg.steps
+    trainer.save()
+    return losses

@@ -1,0 +1,90 @@
+"""Training film's selector alone from a cache of what it chooses from (``train --selector N --selector-cache K``):
+the cache holds the model's own evidence and is reused, cached steps teach the selector the right candidate, and
+the CLI runs it end to end, exports it and refuses it without a selector."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from conftest import moving_square, write_clip
+from typer.testing import CliRunner
+
+from framefill.cli import app
+from framefill.models import load_model
+from framefill.models.film import build_film
+from framefill.train.loop import TrainConfig
+from framefill.train.selector_cache import SelectorCacheConfig, build_cache, held_out_psnr, train_selector
+
+
+class Textures:
+    """A stand-in training source: smooth random textures moved by 0 or 2 pixels each way, the truth halfway."""
+
+    def __init__(self, size: int = 32) -> None:
+        self.size, self.built = size, 0
+
+    def draw(self, rng: np.random.Generator) -> tuple[int, int, int]:
+        return int(rng.integers(1 << 30)), 2 * int(rng.integers(-1, 2)), 2 * int(rng.integers(-1, 2))
+
+    def build(self, d: tuple[int, int, int]) -> tuple[torch.Tensor, float]:
+        self.built += 1
+        seed, dy, dx = d
+        g = torch.Generator().manual_seed(seed)
+        big = torch.nn.functional.avg_pool2d(torch.rand(1, 3, self.size + 8, self.size + 8, generator=g), 3, 1, 1)
+        def crop(oy: int, ox: int) -> torch.Tensor:
+            return big[0, :, 4 + oy:4 + oy + self.size, 4 + ox:4 + ox + self.size]
+        return torch.stack([crop(0, 0), crop(dy, dx), crop(dy // 2, dx // 2)]), 0.5
+
+
+def test_cache_holds_the_models_evidence_and_is_reused(tmp_path: Path):
+    model = build_film("film-tiny", selector_filters=4).eval()
+    source, path = Textures(), tmp_path / "selector_cache.pt"
+    cache = build_cache(model, source, 5, np.random.default_rng(0), path, batch=2)
+    assert source.built == 5 and path.exists()
+    assert cache["candidates"].shape == (5, 3, 3, 32, 32) and cache["inputs"].shape[:2] == (5, model.selector.inputs)
+    x, _ = source.build(source.draw(np.random.default_rng(0)))  # the first crop, drawn again
+    with torch.no_grad():
+        ev = model.selector_evidence(x[None, 0], x[None, 1], torch.full((1, 1, 1, 1), 0.5))
+    assert torch.allclose(cache["rule"][0].float(), ev["rule"][0], atol=1e-2)
+    assert torch.allclose(cache["candidates"][0, 0].float(), ev["candidates"][0][0], atol=2e-3)
+    assert torch.equal(cache["truth"][0], x[2].half())
+    again = build_cache(model, source, 4, np.random.default_rng(1), path)  # fewer than cached: read, not built
+    assert source.built == 6 and torch.equal(again["truth"], cache["truth"][:4])
+
+
+def test_cached_steps_teach_the_selector_the_right_candidate():
+    torch.manual_seed(0)
+    model = build_film("film-tiny", selector_filters=4).eval()
+    cache = build_cache(model, Textures(), 8, np.random.default_rng(0))
+    cache = {k: v.clone() for k, v in cache.items()}
+    cache["truth"] = cache["candidates"][:, 1].clone()  # warped frame 1 is right everywhere: the rule mixes in others
+    rule = held_out_psnr(model, cache, rule=True)
+    assert held_out_psnr(model, cache) == rule  # a fresh selector is the rule
+    losses = train_selector(model, cache, SelectorCacheConfig(steps=60, batch=4, lr=1e-2),
+                            TrainConfig(selector=4, w_choice=0.05))
+    assert np.mean(losses[-10:]) < np.mean(losses[:10])
+    assert held_out_psnr(model, cache) > rule + 1.0
+
+
+def test_cli_cached_selector_run_trains_exports_and_needs_a_selector(tmp_path: Path):
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    write_clip(data_dir / "square", list(moving_square(n=12)))
+    out, weights = tmp_path / "run", tmp_path / "film.safetensors"
+    args = ["train", "--data", str(data_dir), "--preset", "film-tiny", "--selector", "4", "--selector-cache", "10",
+            "--crop", "32", "--max-frames", "12", "--steps", "12", "--batch", "4", "--out", str(out),
+            "--export", str(weights)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert (out / "selector_cache.pt").exists() and (out / "last.pt").exists()
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == list(range(1, 13)) and all(np.isfinite(r["total"]) for r in log)
+    model, _ = load_model(weights, expect="film")
+    assert any(float(p.detach().abs().max()) > 0 for p in model.selector.head.parameters())  # moved from zero
+    held = json.loads((out / "selector_held_out.json").read_text())  # one crop of ten, never trained on
+    assert held["crops"] == 1 and {"rule", "start", "trained"} <= set(held)
+    bad = CliRunner().invoke(app, ["train", "--data", str(data_dir), "--selector-cache", "6",
+                                   "--out", str(tmp_path / "f")])
+    assert bad.exit_code != 0 and "--selector" in bad.output and "Traceback" not in bad.output
