@@ -75,7 +75,7 @@ def train(
                                          "--finetune weights without one, the model starts as those weights.")] = 0,
     selector_cache: Annotated[int, typer.Option("--selector-cache", min=0, help="film with --selector: train the "
                               "selector alone from a cache of this many crops (1500) of what it chooses from, "
-                              "computed once, for --steps steps of --batch: several times cheaper a step.")] = 0,
+                              "computed once, for --steps steps of --batch: a step costs the selector alone.")] = 0,
     gate: Annotated[int, typer.Option("--gate", min=0, help="convlstm: train its window-motion gate alone (the "
                   "rest frozen), from a cache of this many windows (1500), for --steps steps of --batch.")] = 0,
     gate_reach: Annotated[float, typer.Option("--gate-reach", help="convlstm with --gate: the gate's widest "

@@ -4,8 +4,8 @@ The selector (``film_parts.Selector``) chooses per pixel between warped frame 0,
 it chooses from and all it reads come from the parts before it, which do not learn while it does
 (``Film.selector_evidence``: the candidates, the rule's logits, the fusion's residual and the selector's inputs).
 They are computed once per crop and kept (``OUT/selector_cache.pt``, float16), so a step costs the selector's small
-U-Net at half resolution and the loss, not film's Lucas-Kanade flow: several times cheaper than a step of the run
-that draws new crops each step, at the price of seeing the same crops again (mirrored at random). The loss is the
+U-Net at half resolution and the loss, not film's Lucas-Kanade flow (about half the time of a step of the run that
+draws new crops each step, on a CPU), at the price of seeing the same crops again (mirrored at random). The loss is the
 selector's own in that run (``train.loop.selector_terms``: robust L1, census, Laplacian, the choice's target).
 
 The last tenth of the crops is held out of training; the rule's frames (the selector's offset at zero), the
