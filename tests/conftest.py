@@ -139,6 +139,29 @@ def save_tiny_film(path: Path) -> Path:
     return path
 
 
+def cached_stage_run(tmp_path: Path, args: list[str], steps: int) -> tuple[Path, Path, Path]:
+    """``framefill train`` of a stage trained alone from a cache (``args``: the model's and the stage's options),
+    ``steps`` steps of 4 crops of 32 px of a 12-frame clip: the data folder, the run folder and the exported weights,
+    once it succeeded and logged every step."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from framefill.cli import app
+
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    write_clip(data_dir / "square", list(moving_square(n=12)))
+    out, weights = tmp_path / "run", tmp_path / "stage.safetensors"
+    result = CliRunner().invoke(app, ["train", "--data", str(data_dir), *args, "--crop", "32", "--max-frames", "12",
+                                      "--steps", str(steps), "--batch", "4", "--out", str(out),
+                                      "--export", str(weights)])
+    assert result.exit_code == 0, (result.output, result.exception)
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == list(range(1, steps + 1)) and all(np.isfinite(r["total"]) for r in log)
+    return data_dir, out, weights
+
+
 def work_in(tmp_path: Path, inputs: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """``tmp_path`` with copies of the files in ``inputs``, made the current directory (short paths, short
     messages), with ``FRAMEFILL_DEBUG`` unset (one-line errors, no tracebacks)."""

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from conftest import moving_square, write_clip
+from conftest import cached_stage_run
 from typer.testing import CliRunner
 
 from framefill.cli import app
@@ -69,18 +69,9 @@ def test_cached_steps_teach_the_selector_the_right_candidate():
 
 
 def test_cli_cached_selector_run_trains_exports_and_needs_a_selector(tmp_path: Path):
-    data_dir = tmp_path / "data"
-    data_dir.mkdir()
-    write_clip(data_dir / "square", list(moving_square(n=12)))
-    out, weights = tmp_path / "run", tmp_path / "film.safetensors"
-    args = ["train", "--data", str(data_dir), "--preset", "film-tiny", "--selector", "4", "--selector-cache", "10",
-            "--crop", "32", "--max-frames", "12", "--steps", "12", "--batch", "4", "--out", str(out),
-            "--export", str(weights)]
-    result = CliRunner().invoke(app, args)
-    assert result.exit_code == 0, (result.output, result.exception)
+    data_dir, out, weights = cached_stage_run(tmp_path, ["--preset", "film-tiny", "--selector", "4",
+                                                         "--selector-cache", "10"], steps=12)
     assert (out / "selector_cache.pt").exists() and (out / "last.pt").exists()
-    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in log] == list(range(1, 13)) and all(np.isfinite(r["total"]) for r in log)
     model, _ = load_model(weights, expect="film")
     assert any(float(p.detach().abs().max()) > 0 for p in model.selector.head.parameters())  # moved from zero
     held = json.loads((out / "selector_held_out.json").read_text())  # one crop of ten, never trained on

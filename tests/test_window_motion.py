@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import moving_square, write_clip
+from conftest import cached_stage_run, moving_square, write_clip
 from typer.testing import CliRunner
 
 from framefill.cli import app
@@ -189,18 +189,9 @@ def test_gate_example_holds_films_frame_and_the_moved_one():
 
 
 def test_cli_gate_run_trains_exports_and_refuses_film(tmp_path: Path):
-    data_dir = tmp_path / "data"
-    data_dir.mkdir()
-    write_clip(data_dir / "square", list(moving_square(n=12)))
-    out, weights = tmp_path / "run", tmp_path / "convlstm.safetensors"
-    args = ["train", "--data", str(data_dir), "--model", "convlstm", "--preset", "convlstm-tiny", "--crop", "32",
-            "--max-frames", "12", "--gate", "10", "--steps", "20", "--batch", "4", "--out", str(out),
-            "--export", str(weights)]
-    result = CliRunner().invoke(app, args)
-    assert result.exit_code == 0, (result.output, result.exception)
+    data_dir, out, weights = cached_stage_run(tmp_path, ["--model", "convlstm", "--preset", "convlstm-tiny",
+                                                         "--gate", "10"], steps=20)
     assert (out / "gate_cache.pt").exists() and (out / "last.pt").exists()
-    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in log] == list(range(1, 21)) and all(np.isfinite(r["total"]) for r in log)
     model, _ = load_model(weights, expect="convlstm")
     assert any(float(p.detach().abs().max()) > 0 for p in model.gate.head.parameters())  # the head moved from zero
     cache = torch.load(out / "gate_cache.pt")

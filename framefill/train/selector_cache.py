@@ -17,26 +17,20 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from framefill.models.layers import conv_input
+from framefill.train.cached import CacheConfig, finish, split_held, step_log, train_cached
 
 log = logging.getLogger(__name__)
 
 KEYS = ("candidates", "rule", "residual", "inputs", "truth")
 
 
-@dataclass(frozen=True)
-class SelectorCacheConfig:
-    samples: int = 1500  # crops in the cache
-    steps: int = 3000
-    batch: int = 8
-    lr: float = 1e-3
-    seed: int = 0
+SelectorCacheConfig = CacheConfig  # samples: crops in the cache; steps of batches of them
 
 
 @torch.no_grad()
@@ -91,27 +85,19 @@ FLIPS = ((), (-1,), (-2,), (-2, -1))  # mirrored crops: the selector's inputs an
 def train_selector(model: torch.nn.Module, cache: dict[str, torch.Tensor], cfg: SelectorCacheConfig, tcfg,
                    on_step=None) -> list[float]:
     """Train ``model.selector`` alone on the cache for ``cfg.steps`` steps (AdamW, a short warm-up, cosine decay,
-    gradients clipped at 1) with ``selector_terms`` under ``tcfg``; the loss per step."""
+    gradients clipped at 1) with ``selector_terms`` under ``tcfg``, each batch mirrored at random; the loss per
+    step."""
     from framefill.train.loop import selector_terms  # (the loop imports this module)
 
     sel = model.selector
     sel.requires_grad_(True).train()
-    opt = torch.optim.AdamW(sel.parameters(), lr=cfg.lr, weight_decay=1e-4)
-    rng = np.random.default_rng(cfg.seed)
-    n, losses, warmup = len(cache["truth"]), [], min(100, cfg.steps // 10 + 1)
-    for step in range(cfg.steps):
-        for group in opt.param_groups:
-            group["lr"] = cfg.lr * min(1.0, (step + 1) / warmup) * 0.5 * (1 + np.cos(np.pi * step / cfg.steps))
-        idx = torch.from_numpy(rng.integers(n, size=min(cfg.batch, n)))
+
+    def loss_of(idx: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
         ev, gt = _batch(cache, idx, FLIPS[int(rng.integers(len(FLIPS)))])
-        loss = selector_terms(model, ev, gt, tcfg)["total"]
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(sel.parameters(), 1.0)
-        opt.step()
-        losses.append(float(loss.detach()))
-        if on_step is not None:
-            on_step(step + 1, losses[-1])
+        return selector_terms(model, ev, gt, tcfg)["total"]
+
+    losses = train_cached(list(sel.parameters()), len(cache["truth"]), cfg.steps, cfg.batch, cfg.lr, cfg.seed,
+                          loss_of, warmup=min(100, cfg.steps // 10 + 1), clip=1.0, on_step=on_step)
     sel.eval()
     return losses
 
@@ -143,24 +129,15 @@ def run_selector_cache(trainer, cfg: SelectorCacheConfig, on_step=None) -> list[
     model.eval()
     t0 = time.perf_counter()
     cache = build_cache(model, trainer.dataset, cfg.samples, trainer.rng, trainer.out / "selector_cache.pt")
-    n = len(cache["truth"])
-    held = max(1, n // 10) if n >= 10 else 0
-    train = {k: v[:n - held] for k, v in cache.items()}
-    rest = {k: v[n - held:] for k, v in cache.items()}
-    scores = {"rule": held_out_psnr(model, rest, rule=True), "start": held_out_psnr(model, rest)} if held else {}
-    with open(trainer.out / "log.jsonl", "w") as log_file:  # tools/log_summary.py's format (time: the whole run's)
-
-        def logged(step: int, loss: float) -> None:
-            log_file.write(json.dumps({"total": loss, "step": step, "time": round(time.perf_counter() - t0, 1)}) + "\n")
-            if on_step is not None:
-                on_step(step, loss)
-
+    train, held = split_held(cache)
+    scores = {}
+    if len(held["truth"]):  # the rule's (a fresh selector's) and the selector's as it starts
+        scores = {"rule": held_out_psnr(model, held, rule=True), "start": held_out_psnr(model, held)}
+    with step_log(trainer.out, t0, time.perf_counter, on_step) as logged:
         losses = train_selector(model, train, cfg, trainer.cfg, logged)
-    if held:
-        scores["trained"] = held_out_psnr(model, rest)
-        (trainer.out / "selector_held_out.json").write_text(json.dumps(scores | {"crops": held}, indent=1))
-    if trainer.ema is not None:
-        trainer.ema.selector.load_state_dict(model.selector.state_dict())
-    trainer.step = cfg.steps
-    trainer.save()
+    if len(held["truth"]):
+        scores["trained"] = held_out_psnr(model, held)
+        (trainer.out / "selector_held_out.json").write_text(json.dumps(scores | {"crops": len(held["truth"])},
+                                                                       indent=1))
+    finish(trainer, "selector", cfg.steps)
     return losses

@@ -25,16 +25,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from framefill.train.cached import CacheConfig, finish, split_held, step_log, train_cached
+
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class GateConfig:
-    samples: int = 1500  # windows in the cache
-    steps: int = 3000
+class GateConfig(CacheConfig):  # samples: windows in the cache
     batch: int = 16
     lr: float = 2e-3
-    seed: int = 0
     reach: float = 1.0  # the gate's widest opening (a multiple of STEP), in multiples of a / 8
     level: int | None = None  # the gate's resolution, 1 / 2**level (None: the model config's window_level)
 
@@ -134,21 +133,9 @@ def train_gate(model: torch.nn.Module, cache: dict[str, torch.Tensor], cfg: Gate
     """Train ``model.gate`` alone on the cache for ``cfg.steps`` steps (AdamW, cosine decay); the loss per step."""
     gate = model.gate
     gate.requires_grad_(True).train()
-    opt = torch.optim.AdamW(gate.parameters(), lr=cfg.lr, weight_decay=1e-4)
-    rng = np.random.default_rng(cfg.seed)
-    n, losses = len(cache["truth"]), []
-    for step in range(cfg.steps):
-        for group in opt.param_groups:
-            group["lr"] = cfg.lr * 0.5 * (1 + np.cos(np.pi * step / cfg.steps))
-        idx = torch.from_numpy(rng.integers(n, size=min(cfg.batch, n)))
-        b = {k: v[idx].float() for k, v in cache.items()}
-        loss = gate_loss(gate, b)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        losses.append(float(loss.detach()))
-        if on_step is not None:
-            on_step(step + 1, losses[-1])
+    losses = train_cached(list(gate.parameters()), len(cache["truth"]), cfg.steps, cfg.batch, cfg.lr, cfg.seed,
+                          lambda idx, rng: gate_loss(gate, {k: v[idx].float() for k, v in cache.items()}),
+                          on_step=on_step)
     gate.eval()
     return losses
 
@@ -187,21 +174,12 @@ def run_gate(trainer, cfg: GateConfig, on_step=None) -> list[float]:
     model.eval()
     t0 = time.perf_counter()
     cache = build_cache(model, trainer.dataset, cfg.samples, trainer.rng, trainer.out / "gate_cache.pt")
-    with open(trainer.out / "log.jsonl", "w") as log_file:  # tools/log_summary.py's format (time: the whole run's)
-
-        def logged(step: int, loss: float) -> None:
-            log_file.write(json.dumps({"total": loss, "step": step, "time": round(time.perf_counter() - t0, 1)}) + "\n")
-            if on_step is not None:
-                on_step(step, loss)
-
-        n = len(cache["truth"])
-        held = max(1, n // 10) if n >= 10 else 0  # the last tenth of the windows is held out: the gate's score
-        losses = train_gate(model, {k: v[:n - held] for k, v in cache.items()}, cfg, logged)
-    if held:
-        scores = held_out_scores(model.gate, {k: v[n - held:] for k, v in cache.items()})
-        (trainer.out / "gate_held_out.json").write_text(json.dumps(scores | {"windows": held}, indent=1))
-    if trainer.ema is not None:
-        trainer.ema.gate.load_state_dict(model.gate.state_dict())
-    trainer.step = cfg.steps
-    trainer.save()
+    train, held = split_held(cache)  # the last tenth of the windows is held out: the gate's score
+    with step_log(trainer.out, t0, time.perf_counter, on_step) as logged:
+        losses = train_gate(model, train, cfg, logged)
+    if len(held["truth"]):
+        scores = held_out_scores(model.gate, held)
+        (trainer.out / "gate_held_out.json").write_text(json.dumps(scores | {"windows": len(held["truth"])},
+                                                                   indent=1))
+    finish(trainer, "gate", cfg.steps)
     return losses

@@ -1,0 +1,79 @@
+"""What the stages trained alone from a cache share (convlstm's gate, ``window_gate``; film's selector,
+``selector_cache``): the held-out split, the steps over random batches of cached examples and their log."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+@dataclass(frozen=True)
+class CacheConfig:
+    """A cached stage's run: examples in the cache, then steps of batches of them (AdamW from ``lr``, cosine)."""
+
+    samples: int = 1500
+    steps: int = 3000
+    batch: int = 8
+    lr: float = 1e-3
+    seed: int = 0
+
+
+def split_held(cache: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """The cache's examples to train on and the last tenth, held out (none under ten examples)."""
+    n = len(cache["truth"])
+    held = max(1, n // 10) if n >= 10 else 0
+    return {k: v[:n - held] for k, v in cache.items()}, {k: v[n - held:] for k, v in cache.items()}
+
+
+def train_cached(params: list[torch.nn.Parameter], n: int, steps: int, batch: int, lr: float, seed: int,
+                 loss_of: Callable[[torch.Tensor, np.random.Generator], torch.Tensor], *, warmup: int = 1,
+                 clip: float | None = None, on_step: Callable[[int, float], None] | None = None) -> list[float]:
+    """``steps`` AdamW steps on ``params`` (a linear warm-up over ``warmup`` steps, cosine decay from ``lr``,
+    gradients clipped at ``clip`` if given), each on the loss ``loss_of(idx, rng)`` of ``batch`` random examples
+    ``idx`` of ``n``; the loss per step."""
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)
+    rng = np.random.default_rng(seed)
+    losses = []
+    for step in range(steps):
+        for group in opt.param_groups:
+            group["lr"] = lr * min(1.0, (step + 1) / warmup) * 0.5 * (1 + np.cos(np.pi * step / steps))
+        loss = loss_of(torch.from_numpy(rng.integers(n, size=min(batch, n))), rng)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if clip is not None:
+            torch.nn.utils.clip_grad_norm_(params, clip)
+        opt.step()
+        losses.append(float(loss.detach()))
+        if on_step is not None:
+            on_step(step + 1, losses[-1])
+    return losses
+
+
+@contextmanager
+def step_log(out: Path, t0: float, clock: Callable[[], float],
+             on_step: Callable[[int, float], None] | None = None) -> Iterator[Callable[[int, float], None]]:
+    """A step callback that writes each step's loss to ``OUT/log.jsonl`` (``tools/log_summary.py``'s format; time:
+    from ``t0``, the cache's time included) and passes it on to ``on_step``."""
+    with open(out / "log.jsonl", "w") as log_file:
+
+        def logged(step: int, loss: float) -> None:
+            log_file.write(json.dumps({"total": loss, "step": step, "time": round(clock() - t0, 1)}) + "\n")
+            if on_step is not None:
+                on_step(step, loss)
+
+        yield logged
+
+
+def finish(trainer, stage: str, steps: int) -> None:
+    """The end of a cached stage's run: the EMA copy (what is exported) gets the trained ``stage`` (the model's
+    attribute of that name), the run stands at ``steps`` and its checkpoint is written."""
+    if trainer.ema is not None:
+        getattr(trainer.ema, stage).load_state_dict(getattr(trainer.model, stage).state_dict())
+    trainer.step = steps
+    trainer.save()
