@@ -22,8 +22,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from framefill.eval_metrics import psnr
 from framefill.models.layers import conv_input
 from framefill.train.cached import CacheConfig, finish, split_held, step_log, train_cached
+from framefill.train.loop import selector_terms, to_uint8
 
 log = logging.getLogger(__name__)
 
@@ -87,8 +89,6 @@ def train_selector(model: torch.nn.Module, cache: dict[str, torch.Tensor], cfg: 
     """Train ``model.selector`` alone on the cache for ``cfg.steps`` steps (AdamW, a short warm-up, cosine decay,
     gradients clipped at 1) with ``selector_terms`` under ``tcfg``, each batch mirrored at random; the loss per
     step."""
-    from framefill.train.loop import selector_terms  # (the loop imports this module)
-
     sel = model.selector
     sel.requires_grad_(True).train()
 
@@ -110,10 +110,9 @@ def held_out_psnr(model: torch.nn.Module, cache: dict[str, torch.Tensor], rule: 
     for i in range(0, len(cache["truth"]), 16):
         ev, gt = _batch(cache, torch.arange(i, min(i + 16, len(cache["truth"]))))
         offset = model.selector(conv_input(ev["inputs"], model.selector.head.weight)).float()
-        frame = model.compose(ev, torch.zeros_like(offset) if rule else offset)[0]
-        mse = ((frame * 255).round() - (gt * 255).round()).div(255).square().mean(dim=(1, 2, 3)).clamp(min=1e-10)
-        scores.append(-10 * torch.log10(mse))
-    return round(float(torch.cat(scores).mean()), 3)
+        frames = model.compose(ev, torch.zeros_like(offset) if rule else offset)[0]
+        scores += [psnr(to_uint8(f), to_uint8(g)) for f, g in zip(frames, gt, strict=True)]  # as framefill eval scores
+    return round(float(np.mean(scores)), 3)
 
 
 def run_selector_cache(trainer, cfg: SelectorCacheConfig, on_step=None) -> list[float]:
