@@ -6,6 +6,13 @@ triplets of a run_peers list, per stride.
     python tools/lk_sweep.py LIST
     python tools/lk_sweep.py LIST --try lk_window=13 --try pyramid_levels=7,lk_iters=12   # film-s and these
 
+    python tools/lk_sweep.py LIST --weights weights/film.safetensors --try pyramid_levels=7 --items
+
+``--weights`` scores those trained weights with each row's settings (the weights stay as they are: the feature
+pyramid and flow estimators are shared across scales) instead of freshly initialised ``film-s`` models;
+``--items`` adds, per row, a table of each item and stride (the list's names, less their ``_NNNN_sS`` ending)
+against the first row: which footage each setting helps and which it costs.
+
 The settings were chosen on triplets of the *training* clips, not on the validation triplets that `make compare`
 writes; LIST was made in ../shared/data/train/videos by
 
@@ -18,6 +25,7 @@ writes; LIST was made in ../shared/data/train/videos by
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 from pathlib import Path
 
@@ -26,7 +34,8 @@ import torch
 
 from framefill.frames import read_image
 from framefill.interpolate import interpolate_pair
-from framefill.models.film import build_film
+from framefill.models import load_model
+from framefill.models.film import Film, build_film
 
 # Each row adds one part of the parameter-free path; the last rows vary the fallback's softness.
 SETTINGS = {
@@ -52,27 +61,62 @@ def main() -> None:
     ap.add_argument("list", type=Path)
     ap.add_argument("--try", dest="tries", action="append", default=[], metavar="FIELD=VALUE,...",
                     help="score film-s and these FilmConfig overrides instead of the built-in rows (repeatable)")
+    ap.add_argument("--weights", type=Path, help="score these trained weights with each row's settings")
+    ap.add_argument("--items", action="store_true", help="also each item and stride against the first row")
     args = ap.parse_args()
     settings = SETTINGS
     if args.tries:
-        settings = {"film-s": {}} | {t: {k: _value(v) for k, v in (kv.split("=") for kv in t.split(","))}
-                                     for t in args.tries}
+        first = "film-s" if args.weights is None else "as loaded"
+        settings = {first: {}} | {t: {k: _value(v) for k, v in (kv.split("=") for kv in t.split(","))}
+                                  for t in args.tries}
     trips = []
     for line in args.list.read_text().splitlines():
         f0, f1, gt, name = line.split()[:4]
-        trips.append((read_image(Path(f0)), read_image(Path(f1)), read_image(Path(gt)), name.rsplit("_", 1)[-1]))
-    strides = sorted({t[3] for t in trips})
+        trips.append((read_image(Path(f0)), read_image(Path(f1)), read_image(Path(gt)), name))
+    strides = sorted({_stride(t[3]) for t in trips})
     print("| Lucas-Kanade setting | " + " | ".join(f"{s} PSNR" for s in strides) + " | s/frame |")
     print("|---|" + "---|" * len(strides) + "---|")
+    rows: dict[str, list[float]] = {}
     for label, overrides in settings.items():
-        torch.manual_seed(0)
-        model = build_film("film-s", **overrides).eval()
-        scores: dict[str, list[float]] = {}
+        model = _model(args.weights, overrides)
         start = time.perf_counter()
-        for a, b, g, stride in trips:
-            scores.setdefault(stride, []).append(psnr(interpolate_pair(a, b, model), g))
+        rows[label] = [psnr(interpolate_pair(a, b, model), g) for a, b, g, _ in trips]
         sec = (time.perf_counter() - start) / len(trips)
-        print(f"| {label} | " + " | ".join(f"{np.mean(scores[s]):.2f}" for s in strides) + f" | {sec:.2f} |")
+        by = [np.mean([p for p, t in zip(rows[label], trips, strict=True) if _stride(t[3]) == s]) for s in strides]
+        print(f"| {label} | " + " | ".join(f"{m:.2f}" for m in by) + f" | {sec:.2f} |")
+    if args.items:
+        _items(rows, [t[3] for t in trips])
+
+
+def _stride(name: str) -> str:
+    return name.rsplit("_", 1)[-1]
+
+
+def _model(weights: Path | None, overrides: dict) -> torch.nn.Module:
+    """A freshly initialised film-s with ``overrides`` (seeded), or the trained ``weights`` with them."""
+    torch.manual_seed(0)
+    if weights is None:
+        return build_film("film-s", **overrides).eval()
+    trained, _ = load_model(weights, expect="film")
+    model = Film(dataclasses.replace(trained.config, **overrides))
+    model.load_state_dict(trained.state_dict())
+    return model.eval()
+
+
+def _items(rows: dict[str, list[float]], names: list[str]) -> None:
+    """Per item and stride, each row's mean PSNR less the first row's, and over all: the mean and the worst triplet."""
+    first, *rest = rows
+    keys = list(dict.fromkeys(f"{n.rsplit('_', 2)[0]} {_stride(n)}" for n in names))
+    print("\n| item stride | n | " + first + " | " + " | ".join(rest) + " |")
+    print("|---|---|---|" + "---|" * len(rest))
+    for key in keys:
+        idx = [i for i, n in enumerate(names) if f"{n.rsplit('_', 2)[0]} {_stride(n)}" == key]
+        base = np.mean([rows[first][i] for i in idx])
+        gains = [np.mean([rows[r][i] for i in idx]) - base for r in rest]
+        print(f"| {key} | {len(idx)} | {base:.2f} | " + " | ".join(f"{g:+.2f}" for g in gains) + " |")
+    diff = {r: np.array(rows[r]) - np.array(rows[first]) for r in rest}
+    print(f"| all (mean; worst triplet) | {len(names)} | {np.mean(rows[first]):.2f} | "
+          + " | ".join(f"{d.mean():+.3f}; {d.min():+.2f}" for d in diff.values()) + " |")
 
 
 if __name__ == "__main__":
