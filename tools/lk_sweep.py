@@ -9,9 +9,11 @@ triplets of a run_peers list, per stride.
     python tools/lk_sweep.py LIST --weights weights/film.safetensors --try pyramid_levels=7 --items
 
 ``--weights`` scores those trained weights with each row's settings (the weights stay as they are: the feature
-pyramid and flow estimators are shared across scales) instead of freshly initialised ``film-s`` models;
-``--items`` adds, per row, a table of each item and stride (the list's names, less their ``_NNNN_sS`` ending)
-against the first row: which footage each setting helps and which it costs.
+pyramid and flow estimators are shared across scales) instead of freshly initialised ``film-s`` models. With more
+than one row, two more rows say what choosing between them could give: the best row per triplet and per
+``--block`` square of pixels (oracles: they read the truth). ``--items`` adds a table of each item and stride (the
+list's names, less their ``_NNNN_sS`` ending) against the first row: which footage each setting helps and which it
+costs.
 
 The settings were chosen on triplets of the *training* clips, not on the validation triplets that `make compare`
 writes; LIST was made in ../shared/data/train/videos by
@@ -63,6 +65,7 @@ def main() -> None:
                     help="score film-s and these FilmConfig overrides instead of the built-in rows (repeatable)")
     ap.add_argument("--weights", type=Path, help="score these trained weights with each row's settings")
     ap.add_argument("--items", action="store_true", help="also each item and stride against the first row")
+    ap.add_argument("--block", type=int, default=16, help="pixels a side of the per-block best of the rows")
     args = ap.parse_args()
     settings = SETTINGS
     if args.tries:
@@ -76,16 +79,34 @@ def main() -> None:
     strides = sorted({_stride(t[3]) for t in trips})
     print("| Lucas-Kanade setting | " + " | ".join(f"{s} PSNR" for s in strides) + " | s/frame |")
     print("|---|" + "---|" * len(strides) + "---|")
-    rows: dict[str, list[float]] = {}
-    for label, overrides in settings.items():
-        model = _model(args.weights, overrides)
-        start = time.perf_counter()
-        rows[label] = [psnr(interpolate_pair(a, b, model), g) for a, b, g, _ in trips]
-        sec = (time.perf_counter() - start) / len(trips)
-        by = [np.mean([p for p, t in zip(rows[label], trips, strict=True) if _stride(t[3]) == s]) for s in strides]
-        print(f"| {label} | " + " | ".join(f"{m:.2f}" for m in by) + f" | {sec:.2f} |")
+    models = {label: _model(args.weights, overrides) for label, overrides in settings.items()}
+    rows: dict[str, list[float]] = {label: [] for label in models}
+    secs = dict.fromkeys(models, 0.0)
+    oracle: dict[str, list[float]] = {"the best row per triplet": [], f"the best row per {args.block} px block": []}
+    for a, b, g, _ in trips:
+        frames = []
+        for label, model in models.items():
+            start = time.perf_counter()
+            frames.append(interpolate_pair(a, b, model))
+            secs[label] += time.perf_counter() - start
+            rows[label].append(psnr(frames[-1], g))
+        oracle["the best row per triplet"].append(max(r[-1] for r in rows.values()))
+        oracle[f"the best row per {args.block} px block"].append(_block_oracle(frames, g, args.block))
+    for label, scores in (rows | (oracle if len(models) > 1 else {})).items():
+        by = [np.mean([p for p, t in zip(scores, trips, strict=True) if _stride(t[3]) == s]) for s in strides]
+        sec = f"{secs[label] / len(trips):.2f}" if label in secs else ""
+        print(f"| {label} | " + " | ".join(f"{m:.2f}" for m in by) + f" | {sec} |")
     if args.items:
         _items(rows, [t[3] for t in trips])
+
+
+def _block_oracle(frames: list[np.ndarray], truth: np.ndarray, block: int) -> float:
+    """PSNR of the frame that takes, per ``block`` square of pixels, whichever of ``frames`` is closest to the truth
+    (8-bit RGB): what a perfect per-region choice between the settings would give."""
+    h, w = truth.shape[0] // block * block, truth.shape[1] // block * block
+    err = [((f[:h, :w].astype(np.float64) - truth[:h, :w]) ** 2).mean(2) for f in frames]
+    per_block = np.stack([e.reshape(h // block, block, w // block, block).mean((1, 3)) for e in err])
+    return float(10 * np.log10(255**2 / per_block.min(0).mean()))
 
 
 def _stride(name: str) -> str:
