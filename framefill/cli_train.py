@@ -214,14 +214,16 @@ def train(
                 progress.update(task, info=f"caching {selector_cache} crops")
                 run_selector_cache(trainer, SelectorCacheConfig(samples=selector_cache, steps=steps, batch=batch,
                                                                 lr=lr, seed=seed),
-                                   lambda step, loss: progress.update(task, completed=step, info=f"loss {loss:.4f}"))
+                                   lambda step, loss: progress.update(task, completed=step, info=f"loss {loss:.4f}"),
+                                   max_seconds=max_minutes * 60 if max_minutes else None)
             elif gate:  # convlstm's gate alone: its cache of windows, then its steps (framefill.train.window_gate)
                 from framefill.train.window_gate import GateConfig, run_gate
 
                 progress.update(task, info=f"caching {gate} windows")
                 run_gate(trainer, GateConfig(samples=gate, steps=steps, batch=batch, lr=lr, seed=seed,
                                              reach=gate_reach, level=gate_level),
-                         lambda step, loss: progress.update(task, completed=step, info=f"loss {loss:.4f}"))
+                         lambda step, loss: progress.update(task, completed=step, info=f"loss {loss:.4f}"),
+                         max_seconds=max_minutes * 60 if max_minutes else None)
             else:
                 trainer.run(max_seconds=max_minutes * 60 if max_minutes else None, on_step=on_step)
         finally:  # wherever the run stopped (done, --max-minutes, Ctrl-C or a scheduler's SIGTERM): the weights

@@ -1,13 +1,16 @@
 """Training film's selector alone from a cache of what it chooses from (``train --selector N --selector-cache K``):
 the cache holds the model's own evidence and is reused, cached steps teach the selector the right candidate, and
-the CLI runs it end to end, exports it and refuses it without a selector."""
+the CLI runs it end to end, exports it and refuses it without a selector, and a run stopped early (a signal,
+--max-minutes) keeps the selector it trained so far."""
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from conftest import cached_stage_run
 from typer.testing import CliRunner
@@ -16,7 +19,13 @@ from framefill.cli import app
 from framefill.models import load_model
 from framefill.models.film import build_film
 from framefill.train.loop import TrainConfig
-from framefill.train.selector_cache import SelectorCacheConfig, build_cache, held_out_psnr, train_selector
+from framefill.train.selector_cache import (
+    SelectorCacheConfig,
+    build_cache,
+    held_out_psnr,
+    run_selector_cache,
+    train_selector,
+)
 
 
 class Textures:
@@ -79,3 +88,47 @@ def test_cli_cached_selector_run_trains_exports_and_needs_a_selector(tmp_path: P
     bad = CliRunner().invoke(app, ["train", "--data", str(data_dir), "--selector-cache", "6",
                                    "--out", str(tmp_path / "f")])
     assert bad.exit_code != 0 and "--selector" in bad.output and "Traceback" not in bad.output
+
+
+class Trainer:
+    """What ``run_selector_cache`` uses of ``train.loop.Trainer``: a tiny film with a selector, its EMA copy, the
+    source of crops, the run's folder and a checkpoint that records the step it was written at."""
+
+    def __init__(self, out: Path) -> None:
+        torch.manual_seed(0)
+        self.model = build_film("film-tiny", selector_filters=4).eval()
+        self.ema = copy.deepcopy(self.model)
+        self.dataset, self.rng, self.out = Textures(), np.random.default_rng(0), out
+        self.cfg, self.step, self.saved = TrainConfig(selector=4, w_choice=0.05), 0, []
+
+    def save(self) -> None:
+        self.saved.append(self.step)
+
+
+def assert_ema_holds_the_trained_selector(trainer: Trainer) -> None:
+    trained, ema = trainer.model.selector.state_dict(), trainer.ema.selector.state_dict()
+    assert all(torch.equal(v, ema[k]) for k, v in trained.items())
+    assert float(trainer.ema.selector.head.weight.detach().abs().max()) > 0  # moved from its zero start
+
+
+def test_a_stopped_cached_run_keeps_the_selector_it_trained(tmp_path: Path):
+    trainer = Trainer(tmp_path)
+
+    def interrupted(step: int, loss: float) -> None:  # Ctrl-C or SIGTERM (a KeyboardInterrupt) after step 3
+        if step == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_selector_cache(trainer, SelectorCacheConfig(samples=10, steps=50, batch=4, lr=1e-2), interrupted)
+    assert trainer.step == 3 and trainer.saved == [3]
+    assert_ema_holds_the_trained_selector(trainer)
+    assert len((tmp_path / "log.jsonl").read_text().splitlines()) == 3
+
+
+def test_max_seconds_ends_the_cached_steps_and_still_scores_them(tmp_path: Path):
+    trainer = Trainer(tmp_path)
+    losses = run_selector_cache(trainer, SelectorCacheConfig(samples=10, steps=50, batch=4, lr=1e-2),
+                                max_seconds=0.0)  # past the deadline from the first step on: one step
+    assert len(losses) == 1 and trainer.step == 1 and trainer.saved == [1]
+    assert_ema_holds_the_trained_selector(trainer)
+    assert {"rule", "start", "trained"} <= set(json.loads((tmp_path / "selector_held_out.json").read_text()))

@@ -55,19 +55,48 @@ def train_cached(params: list[torch.nn.Parameter], n: int, steps: int, batch: in
     return losses
 
 
+class StepLog:
+    """``step_log``'s callback: a step's loss to the log and on to ``on_step``; it keeps the steps done and their
+    losses, and ends the steps (``OutOfTime``) once ``deadline`` (the clock's time) has passed."""
+
+    def __init__(self, log_file, t0: float, clock: Callable[[], float], on_step: Callable[[int, float], None] | None,
+                 deadline: float | None) -> None:
+        self.log_file, self.t0, self.clock, self.on_step, self.deadline = log_file, t0, clock, on_step, deadline
+        self.done = 0
+        self.losses: list[float] = []
+
+    def __call__(self, step: int, loss: float) -> None:
+        self.log_file.write(json.dumps({"total": loss, "step": step, "time": round(self.clock() - self.t0, 1)}) + "\n")
+        self.log_file.flush()
+        self.done = step
+        self.losses.append(loss)
+        if self.on_step is not None:
+            self.on_step(step, loss)
+        if self.deadline is not None and self.clock() > self.deadline:
+            raise OutOfTime
+
+
+class OutOfTime(Exception):
+    """A cached stage's steps ran out of their time (``--max-minutes``)."""
+
+
 @contextmanager
-def step_log(out: Path, t0: float, clock: Callable[[], float],
-             on_step: Callable[[int, float], None] | None = None) -> Iterator[Callable[[int, float], None]]:
-    """A step callback that writes each step's loss to ``OUT/log.jsonl`` (``tools/log_summary.py``'s format; time:
-    from ``t0``, the cache's time included) and passes it on to ``on_step``."""
+def step_log(out: Path, t0: float, clock: Callable[[], float], on_step: Callable[[int, float], None] | None = None,
+             *, deadline: float | None = None, on_stop: Callable[[int], None] | None = None) -> Iterator[StepLog]:
+    """A step callback (``StepLog``) that writes each step's loss to ``OUT/log.jsonl`` (``tools/log_summary.py``'s
+    format; time: from ``t0``, the cache's time included) and passes it on to ``on_step``. Past ``deadline`` the
+    steps end after the current one and the block goes on; stopped by Ctrl-C or SIGTERM (a ``KeyboardInterrupt``),
+    ``on_stop(steps done)`` runs before the interrupt goes on, so that what was trained is kept (``finish``)."""
     with open(out / "log.jsonl", "w") as log_file:
-
-        def logged(step: int, loss: float) -> None:
-            log_file.write(json.dumps({"total": loss, "step": step, "time": round(clock() - t0, 1)}) + "\n")
-            if on_step is not None:
-                on_step(step, loss)
-
-        yield logged
+        logged = StepLog(log_file, t0, clock, on_step, deadline)
+        try:
+            yield logged
+        except OutOfTime:
+            pass
+        except KeyboardInterrupt:
+            if on_stop is not None:
+                on_stop(logged.done)
+            raise
 
 
 def finish(trainer, stage: str, steps: int) -> None:

@@ -115,11 +115,14 @@ def held_out_psnr(model: torch.nn.Module, cache: dict[str, torch.Tensor], rule: 
     return round(float(np.mean(scores)), 3)
 
 
-def run_selector_cache(trainer, cfg: SelectorCacheConfig, on_step=None) -> list[float]:
+def run_selector_cache(trainer, cfg: SelectorCacheConfig, on_step=None, max_seconds: float | None = None
+                       ) -> list[float]:
     """``framefill train --selector N --selector-cache K``: the cache (``OUT/selector_cache.pt``, reused by a rerun),
     then ``cfg.steps`` steps on the selector of ``trainer.model``; the EMA copy (what is exported) gets the trained
     selector, the checkpoint is written at ``cfg.steps``, each step's loss to ``OUT/log.jsonl`` and the held-out
-    scores to ``OUT/selector_held_out.json``."""
+    scores to ``OUT/selector_held_out.json``. After ``max_seconds`` (the cache's time included; ``--max-minutes``)
+    the steps end where they are, and so do they at Ctrl-C or SIGTERM, after the selector trained so far is put in
+    the EMA copy and the checkpoint (what ``--export`` then writes)."""
     model = trainer.model
     if getattr(model, "selector", None) is None:
         raise ValueError("--selector-cache trains film's selector: give --selector too")
@@ -132,11 +135,14 @@ def run_selector_cache(trainer, cfg: SelectorCacheConfig, on_step=None) -> list[
     scores = {}
     if len(held["truth"]):  # the rule's (a fresh selector's) and the selector's as it starts
         scores = {"rule": held_out_psnr(model, held, rule=True), "start": held_out_psnr(model, held)}
-    with step_log(trainer.out, t0, time.perf_counter, on_step) as logged:
-        losses = train_selector(model, train, cfg, trainer.cfg, logged)
+    deadline = None if max_seconds is None else t0 + max_seconds
+    with step_log(trainer.out, t0, time.perf_counter, on_step, deadline=deadline,
+                  on_stop=lambda done: finish(trainer, "selector", done)) as logged:
+        train_selector(model, train, cfg, trainer.cfg, logged)
+    model.selector.eval()
     if len(held["truth"]):
         scores["trained"] = held_out_psnr(model, held)
         (trainer.out / "selector_held_out.json").write_text(json.dumps(scores | {"crops": len(held["truth"])},
                                                                        indent=1))
-    finish(trainer, "selector", cfg.steps)
-    return losses
+    finish(trainer, "selector", logged.done)
+    return logged.losses

@@ -157,11 +157,14 @@ def held_out_scores(gate: torch.nn.Module, cache: dict[str, torch.Tensor]) -> di
     return {k: round(v / n, 3) for k, v in sums.items()}
 
 
-def run_gate(trainer, cfg: GateConfig, on_step=None) -> list[float]:
+def run_gate(trainer, cfg: GateConfig, on_step=None, max_seconds: float | None = None) -> list[float]:
     """``framefill train --model convlstm --gate N``: the cache (``OUT/gate_cache.pt``, reused by a rerun), then
     ``cfg.steps`` steps on the gate of ``trainer.model``; the EMA copy (what is exported) gets the trained gate, and
     the run's checkpoint is written at ``cfg.steps``, each step's loss to ``OUT/log.jsonl``, and the scores on the
-    last tenth of the windows, held out of training, to ``OUT/gate_held_out.json`` (``held_out_scores``)."""
+    last tenth of the windows, held out of training, to ``OUT/gate_held_out.json`` (``held_out_scores``). After
+    ``max_seconds`` (the cache's time included; ``--max-minutes``) the steps end where they are, and so do they at
+    Ctrl-C or SIGTERM, after the gate trained so far is put in the EMA copy and the checkpoint (what ``--export``
+    then writes)."""
     model = trainer.model
     if getattr(model, "gate", None) is None:
         raise ValueError("this convlstm config has no window-motion gate (window_filters 0); pick convlstm-s")
@@ -175,11 +178,14 @@ def run_gate(trainer, cfg: GateConfig, on_step=None) -> list[float]:
     t0 = time.perf_counter()
     cache = build_cache(model, trainer.dataset, cfg.samples, trainer.rng, trainer.out / "gate_cache.pt")
     train, held = split_held(cache)  # the last tenth of the windows is held out: the gate's score
-    with step_log(trainer.out, t0, time.perf_counter, on_step) as logged:
-        losses = train_gate(model, train, cfg, logged)
+    deadline = None if max_seconds is None else t0 + max_seconds
+    with step_log(trainer.out, t0, time.perf_counter, on_step, deadline=deadline,
+                  on_stop=lambda done: finish(trainer, "gate", done)) as logged:
+        train_gate(model, train, cfg, logged)
+    model.gate.eval()
     if len(held["truth"]):
         scores = held_out_scores(model.gate, held)
         (trainer.out / "gate_held_out.json").write_text(json.dumps(scores | {"windows": len(held["truth"])},
                                                                    indent=1))
-    finish(trainer, "gate", cfg.steps)
-    return losses
+    finish(trainer, "gate", logged.done)
+    return logged.losses
