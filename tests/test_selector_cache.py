@@ -111,7 +111,7 @@ def assert_ema_holds_the_trained_selector(trainer: Trainer) -> None:
     assert float(trainer.ema.selector.head.weight.detach().abs().max()) > 0  # moved from its zero start
 
 
-def test_a_stopped_cached_run_keeps_the_selector_it_trained(tmp_path: Path):
+def test_a_stopped_cached_run_keeps_the_selector_it_trained_and_goes_on_from_there(tmp_path: Path):
     trainer = Trainer(tmp_path)
 
     def interrupted(step: int, loss: float) -> None:  # Ctrl-C or SIGTERM (a KeyboardInterrupt) after step 3
@@ -119,10 +119,17 @@ def test_a_stopped_cached_run_keeps_the_selector_it_trained(tmp_path: Path):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        run_selector_cache(trainer, SelectorCacheConfig(samples=10, steps=50, batch=4, lr=1e-2), interrupted)
+        run_selector_cache(trainer, SelectorCacheConfig(samples=10, steps=8, batch=4, lr=1e-2), interrupted)
     assert trainer.step == 3 and trainer.saved == [3]
     assert_ema_holds_the_trained_selector(trainer)
     assert len((tmp_path / "log.jsonl").read_text().splitlines()) == 3
+    again = Trainer(tmp_path)  # the rerun, resumed from that checkpoint: it goes on from step 3 to the end
+    again.model.load_state_dict(trainer.model.state_dict())
+    again.step = 3
+    losses = run_selector_cache(again, SelectorCacheConfig(samples=10, steps=8, batch=4, lr=1e-2))
+    assert len(losses) == 5 and again.step == 8 and again.saved == [8]
+    steps = [json.loads(line)["step"] for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, 9))
 
 
 def test_max_seconds_ends_the_cached_steps_and_still_scores_them(tmp_path: Path):

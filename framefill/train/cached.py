@@ -33,14 +33,16 @@ def split_held(cache: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor],
 
 def train_cached(params: list[torch.nn.Parameter], n: int, steps: int, batch: int, lr: float, seed: int,
                  loss_of: Callable[[torch.Tensor, np.random.Generator], torch.Tensor], *, warmup: int = 1,
-                 clip: float | None = None, on_step: Callable[[int, float], None] | None = None) -> list[float]:
-    """``steps`` AdamW steps on ``params`` (a linear warm-up over ``warmup`` steps, cosine decay from ``lr``,
-    gradients clipped at ``clip`` if given), each on the loss ``loss_of(idx, rng)`` of ``batch`` random examples
-    ``idx`` of ``n``; the loss per step."""
+                 clip: float | None = None, on_step: Callable[[int, float], None] | None = None,
+                 start: int = 0) -> list[float]:
+    """AdamW steps ``start + 1`` to ``steps`` on ``params`` (a linear warm-up over ``warmup`` steps, cosine decay from
+    ``lr`` over all ``steps``, gradients clipped at ``clip`` if given), each on the loss ``loss_of(idx, rng)`` of
+    ``batch`` random examples ``idx`` of ``n``; the loss per step. ``start`` > 0 goes on with a run that stopped
+    there (its schedule where it was; a fresh optimiser state, and batches drawn anew)."""
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng([seed, start] if start else seed)
     losses = []
-    for step in range(steps):
+    for step in range(start, steps):
         for group in opt.param_groups:
             group["lr"] = lr * min(1.0, (step + 1) / warmup) * 0.5 * (1 + np.cos(np.pi * step / steps))
         loss = loss_of(torch.from_numpy(rng.integers(n, size=min(batch, n))), rng)
@@ -60,9 +62,9 @@ class StepLog:
     losses, and ends the steps (``OutOfTime``) once ``deadline`` (the clock's time) has passed."""
 
     def __init__(self, log_file, t0: float, clock: Callable[[], float], on_step: Callable[[int, float], None] | None,
-                 deadline: float | None) -> None:
+                 deadline: float | None, start: int) -> None:
         self.log_file, self.t0, self.clock, self.on_step, self.deadline = log_file, t0, clock, on_step, deadline
-        self.done = 0
+        self.done = start
         self.losses: list[float] = []
 
     def __call__(self, step: int, loss: float) -> None:
@@ -82,13 +84,15 @@ class OutOfTime(Exception):
 
 @contextmanager
 def step_log(out: Path, t0: float, clock: Callable[[], float], on_step: Callable[[int, float], None] | None = None,
-             *, deadline: float | None = None, on_stop: Callable[[int], None] | None = None) -> Iterator[StepLog]:
+             *, deadline: float | None = None, on_stop: Callable[[int], None] | None = None,
+             start: int = 0) -> Iterator[StepLog]:
     """A step callback (``StepLog``) that writes each step's loss to ``OUT/log.jsonl`` (``tools/log_summary.py``'s
     format; time: from ``t0``, the cache's time included) and passes it on to ``on_step``. Past ``deadline`` the
     steps end after the current one and the block goes on; stopped by Ctrl-C or SIGTERM (a ``KeyboardInterrupt``),
-    ``on_stop(steps done)`` runs before the interrupt goes on, so that what was trained is kept (``finish``)."""
-    with open(out / "log.jsonl", "w") as log_file:
-        logged = StepLog(log_file, t0, clock, on_step, deadline)
+    ``on_stop(steps done)`` runs before the interrupt goes on, so that what was trained is kept (``finish``). A run
+    going on from step ``start`` > 0 appends to the log."""
+    with open(out / "log.jsonl", "a" if start else "w") as log_file:
+        logged = StepLog(log_file, t0, clock, on_step, deadline, start)
         try:
             yield logged
         except OutOfTime:

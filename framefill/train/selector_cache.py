@@ -85,10 +85,10 @@ FLIPS = ((), (-1,), (-2,), (-2, -1))  # mirrored crops: the selector's inputs an
 
 
 def train_selector(model: torch.nn.Module, cache: dict[str, torch.Tensor], cfg: SelectorCacheConfig, tcfg,
-                   on_step=None) -> list[float]:
+                   on_step=None, start: int = 0) -> list[float]:
     """Train ``model.selector`` alone on the cache for ``cfg.steps`` steps (AdamW, a short warm-up, cosine decay,
-    gradients clipped at 1) with ``selector_terms`` under ``tcfg``, each batch mirrored at random; the loss per
-    step."""
+    gradients clipped at 1; from step ``start`` of them, ``cached.train_cached``) with ``selector_terms`` under
+    ``tcfg``, each batch mirrored at random; the loss per step."""
     sel = model.selector
     sel.requires_grad_(True).train()
 
@@ -97,7 +97,7 @@ def train_selector(model: torch.nn.Module, cache: dict[str, torch.Tensor], cfg: 
         return selector_terms(model, ev, gt, tcfg)["total"]
 
     losses = train_cached(list(sel.parameters()), len(cache["truth"]), cfg.steps, cfg.batch, cfg.lr, cfg.seed,
-                          loss_of, warmup=min(100, cfg.steps // 10 + 1), clip=1.0, on_step=on_step)
+                          loss_of, warmup=min(100, cfg.steps // 10 + 1), clip=1.0, on_step=on_step, start=start)
     sel.eval()
     return losses
 
@@ -122,7 +122,7 @@ def run_selector_cache(trainer, cfg: SelectorCacheConfig, on_step=None, max_seco
     selector, the checkpoint is written at ``cfg.steps``, each step's loss to ``OUT/log.jsonl`` and the held-out
     scores to ``OUT/selector_held_out.json``. After ``max_seconds`` (the cache's time included; ``--max-minutes``)
     the steps end where they are, and so do they at Ctrl-C or SIGTERM, after the selector trained so far is put in
-    the EMA copy and the checkpoint (what ``--export`` then writes)."""
+    the EMA copy and the checkpoint (what ``--export`` then writes); the same command then goes on from that step."""
     model = trainer.model
     if getattr(model, "selector", None) is None:
         raise ValueError("--selector-cache trains film's selector: give --selector too")
@@ -136,9 +136,9 @@ def run_selector_cache(trainer, cfg: SelectorCacheConfig, on_step=None, max_seco
     if len(held["truth"]):  # the rule's (a fresh selector's) and the selector's as it starts
         scores = {"rule": held_out_psnr(model, held, rule=True), "start": held_out_psnr(model, held)}
     deadline = None if max_seconds is None else t0 + max_seconds
-    with step_log(trainer.out, t0, time.perf_counter, on_step, deadline=deadline,
+    with step_log(trainer.out, t0, time.perf_counter, on_step, deadline=deadline, start=trainer.step,
                   on_stop=lambda done: finish(trainer, "selector", done)) as logged:
-        train_selector(model, train, cfg, trainer.cfg, logged)
+        train_selector(model, train, cfg, trainer.cfg, logged, start=trainer.step)
     model.selector.eval()
     if len(held["truth"]):
         scores["trained"] = held_out_psnr(model, held)

@@ -129,13 +129,14 @@ def gate_loss(gate: torch.nn.Module, b: dict[str, torch.Tensor]) -> torch.Tensor
 
 
 def train_gate(model: torch.nn.Module, cache: dict[str, torch.Tensor], cfg: GateConfig,
-               on_step=None) -> list[float]:
-    """Train ``model.gate`` alone on the cache for ``cfg.steps`` steps (AdamW, cosine decay); the loss per step."""
+               on_step=None, start: int = 0) -> list[float]:
+    """Train ``model.gate`` alone on the cache for ``cfg.steps`` steps (AdamW, cosine decay; from step ``start`` of
+    them, ``cached.train_cached``); the loss per step."""
     gate = model.gate
     gate.requires_grad_(True).train()
     losses = train_cached(list(gate.parameters()), len(cache["truth"]), cfg.steps, cfg.batch, cfg.lr, cfg.seed,
                           lambda idx, rng: gate_loss(gate, {k: v[idx].float() for k, v in cache.items()}),
-                          on_step=on_step)
+                          on_step=on_step, start=start)
     gate.eval()
     return losses
 
@@ -164,7 +165,7 @@ def run_gate(trainer, cfg: GateConfig, on_step=None, max_seconds: float | None =
     last tenth of the windows, held out of training, to ``OUT/gate_held_out.json`` (``held_out_scores``). After
     ``max_seconds`` (the cache's time included; ``--max-minutes``) the steps end where they are, and so do they at
     Ctrl-C or SIGTERM, after the gate trained so far is put in the EMA copy and the checkpoint (what ``--export``
-    then writes)."""
+    then writes); the same command then goes on from that step."""
     model = trainer.model
     if getattr(model, "gate", None) is None:
         raise ValueError("this convlstm config has no window-motion gate (window_filters 0); pick convlstm-s")
@@ -179,9 +180,9 @@ def run_gate(trainer, cfg: GateConfig, on_step=None, max_seconds: float | None =
     cache = build_cache(model, trainer.dataset, cfg.samples, trainer.rng, trainer.out / "gate_cache.pt")
     train, held = split_held(cache)  # the last tenth of the windows is held out: the gate's score
     deadline = None if max_seconds is None else t0 + max_seconds
-    with step_log(trainer.out, t0, time.perf_counter, on_step, deadline=deadline,
+    with step_log(trainer.out, t0, time.perf_counter, on_step, deadline=deadline, start=trainer.step,
                   on_stop=lambda done: finish(trainer, "gate", done)) as logged:
-        train_gate(model, train, cfg, logged)
+        train_gate(model, train, cfg, logged, start=trainer.step)
     model.gate.eval()
     if len(held["truth"]):
         scores = held_out_scores(model.gate, held)
