@@ -161,7 +161,7 @@ def held_out_scores(gate: torch.nn.Module, cache: dict[str, torch.Tensor]) -> di
 def run_gate(trainer, cfg: GateConfig, on_step=None, max_seconds: float | None = None) -> list[float]:
     """``framefill train --model convlstm --gate N``: the cache (``OUT/gate_cache.pt``, reused by a rerun), then
     ``cfg.steps`` steps on the gate of ``trainer.model``; the EMA copy (what is exported) gets the trained gate, and
-    the run's checkpoint is written at ``cfg.steps``, each step's loss to ``OUT/log.jsonl``, and the scores on the
+    the run's checkpoint is written at the last step done, each step's loss to ``OUT/log.jsonl``, and the scores on the
     last tenth of the windows, held out of training, to ``OUT/gate_held_out.json`` (``held_out_scores``). After
     ``max_seconds`` (the cache's time included; ``--max-minutes``) the steps end where they are, and so do they at
     Ctrl-C or SIGTERM, after the gate trained so far is put in the EMA copy and the checkpoint (what ``--export``
