@@ -79,7 +79,8 @@ def main() -> None:
     strides = sorted({_stride(t[3]) for t in trips})
     print("| Lucas-Kanade setting | " + " | ".join(f"{s} PSNR" for s in strides) + " | s/frame |")
     print("|---|" + "---|" * len(strides) + "---|")
-    models = {label: _model(args.weights, overrides) for label, overrides in settings.items()}
+    trained = None if args.weights is None else load_model(args.weights, expect="film")[0]
+    models = {label: _model(trained, overrides) for label, overrides in settings.items()}
     rows: dict[str, list[float]] = {label: [] for label in models}
     secs = dict.fromkeys(models, 0.0)
     oracle: dict[str, list[float]] = {"the best row per triplet": [], f"the best row per {args.block} px block": []}
@@ -113,12 +114,16 @@ def _stride(name: str) -> str:
     return name.rsplit("_", 1)[-1]
 
 
-def _model(weights: Path | None, overrides: dict) -> torch.nn.Module:
-    """A freshly initialised film-s with ``overrides`` (seeded), or the trained ``weights`` with them."""
+def _item_stride(name: str) -> str:
+    """A pair's item and stride, ``02_cups s1`` for ``02_cups_0000_s1``."""
+    return f"{name.rsplit('_', 2)[0]} {_stride(name)}"
+
+
+def _model(trained: torch.nn.Module | None, overrides: dict) -> torch.nn.Module:
+    """A freshly initialised film-s with ``overrides`` (seeded), or the ``trained`` model's weights with them."""
     torch.manual_seed(0)
-    if weights is None:
+    if trained is None:
         return build_film("film-s", **overrides).eval()
-    trained, _ = load_model(weights, expect="film")
     model = Film(dataclasses.replace(trained.config, **overrides))
     model.load_state_dict(trained.state_dict())
     return model.eval()
@@ -127,11 +132,11 @@ def _model(weights: Path | None, overrides: dict) -> torch.nn.Module:
 def _items(rows: dict[str, list[float]], names: list[str]) -> None:
     """Per item and stride, each row's mean PSNR less the first row's, and over all: the mean and the worst triplet."""
     first, *rest = rows
-    keys = list(dict.fromkeys(f"{n.rsplit('_', 2)[0]} {_stride(n)}" for n in names))
+    keys = list(dict.fromkeys(_item_stride(n) for n in names))
     print("\n| item stride | n | " + first + " | " + " | ".join(rest) + " |")
     print("|---|---|---|" + "---|" * len(rest))
     for key in keys:
-        idx = [i for i, n in enumerate(names) if f"{n.rsplit('_', 2)[0]} {_stride(n)}" == key]
+        idx = [i for i, n in enumerate(names) if _item_stride(n) == key]
         base = np.mean([rows[first][i] for i in idx])
         gains = [np.mean([rows[r][i] for i in idx]) - base for r in rest]
         print(f"| {key} | {len(idx)} | {base:.2f} | " + " | ".join(f"{g:+.2f}" for g in gains) + " |")
