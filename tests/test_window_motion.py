@@ -21,7 +21,16 @@ from framefill.models import load_model
 from framefill.models.convlstm import PRESETS, ConvLSTMNet
 from framefill.models.film import build_film
 from framefill.models.window_motion import WindowGate, path_errors, read_shift, window_evidence
-from framefill.train.window_gate import GateConfig, build_cache, gate_example, gate_loss, gated, openings, train_gate
+from framefill.train.window_gate import (
+    GateConfig,
+    build_cache,
+    gate_example,
+    gate_loss,
+    gated,
+    openings,
+    run_gate,
+    train_gate,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -327,3 +336,22 @@ def test_a_cache_of_other_evidence_lends_its_film_frames_for_the_same_windows(tm
     level1 = ConvLSTMNet(replace(PRESETS["convlstm-tiny"], window_trajectory=True, window_level=1)).eval()
     finer = build_cache(level1, Windows(), 4, np.random.default_rng(0), path)  # another level: another correction
     assert finer["inputs"].shape[-1] == 16 and not torch.equal(finer["frames"], first["frames"])
+
+
+def test_a_gate_run_resumed_after_its_last_step_neither_caches_nor_trains(tmp_path: Path):
+    class Windows:
+        drawn = 0
+
+        def sample(self, rng):
+            Windows.drawn += 1
+            return torch.rand(5, 3, 32, 32)
+
+    class Finished:  # what run_gate uses of train.loop.Trainer, resumed from a checkpoint at its last step
+        model = ConvLSTMNet(PRESETS["convlstm-tiny"]).eval()
+        ema, dataset, rng, out, step = None, Windows(), np.random.default_rng(0), tmp_path, 5
+
+        def save(self) -> None:
+            raise AssertionError("nothing was trained: no checkpoint to write")
+
+    assert run_gate(Finished(), GateConfig(samples=4, steps=5)) == []
+    assert Windows.drawn == 0 and not (tmp_path / "gate_cache.pt").exists() and not (tmp_path / "log.jsonl").exists()

@@ -170,6 +170,8 @@ def run_gate(trainer, cfg: GateConfig, on_step=None, max_seconds: float | None =
     if getattr(model, "gate", None) is None:
         raise ValueError("this convlstm config has no window-motion gate (window_filters 0); pick convlstm-s")
     check_reach(cfg.reach)
+    if trainer.step >= cfg.steps:  # resumed from a run that has done its steps: nothing left to train (nor to cache)
+        return []
     level = model.config.window_level if cfg.level is None else cfg.level
     for m in (model, trainer.ema):  # reach and level are the model's: its config carries them into the weights
         if m is not None:
