@@ -121,6 +121,7 @@ def test_a_stopped_cached_run_keeps_the_selector_it_trained_and_goes_on_from_the
     with pytest.raises(KeyboardInterrupt):
         run_selector_cache(trainer, SelectorCacheConfig(samples=10, steps=8, batch=4, lr=1e-2), interrupted)
     assert trainer.step == 3 and trainer.saved == [3]
+    assert all(int(v["step"]) == 3 for v in torch.load(tmp_path / "selector_opt.pt")["state"].values())
     assert_ema_holds_the_trained_selector(trainer)
     assert len((tmp_path / "log.jsonl").read_text().splitlines()) == 3
     again = Trainer(tmp_path)  # the rerun, resumed from that checkpoint: it goes on from step 3 to the end
@@ -130,6 +131,8 @@ def test_a_stopped_cached_run_keeps_the_selector_it_trained_and_goes_on_from_the
     assert len(losses) == 5 and again.step == 8 and again.saved == [8]
     steps = [json.loads(line)["step"] for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert steps == list(range(1, 9))
+    # The optimiser went on too: AdamW's moments of the stopped run were read back, so its step count is the run's.
+    assert all(int(v["step"]) == 8 for v in torch.load(tmp_path / "selector_opt.pt")["state"].values())
 
 
 def test_max_seconds_ends_the_cached_steps_and_still_scores_them(tmp_path: Path):
@@ -139,3 +142,16 @@ def test_max_seconds_ends_the_cached_steps_and_still_scores_them(tmp_path: Path)
     assert len(losses) == 1 and trainer.step == 1 and trainer.saved == [1]
     assert_ema_holds_the_trained_selector(trainer)
     assert {"rule", "start", "trained"} <= set(json.loads((tmp_path / "selector_held_out.json").read_text()))
+
+
+def test_an_optimiser_state_that_does_not_fit_the_stage_is_replaced_by_a_fresh_one(tmp_path: Path):
+    from framefill.train.cached import train_cached
+
+    state = tmp_path / "opt.pt"
+    wide = [torch.nn.Parameter(torch.zeros(4)), torch.nn.Parameter(torch.zeros(2))]
+    train_cached(wide, 4, 2, 2, 1e-2, 0, lambda idx, rng: sum(p.sum() for p in wide) ** 2 + wide[0].sum(),
+                 state=state)
+    narrow = [torch.nn.Parameter(torch.zeros(3))]  # another stage: two tensors' moments for one of another shape
+    losses = train_cached(narrow, 4, 4, 2, 1e-2, 0, lambda idx, rng: (narrow[0] - 1).square().sum(), start=2,
+                          state=state)
+    assert len(losses) == 2 and all(int(v["step"]) == 2 for v in torch.load(state)["state"].values())

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import pickle
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -11,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -34,26 +38,39 @@ def split_held(cache: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor],
 def train_cached(params: list[torch.nn.Parameter], n: int, steps: int, batch: int, lr: float, seed: int,
                  loss_of: Callable[[torch.Tensor, np.random.Generator], torch.Tensor], *, warmup: int = 1,
                  clip: float | None = None, on_step: Callable[[int, float], None] | None = None,
-                 start: int = 0) -> list[float]:
+                 start: int = 0, state: Path | None = None) -> list[float]:
     """AdamW steps ``start + 1`` to ``steps`` on ``params`` (a linear warm-up over ``warmup`` steps, cosine decay from
     ``lr`` over all ``steps``, gradients clipped at ``clip`` if given), each on the loss ``loss_of(idx, rng)`` of
     ``batch`` random examples ``idx`` of ``n``; the loss per step. ``start`` > 0 goes on with a run that stopped
-    there (its schedule where it was; a fresh optimiser state, and batches drawn anew)."""
+    there (its schedule where it was, batches drawn anew). ``state``: a file for the optimiser's state (AdamW's
+    moments), written wherever the steps end (done, out of time, Ctrl-C or SIGTERM) and read when going on from
+    ``start`` > 0, so that a resumed run goes on as the stopped one would have; without it (or one that does not fit
+    these ``params``), a fresh state."""
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)
+    if start and state is not None and state.exists():
+        try:
+            opt.load_state_dict(torch.load(state, weights_only=True))
+        except (ValueError, KeyError, RuntimeError, pickle.UnpicklingError) as exc:  # another stage or width
+            log.warning("optimiser state %s does not fit this stage (%s); starting a fresh one", state, exc)
+            opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)
     rng = np.random.default_rng([seed, start] if start else seed)
     losses = []
-    for step in range(start, steps):
-        for group in opt.param_groups:
-            group["lr"] = lr * min(1.0, (step + 1) / warmup) * 0.5 * (1 + np.cos(np.pi * step / steps))
-        loss = loss_of(torch.from_numpy(rng.integers(n, size=min(batch, n))), rng)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if clip is not None:
-            torch.nn.utils.clip_grad_norm_(params, clip)
-        opt.step()
-        losses.append(float(loss.detach()))
-        if on_step is not None:
-            on_step(step + 1, losses[-1])
+    try:
+        for step in range(start, steps):
+            for group in opt.param_groups:
+                group["lr"] = float(lr * min(1.0, (step + 1) / warmup) * 0.5 * (1 + np.cos(np.pi * step / steps)))
+            loss = loss_of(torch.from_numpy(rng.integers(n, size=min(batch, n))), rng)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if clip is not None:
+                torch.nn.utils.clip_grad_norm_(params, clip)
+            opt.step()
+            losses.append(float(loss.detach()))
+            if on_step is not None:
+                on_step(step + 1, losses[-1])
+    finally:
+        if state is not None and losses:
+            torch.save(opt.state_dict(), state)
     return losses
 
 

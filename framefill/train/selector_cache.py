@@ -85,10 +85,11 @@ FLIPS = ((), (-1,), (-2,), (-2, -1))  # mirrored crops: the selector's inputs an
 
 
 def train_selector(model: torch.nn.Module, cache: dict[str, torch.Tensor], cfg: SelectorCacheConfig, tcfg,
-                   on_step=None, start: int = 0) -> list[float]:
+                   on_step=None, start: int = 0, state: Path | None = None) -> list[float]:
     """Train ``model.selector`` alone on the cache for ``cfg.steps`` steps (AdamW, a short warm-up, cosine decay,
     gradients clipped at 1; from step ``start`` of them, ``cached.train_cached``) with ``selector_terms`` under
-    ``tcfg``, each batch mirrored at random; the loss per step."""
+    ``tcfg``, each batch mirrored at random; the loss per step. ``state``: the optimiser's state file
+    (``train_cached``)."""
     sel = model.selector
     sel.requires_grad_(True).train()
 
@@ -97,7 +98,8 @@ def train_selector(model: torch.nn.Module, cache: dict[str, torch.Tensor], cfg: 
         return selector_terms(model, ev, gt, tcfg)["total"]
 
     losses = train_cached(list(sel.parameters()), len(cache["truth"]), cfg.steps, cfg.batch, cfg.lr, cfg.seed,
-                          loss_of, warmup=min(100, cfg.steps // 10 + 1), clip=1.0, on_step=on_step, start=start)
+                          loss_of, warmup=min(100, cfg.steps // 10 + 1), clip=1.0, on_step=on_step, start=start,
+                          state=state)
     sel.eval()
     return losses
 
@@ -138,7 +140,8 @@ def run_selector_cache(trainer, cfg: SelectorCacheConfig, on_step=None, max_seco
     deadline = None if max_seconds is None else t0 + max_seconds
     with step_log(trainer.out, t0, time.perf_counter, on_step, deadline=deadline, start=trainer.step,
                   on_stop=lambda done: finish(trainer, "selector", done)) as logged:
-        train_selector(model, train, cfg, trainer.cfg, logged, start=trainer.step)
+        train_selector(model, train, cfg, trainer.cfg, logged, start=trainer.step,
+                       state=trainer.out / "selector_opt.pt")
     model.selector.eval()
     if len(held["truth"]):
         scores["trained"] = held_out_psnr(model, held)

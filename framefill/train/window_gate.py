@@ -129,14 +129,14 @@ def gate_loss(gate: torch.nn.Module, b: dict[str, torch.Tensor]) -> torch.Tensor
 
 
 def train_gate(model: torch.nn.Module, cache: dict[str, torch.Tensor], cfg: GateConfig,
-               on_step=None, start: int = 0) -> list[float]:
+               on_step=None, start: int = 0, state: Path | None = None) -> list[float]:
     """Train ``model.gate`` alone on the cache for ``cfg.steps`` steps (AdamW, cosine decay; from step ``start`` of
-    them, ``cached.train_cached``); the loss per step."""
+    them, ``cached.train_cached``, with the optimiser's ``state`` file); the loss per step."""
     gate = model.gate
     gate.requires_grad_(True).train()
     losses = train_cached(list(gate.parameters()), len(cache["truth"]), cfg.steps, cfg.batch, cfg.lr, cfg.seed,
                           lambda idx, rng: gate_loss(gate, {k: v[idx].float() for k, v in cache.items()}),
-                          on_step=on_step, start=start)
+                          on_step=on_step, start=start, state=state)
     gate.eval()
     return losses
 
@@ -184,7 +184,7 @@ def run_gate(trainer, cfg: GateConfig, on_step=None, max_seconds: float | None =
     deadline = None if max_seconds is None else t0 + max_seconds
     with step_log(trainer.out, t0, time.perf_counter, on_step, deadline=deadline, start=trainer.step,
                   on_stop=lambda done: finish(trainer, "gate", done)) as logged:
-        train_gate(model, train, cfg, logged, start=trainer.step)
+        train_gate(model, train, cfg, logged, start=trainer.step, state=trainer.out / "gate_opt.pt")
     model.gate.eval()
     if len(held["truth"]):
         scores = held_out_scores(model.gate, held)
