@@ -228,8 +228,7 @@ def interp(
                 f"{report.fps_out} fps")
         also = f" (and the montage {montage})" if montage is not None else ""
         err.print(escape(f"wrote {dst}{also}: {report.frames_in} -> {report.frames_out} frames at {rate} "
-                         f"({s.pairs_interpolated} pairs interpolated, {s.pairs_duplicate} duplicates, "
-                         f"{s.scene_cuts} scene cuts{tiled}) in {time.perf_counter() - t0:.1f} s{note}"),
+                         f"({_counts(s)}{tiled}) in {time.perf_counter() - t0:.1f} s{note}"),
                   highlight=False, soft_wrap=True)
         for w in report.warnings:
             err.print(f"warning: {escape(w)}", highlight=False, soft_wrap=True)
@@ -306,8 +305,7 @@ def _interp_segments(src: Path, dst: Path, net: Any, spec: Any, dev: Any, *, fan
                                        segment_length=length, on_start=on_start, on_progress=on_progress)
         s = report.stats
         what = (f"wrote {dst}: {report.frames_in} -> {report.frames_out} frames at {report.fps_play or report.fps_out} "
-                f"fps ({s.pairs_interpolated} pairs interpolated in this run, {s.pairs_duplicate} duplicates, "
-                f"{s.scene_cuts} scene cuts)")
+                f"fps ({_counts(s, ' in this run')})")
         made = True
     if not quiet:
         took = f" in {time.perf_counter() - t0:.1f} s" if made else ""
@@ -351,3 +349,11 @@ def _tiles(stats: Any) -> str:
     """``"9 tiles"`` (or ``"8.5 tiles on average"``): how many tiles each tiled model frame took."""
     per = stats.tiles / stats.tiled_frames
     return f"{per:.0f} tiles" if per == int(per) else f"{per:.1f} tiles on average"
+
+
+def _counts(stats: Any, interpolated: str = "") -> str:
+    """The summary line's counts, singular where one: "1 pair interpolated, 2 duplicates, 0 scene cuts"."""
+    def n(k: int, one: str, many: str) -> str:
+        return f"{k} {one if k == 1 else many}"
+    return (f"{n(stats.pairs_interpolated, 'pair', 'pairs')} interpolated{interpolated}, "
+            f"{n(stats.pairs_duplicate, 'duplicate', 'duplicates')}, {n(stats.scene_cuts, 'scene cut', 'scene cuts')}")

@@ -63,6 +63,7 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     make_clip(d / "in24.mp4", fps=Fraction(24), audio=False)
     make_clip(d / "odd.mp4", w=33, h=25, n=6, audio=False)
     make_clip(d / "one.mp4", n=1, audio=False)
+    make_clip(d / "two.mp4", n=2, audio=False)
     full = make_clip(tmp_path_factory.mktemp("full") / "full.mkv").read_bytes()
     (d / "trunc.mkv").write_bytes(full[: len(full) // 2])
     # Zero frames: an .mkv cut just after the start of its first cluster keeps the video track, but no frame.
@@ -183,6 +184,16 @@ def test_info_describes_a_video_as_interp_reads_it(work: Path) -> None:
 
 
 # --- jobs that work -----------------------------------------------------------------------------------------
+
+
+def test_a_two_frame_clip_makes_one_frame_and_says_so_in_the_singular(work: Path, weights: Path) -> None:
+    result = interp("two.mp4", "out.mp4", "--factor", "2", weights=weights)
+    assert result.exit_code == 0, result.output
+    assert "2 -> 3 frames" in plain(result.stderr)
+    said = plain(result.stderr)  # its one pair is interpolated, or found a duplicate (the clip's first frames)
+    assert any(f"({counts}, 0 scene cuts)" in said
+               for counts in ("1 pair interpolated, 0 duplicates", "0 pairs interpolated, 1 duplicate"))
+    assert probe(work / "out.mp4").n_frames == 3
 
 
 def test_factor_2_keeps_exact_ntsc_rate_size_and_audio(work: Path, weights: Path) -> None:
