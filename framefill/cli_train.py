@@ -78,6 +78,10 @@ def train(
                               "computed once, for --steps steps of --batch: a step costs the selector alone.")] = 0,
     gate: Annotated[int, typer.Option("--gate", min=0, help="convlstm: train its window-motion gate alone (the "
                   "rest frozen), from a cache of this many windows (1500), for --steps steps of --batch.")] = 0,
+    residual_cache: Annotated[int, typer.Option("--residual-cache", min=0, help="convlstm: train its ConvLSTM "
+                              "synthesis and attention refinement alone (film and the gate frozen), from a cache of "
+                              "this many windows (1500) of film's gated frame and the aligned window, for --steps "
+                              "steps of --batch.")] = 0,
     gate_reach: Annotated[float, typer.Option("--gate-reach", help="convlstm with --gate: the gate's widest "
                           "opening, in multiples of the correction the outer frames measure (1, 1.5, 2, ...).")] = 1.0,
     gate_level: Annotated[int | None, typer.Option("--gate-level", min=1, max=2, help="convlstm with --gate: the "
@@ -124,6 +128,10 @@ def train(
         raise UsageError(f"--fusion-cues, --freeze-flow, --selector and --refiner are for film, not {model}")
     if gate and model != "convlstm":
         raise UsageError(f"--gate trains convlstm's window-motion gate; {model} has none")
+    if residual_cache and model != "convlstm":
+        raise UsageError(f"--residual-cache trains convlstm's ConvLSTM and refinement stages; {model} has none")
+    if residual_cache and gate:
+        raise UsageError("--gate and --residual-cache each train alone: train them in separate runs")
     from framefill.train.window_gate import check_reach
 
     try:
@@ -224,6 +232,14 @@ def train(
                                              reach=gate_reach, level=gate_level),
                          lambda step, loss: progress.update(task, completed=step, info=f"loss {loss:.4f}"),
                          max_seconds=max_minutes * 60 if max_minutes else None)
+            elif residual_cache:  # convlstm's two residual stages alone (framefill.train.window_residual)
+                from framefill.train.cached import CacheConfig
+                from framefill.train.window_residual import run_residual
+
+                progress.update(task, info=f"caching {residual_cache} windows")
+                run_residual(trainer, CacheConfig(samples=residual_cache, steps=steps, batch=batch, lr=lr, seed=seed),
+                             lambda step, loss: progress.update(task, completed=step, info=f"loss {loss:.4f}"),
+                             max_seconds=max_minutes * 60 if max_minutes else None)
             else:
                 trainer.run(max_seconds=max_minutes * 60 if max_minutes else None, on_step=on_step)
         finally:  # wherever the run stopped (done, --max-minutes, Ctrl-C or a scheduler's SIGTERM): the weights

@@ -120,10 +120,11 @@ def step_log(out: Path, t0: float, clock: Callable[[], float], on_step: Callable
             raise
 
 
-def finish(trainer, stage: str, steps: int) -> None:
+def finish(trainer, stage: str | tuple[str, ...], steps: int) -> None:
     """The end of a cached stage's run: the EMA copy (what is exported) gets the trained ``stage`` (the model's
-    attribute of that name), the run stands at ``steps`` and its checkpoint is written."""
+    attribute of that name, or each of several), the run stands at ``steps`` and its checkpoint is written."""
     if trainer.ema is not None:
-        getattr(trainer.ema, stage).load_state_dict(getattr(trainer.model, stage).state_dict())
+        for name in (stage,) if isinstance(stage, str) else stage:
+            getattr(trainer.ema, name).load_state_dict(getattr(trainer.model, name).state_dict())
     trainer.step = steps
     trainer.save()
