@@ -1,5 +1,6 @@
-"""What the stages trained alone from a cache share (convlstm's gate, ``window_gate``; film's selector,
-``selector_cache``): the held-out split, the steps over random batches of cached examples and their log."""
+"""What the stages trained alone from a cache share (convlstm's gate, ``window_gate``, and its ConvLSTM and
+refinement, ``window_residual``; film's selector, ``selector_cache``): the held-out split, the steps over random
+batches of cached examples, their log and the optimiser's state."""
 
 from __future__ import annotations
 
