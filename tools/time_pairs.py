@@ -6,7 +6,8 @@ The same quantities as run_peers' rows for the in-process peers: ``sec_core`` (m
 SSIM against the list's third column (the true middle frame) as run_peers computes them (8-bit RGB; SSIM with an
 11x11 Gaussian window per channel). ``--init`` scores a freshly initialised model of the weights' own config
 (seeded) instead of the weights: the "does training help" column of ``make compare``. Rows are written in
-run_peers' format (peer ``framefill``, or ``framefill_init`` with ``--init``), so tools/peer_table.py merges them.
+run_peers' format (peer ``framefill``; ``framefill_STEM`` for ``--weights STEM.safetensors`` other than the shipped
+file; ``framefill_init`` with ``--init``), so tools/peer_table.py merges them.
 
     python tools/time_pairs.py --adapt-items ITEM [ITEM ...] [--adapt-seconds 60] [--strides 1,2] [--limit 4]
         [--json OUT.json]
@@ -42,6 +43,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import re
 import statistics
 import tempfile
 import time
@@ -86,7 +88,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--model", default="film")
-    ap.add_argument("--peer", help="the rows' peer name (default framefill, or framefill_init with --init)")
+    ap.add_argument("--peer", help="the rows' peer name (default framefill for the shipped weights, framefill_STEM "
+                    "for other --weights, framefill_init with --init)")
     ap.add_argument("--precision", default="auto", help="auto (as framefill interp), fp32, bf16, fp16")
     ap.add_argument("--oracle", action="store_true", help="the selector's share of the choice headroom instead")
     ap.add_argument("--block", type=int, default=8, help="pixels a side of an oracle choice (--oracle, --trust)")
@@ -108,7 +111,7 @@ def main() -> None:
         net = fresh_model(args.weights or default_weights(args.model), args.model, dev, dtype, args.seed)
     else:
         net = load_interpolator(args.model, args.weights, dev, dtype)
-    peer = args.peer or ("framefill_init" if args.init else "framefill")
+    peer = peer_name(args)
     rows = []
     for parts, name in list_rows(args.list):
         a, b = read_image(Path(parts[0])), read_image(Path(parts[1]))
@@ -152,6 +155,19 @@ def adapt_table(args: argparse.Namespace, dev: torch.device, dtype: torch.dtype)
           f"{mean['psnr_adapt'] - mean['psnr_base']:+.2f} | | |")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
+
+
+def peer_name(args: argparse.Namespace) -> str:
+    """The rows' peer name: ``--peer``, else ``framefill_init`` with ``--init``, ``framefill`` for the shipped
+    weights and ``framefill_STEM`` for other ``--weights`` (so that two weights files' rows do not merge in
+    ``peer_table.py``)."""
+    if args.peer:
+        return args.peer
+    if args.init:
+        return "framefill_init"
+    if args.weights is None or args.weights.resolve() == default_weights(args.model).resolve():
+        return "framefill"
+    return "framefill_" + (re.sub(r"[^A-Za-z0-9]+", "_", args.weights.stem).strip("_") or "weights")
 
 
 def list_rows(path: str) -> list[tuple[list[str], str]]:
