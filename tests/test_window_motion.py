@@ -209,10 +209,10 @@ def test_cli_gate_run_trains_exports_and_refuses_film(tmp_path: Path):
     assert len(cache["truth"]) == 10 and np.isfinite(cache["inputs"].float().numpy()).all()
     held = json.loads((out / "gate_held_out.json").read_text())  # one window of ten, never trained on
     assert held["windows"] == 1 and {"film", "gated", "moved", "gate"} <= set(held)
-    # tools/gate_held_out.py scores an exported gate on a run's held-out windows as the run scored its own
-    tool = Path(__file__).resolve().parents[1] / "tools" / "gate_held_out.py"
-    done = subprocess.run([sys.executable, str(tool), str(out / "gate_cache.pt"), str(weights)], capture_output=True,
-                          text=True, check=True)
+    # window_scores.py held-out scores an exported gate on a run's held-out windows as the run scored its own
+    tool = Path(__file__).resolve().parents[1] / "tools" / "window_scores.py"
+    done = subprocess.run([sys.executable, str(tool), "held-out", str(out / "gate_cache.pt"), str(weights)],
+                          capture_output=True, text=True, check=True)
     row = json.loads(done.stdout)
     assert row["windows"] == 1 and all(row[k] == pytest.approx(held[k], abs=2e-3) for k in ("film", "gated", "gate"))
     bad = CliRunner().invoke(app, ["train", "--data", str(data_dir), "--gate", "6", "--out", str(tmp_path / "f")])

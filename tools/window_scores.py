@@ -11,6 +11,15 @@ run_peers computes them (8-bit RGB; SSIM with an 11x11 Gaussian window, per chan
 ``--repeat`` timed calls after a warm-up (none with ``--repeat 0``; array in, array out, as tools/time_pairs.py).
 Rows are written in run_peers' format (peer ``framefill_<model>``); ``--merge`` appends them to a run_peers
 results file, so that tools/peer_table.py prints everyone in one table.
+
+    python tools/window_scores.py held-out OUT/gate_cache.pt WEIGHTS [WEIGHTS ...]
+
+scores instead each convlstm weights file's gate on the held-out windows of one gate run's cache (``framefill train
+--model convlstm --gate N`` holds out the last tenth of its windows and scores its own gate on them,
+``OUT/gate_held_out.json``; ``train.window_gate.held_out_scores``: film's frame, the gated frame, the frame with
+all of the correction, the mean opening), one JSON line per file: a new gate against the shipped one on windows
+neither trained on (the cache's run must draw the other run's training windows first and hold out others: the same
+seed and a larger count).
 """
 
 from __future__ import annotations
@@ -19,16 +28,20 @@ import argparse
 import json
 import re
 import statistics
+import sys
 import time
 from pathlib import Path
 
 import cv2
 import numpy as np
+import torch
 
 from framefill.evaluate import psnr, ssim
 from framefill.interpolate import interpolate_pair
 from framefill.models import build_model
 from framefill.pipeline import load_interpolator, prepare_interpolator, resolve_device, resolve_dtype
+from framefill.train.cached import split_held
+from framefill.train.window_gate import held_out_scores
 from framefill.windows import interpolate_middle, is_windowed
 
 
@@ -53,7 +66,29 @@ def clip_frames(path: Path, wanted: set[int]) -> dict[int, np.ndarray]:
     return out
 
 
+def held_out(cache_path: Path, weights: list[Path]) -> list[dict]:
+    """``held_out_scores`` of each convlstm weights file's gate on the held-out windows of the gate cache at
+    ``cache_path``."""
+    _, held = split_held(torch.load(cache_path, mmap=True))
+    rows = []
+    for w in weights:
+        net = load_interpolator("convlstm", w, torch.device("cpu"), torch.float32)
+        if getattr(net, "gate", None) is None:
+            raise SystemExit(f"error: {w} has no window gate")
+        with torch.no_grad():
+            rows.append({"weights": str(w), "windows": len(held["truth"])} | held_out_scores(net.gate, held))
+    return rows
+
+
 def main() -> None:
+    if sys.argv[1:2] == ["held-out"]:
+        ap = argparse.ArgumentParser(prog="window_scores.py held-out")
+        ap.add_argument("cache", type=Path, help="a gate run's OUT/gate_cache.pt")
+        ap.add_argument("weights", type=Path, nargs="+", help="convlstm weights files")
+        args = ap.parse_args(sys.argv[2:])
+        for row in held_out(args.cache, args.weights):
+            print(json.dumps(row), flush=True)
+        return
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("list", type=Path)
     ap.add_argument("clips", type=Path, nargs="+", help="the clips (videos or frame folders) the list was made from")
