@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -25,6 +27,7 @@ from conftest import (
 )
 from typer.testing import CliRunner
 
+from framefill.checkpoint import save_model
 from framefill.cli import app
 from framefill.evaluate import (
     BASELINES,
@@ -39,6 +42,7 @@ from framefill.evaluate import (
     ssim,
     triplet_starts,
 )
+from framefill.models.film import build_film
 from framefill.video import write_image
 
 runner = CliRunner()
@@ -313,12 +317,6 @@ def test_eval_help_reads_well() -> None:
 
 
 def test_time_pairs_names_rows_by_the_weights_file_so_two_files_do_not_merge(tmp_path: Path) -> None:
-    import subprocess
-    import sys
-
-    from framefill.checkpoint import save_model
-    from framefill.models.film import build_film
-
     frames = list(moving_square(n=3))
     for name, k in (("frame0", 0), ("gt", 1), ("frame1", 2)):
         write_image(tmp_path / f"{name}.png", frames[k])
