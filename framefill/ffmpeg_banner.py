@@ -112,8 +112,12 @@ NO_PTS = -(2**63)  # AV_NOPTS_VALUE, as framecrc prints a missing timestamp
 
 def packet_times(framecrc: str) -> tuple[int, list[Fraction] | None]:
     """The packet count, and the presentation times (seconds after the first, exact, sorted) in ffmpeg's framecrc
-    output for one stream; None for the times when a packet has no timestamp or two share one."""
+    output for one stream; None for the times when a packet has no timestamp or two share one.
+
+    Packets flagged to be discarded (``F=`` with bit 4: those before the start of an MP4 edit list, as a trim by
+    stream copy leaves them, which the decoder drops) are not the video's frames and are left out."""
     lines = [line.split(",") for line in framecrc.splitlines() if line.strip() and not line.startswith("#")]
+    lines = [fields for fields in lines if not _discarded(fields)]
     tb = re.search(r"^#tb \d+: (\d+)/(\d+)", framecrc, flags=re.M)
     try:
         pts = sorted(int(fields[2]) for fields in lines)
@@ -123,6 +127,15 @@ def packet_times(framecrc: str) -> tuple[int, list[Fraction] | None]:
         return len(lines), None
     unit = Fraction(int(tb[1]), int(tb[2]))
     return len(lines), [(p - pts[0]) * unit for p in pts]
+
+
+def _discarded(fields: list[str]) -> bool:
+    """Whether a framecrc line's packet carries the discard flag (``F=0x4``)."""
+    flags = next((f.strip()[2:] for f in fields[6:] if f.strip().startswith("F=")), None)
+    try:
+        return flags is not None and bool(int(flags, 16) & 0x4)
+    except ValueError:
+        return False
 
 
 def timing_drift(times: Sequence[Fraction], fps: Fraction) -> float:

@@ -185,6 +185,26 @@ def test_packet_times_are_read_from_framecrc_sorted_and_in_seconds() -> None:
     assert packet_times("#tb 0: 1/90\n") == (0, None)
 
 
+def test_packets_flagged_for_discard_are_not_frames() -> None:
+    crc = ("#tb 0: 1/90\n0, -6, -6, 3, 100, 0x1, F=0x5\n0, -3, -3, 3, 50, 0x2, F=0x4\n"
+           "0, 0, 0, 3, 50, 0x3, F=0x0\n0, 3, 3, 3, 50, 0x4\n")  # the first two precede an edit list's start
+    assert packet_times(crc) == (2, [Fraction(0), Fraction(1, 30)])
+
+
+def test_a_trim_by_stream_copy_counts_the_frames_it_shows(tmp_path: Path) -> None:
+    # `ffmpeg -ss T -i in.mp4 -c copy out.mp4` keeps the packets from the keyframe before T, marked to be
+    # discarded by an edit list: they are not frames of the video (nor are their times the video's)
+    src = make_clip(tmp_path / "src.mp4", n=24, fps=Fraction(24), audio=False)
+    trimmed = tmp_path / "trimmed.mp4"
+    run_ffmpeg("-ss", "0.3", "-i", str(src), "-c", "copy", str(trimmed))
+    info = probe(trimmed)
+    source = FrameSource(trimmed)
+    frames = list(source)
+    assert info.n_frames == len(frames) < 24
+    assert source.warnings == []
+    assert info.frame_times is None or len(info.frame_times) == len(frames)
+
+
 def test_timing_drift_is_the_largest_distance_from_a_constant_rate() -> None:
     tenths = [Fraction(k, 10) for k in (0, 1, 2, 6)]
     assert timing_drift(tenths[:3], Fraction(10)) == 0
