@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 
-from framefill.cli_app import UsageError, _Command, app, parse_memory, stop_on_signal
+from framefill.cli_app import UsageError, _Command, app, parse_memory, stop_on_signals
 from framefill.cli_info import info
 from framefill.cli_interp import interp, join
 from framefill.cli_measure import bench, eval_
@@ -35,6 +34,6 @@ def main() -> None:
     logging.basicConfig(level=os.environ.get("FRAMEFILL_LOG", "WARNING"), format="%(levelname)s %(name)s: %(message)s")
     # kill, timeout, SLURM, systemd and `docker stop` send SIGTERM, which ends Python without unwinding and so
     # leaves a hidden partial output behind; turned into a KeyboardInterrupt it cleans up like Ctrl-C, and the app
-    # ends in 143.
-    signal.signal(signal.SIGTERM, stop_on_signal)
+    # ends in 143 (SIGHUP, the terminal closed, in 129; not under nohup, which ignores it).
+    stop_on_signals()
     app()

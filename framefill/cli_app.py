@@ -3,8 +3,9 @@ share, and the helpers that draw progress and tables (``framefill.cli`` puts the
 
 Every expected failure (bad input, a missing file, an existing output, no CUDA...) ends in one
 ``error: ...`` line on stderr and exit code 2 (bad usage or input) or 1 (a failure while running); Ctrl-C
-(SIGINT) ends in 130 and SIGTERM (``kill``, ``timeout``, SLURM, systemd, ``docker stop``) in 143, the codes a shell
-and a scheduler expect (128 + the signal's number), both after cleaning up as any failure does. The policy lives in
+(SIGINT) ends in 130, SIGTERM (``kill``, ``timeout``, SLURM, systemd, ``docker stop``) in 143 and SIGHUP (the
+terminal closed) in 129, the codes a shell and a scheduler expect (128 + the signal's number), all after cleaning up
+as any failure does. The policy lives in
 the app itself (``_App.main``), so the ``framefill`` script, ``python -m framefill`` and
 ``typer.testing.CliRunner`` all behave alike. Set ``FRAMEFILL_DEBUG=1`` to see the traceback instead.
 """
@@ -34,15 +35,25 @@ class UsageError(Exception):
     """Bad usage or input: exit code 2."""
 
 
+STOP_MESSAGES = {signal.SIGTERM: "terminated",
+                 **({signal.SIGHUP: "hung up (the terminal closed)"} if hasattr(signal, "SIGHUP") else {})}
 _stopped_by: list[int] = []  # the signal ``stop_on_signal`` turned into the KeyboardInterrupt that ended a command
 
 
 def stop_on_signal(signum: int, frame: object) -> None:
-    """A handler for SIGTERM: unwind as Ctrl-C does (a ``KeyboardInterrupt``, so every ``finally`` stops ffmpeg and
-    removes what is half-written; a signal's default action would end Python without unwinding), and remember the
-    signal, so that the command ends in its own exit code (143), not Ctrl-C's."""
+    """A handler for SIGTERM and SIGHUP: unwind as Ctrl-C does (a ``KeyboardInterrupt``, so every ``finally`` stops
+    ffmpeg and removes what is half-written; a signal's default action would end Python without unwinding), and
+    remember the signal, so that the command ends in its own exit code (143, 129), not Ctrl-C's."""
     _stopped_by.append(signum)
     raise KeyboardInterrupt
+
+
+def stop_on_signals() -> None:
+    """Install ``stop_on_signal`` for SIGTERM, and for SIGHUP where it is not ignored (``nohup`` ignores it: such a
+    job goes on when the terminal closes)."""
+    signal.signal(signal.SIGTERM, stop_on_signal)
+    if hasattr(signal, "SIGHUP") and signal.getsignal(signal.SIGHUP) is signal.SIG_DFL:
+        signal.signal(signal.SIGHUP, stop_on_signal)
 
 
 class _App(TyperGroup):
@@ -61,9 +72,9 @@ class _App(TyperGroup):
                 _error(message)
             sys.exit(code)
         if code == 130:  # typer turns Ctrl-C into Exit(130), which it returns when not standalone
-            if _stopped_by and _stopped_by[0] == signal.SIGTERM:
-                code = 128 + signal.SIGTERM
-                _error("terminated")
+            if _stopped_by:
+                code = 128 + _stopped_by[0]
+                _error(STOP_MESSAGES.get(_stopped_by[0], "terminated"))
             else:
                 _error("interrupted")
         sys.exit(code if isinstance(code, int) else 0)

@@ -500,12 +500,14 @@ main()
 
 @pytest.mark.skipif(os.name != "posix", reason="sends signals")
 @pytest.mark.parametrize(("sig", "code", "message"), [(signal.SIGTERM, 143, "terminated"),
-                                                      (signal.SIGINT, 130, "interrupted")], ids=["SIGTERM", "SIGINT"])
+                                                      (signal.SIGINT, 130, "interrupted"),
+                                                      (getattr(signal, "SIGHUP", 1), 129, "hung up")],
+                         ids=["SIGTERM", "SIGINT", "SIGHUP"])
 @pytest.mark.parametrize("resume", [False, True], ids=["single run", "resume"])
 def test_a_signal_mid_run_exits_with_its_code_and_leaves_nothing(work: Path, weights: Path, sig: int, code: int,
                                                                  message: str, resume: bool) -> None:
-    """SIGTERM (kill, timeout, SLURM, systemd) ends in 143 and Ctrl-C in 130, as schedulers and shells read them;
-    both clean up: nothing at the output path, no hidden partial file, ffmpeg stopped (with --resume the work
+    """SIGTERM (kill, timeout, SLURM, systemd) ends in 143, Ctrl-C in 130 and SIGHUP (the terminal closed) in 129, as
+    schedulers and shells read them; all clean up: nothing at the output path, no hidden partial file, ffmpeg stopped (with --resume the work
     folder is kept on purpose, and the same command then finishes the job)."""
     env = {k: v for k, v in os.environ.items() if k not in ("FRAMEFILL_DEBUG", "FRAMEFILL_LOG")}
     args = ["interp", "in.mp4", "out.mp4", "--weights", str(weights), "--device", "cpu", "-q",
@@ -536,6 +538,24 @@ def test_a_signal_mid_run_exits_with_its_code_and_leaves_nothing(work: Path, wei
     result = interp(*args[1:], weights=weights)
     assert result.exit_code == 0, result.output
     assert probe(work / "out.mp4").n_frames == 23 and not folder.exists()
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="POSIX signals")
+@pytest.mark.parametrize("before", [signal.SIG_DFL, signal.SIG_IGN], ids=["terminal", "nohup"])
+def test_a_hang_up_stops_a_run_unless_it_runs_under_nohup(before: object) -> None:
+    """The terminal closing (SIGHUP) stops a run as SIGTERM does (the test above); a run started with nohup, which
+    ignores SIGHUP, keeps running."""
+    from framefill.cli_app import stop_on_signal, stop_on_signals
+
+    saved = signal.getsignal(signal.SIGHUP), signal.getsignal(signal.SIGTERM)
+    try:
+        signal.signal(signal.SIGHUP, before)
+        stop_on_signals()
+        assert signal.getsignal(signal.SIGTERM) is stop_on_signal
+        assert signal.getsignal(signal.SIGHUP) is (stop_on_signal if before is signal.SIG_DFL else signal.SIG_IGN)
+    finally:
+        signal.signal(signal.SIGHUP, saved[0])
+        signal.signal(signal.SIGTERM, saved[1])
 
 
 # --- the four-frame model --------------------------------------------------------------------------------------
