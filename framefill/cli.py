@@ -29,9 +29,21 @@ app.command(name="eval", cls=_Command)(eval_)
 app.command(cls=_Command)(bench)
 
 
+class UserFormatter(logging.Formatter):
+    """A log record as the commands' own notes read: ``warning: ...`` (``error: ...``)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"{record.levelname.lower()}: {record.getMessage()}"
+
+
 def main() -> None:
     """Entry point of ``framefill`` and ``python -m framefill``: logging as FRAMEFILL_LOG says, then the app."""
-    logging.basicConfig(level=os.environ.get("FRAMEFILL_LOG", "WARNING"), format="%(levelname)s %(name)s: %(message)s")
+    level = os.environ.get("FRAMEFILL_LOG")
+    if level:  # a developer's log: levels and module names
+        logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    else:  # a user's: warnings as the commands print theirs
+        logging.basicConfig(level="WARNING", format="%(message)s")
+        logging.getLogger().handlers[0].setFormatter(UserFormatter())
     # kill, timeout, SLURM, systemd and `docker stop` send SIGTERM, which ends Python without unwinding and so
     # leaves a hidden partial output behind; turned into a KeyboardInterrupt it cleans up like Ctrl-C, and the app
     # ends in 143 (SIGHUP, the terminal closed, in 129; not under nohup, which ignores it).

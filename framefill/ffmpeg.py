@@ -43,8 +43,9 @@ GENERIC = re.compile(  # ffmpeg's closing lines that say that it failed, not why
     r"Error splitting the argument list)"
 )
 HARMLESS = re.compile(  # ffmpeg notes that are no problem: swscale on full-range (yuvj*) input, which it converts
-    # right anyway; palettegen finding a colour twice in a GIF frame; swscale having no fast path to 16-bit RGB
-    r"deprecated pixel format used|Duped color|No accelerated colorspace conversion"
+    # right anyway; palettegen finding a colour twice in a GIF frame; swscale having no fast path to 16-bit RGB; a
+    # stream without a timescale (an MP4's cover picture, which is not decoded)
+    r"deprecated pixel format used|Duped color|No accelerated colorspace conversion|timescale not set"
 )
 
 

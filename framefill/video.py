@@ -200,10 +200,19 @@ class FrameSource:
             for frame in frames:
                 count += 1
                 yield frame
+        ffmpeg_said = self.warnings[-1] if self.warnings else None
         if self.info.n_frames is not None and count != self.info.n_frames:
             self.warnings.append(f"decoded {count} frames, the file holds {self.info.n_frames}")
-        if self.warnings:
-            log.warning("%s: %d frames decoded, with warnings; last: %s", self.path, count, self.warnings[-1])
+        stated = self.info.n_frames or 0  # the packets; where ffmpeg complained, the container's duration too (a
+        if ffmpeg_said and self.info.duration:  # cut file holds fewer than it states; audio may outlast the video
+            stated = max(stated, round(self.info.duration * self.info.fps))  # of a sound file, so not without one)
+        if count < stated - 1:  # (a duration rounded to hundredths of a second may state one frame more)
+            log.warning("%s: only %d frames could be decoded where the file states about %d (a damaged or cut "
+                        "file?); the output is made from those%s", self.path, count, stated,
+                        f" (ffmpeg: {ffmpeg_said})" if ffmpeg_said else "")
+        elif self.warnings:
+            log.warning("%s: ffmpeg reported a problem while decoding it, so some frames may show damage: %s",
+                        self.path, self.warnings[-1])
 
     def close(self) -> None:
         """Stop every pass that is still running (and its ffmpeg)."""

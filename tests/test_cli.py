@@ -8,6 +8,7 @@ folder holding copies of the session's inputs, so "nothing changed" is a snapsho
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -435,6 +436,21 @@ def test_truncated_stream_decodes_what_it_can_or_fails_cleanly(work: Path, weigh
     assert sorted(p.name for p in work.iterdir() if p.name.startswith(".")) == []
 
 
+def test_a_cut_video_says_in_a_warning_line_that_frames_were_lost(work: Path, weights: Path) -> None:
+    """Warnings from inside the pipeline (logging) read as the commands' own: ``warning: ...``, and a file that
+    decodes short says how many of its frames were lost."""
+    env = {k: v for k, v in os.environ.items() if k not in ("FRAMEFILL_DEBUG", "FRAMEFILL_LOG")}
+    full = make_clip(work / "full.mkv", n=20)
+    (work / "cut.mkv").write_bytes(full.read_bytes()[: full.stat().st_size // 2])
+    done = subprocess.run([sys.executable, "-m", "framefill", "interp", "cut.mkv", "out.mp4", "--weights", str(weights),
+                           "--device", "cpu", "-q"], cwd=work, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    lines = plain(done.stderr).strip().splitlines()
+    assert lines and all(line.startswith("warning: ") for line in lines), done.stderr
+    assert any(re.search(r"only \d+ frames could be decoded where the file states about 2[01] ", line)
+               for line in lines), done.stderr
+
+
 @pytest.mark.parametrize(("error", "code"), [(KeyboardInterrupt, 130), (RuntimeError("the model broke"), 1)],
                          ids=["ctrl-c", "failure"])
 def test_interrupted_or_failed_job_leaves_nothing(work: Path, weights: Path, monkeypatch: pytest.MonkeyPatch,
@@ -507,8 +523,8 @@ main()
 def test_a_signal_mid_run_exits_with_its_code_and_leaves_nothing(work: Path, weights: Path, sig: int, code: int,
                                                                  message: str, resume: bool) -> None:
     """SIGTERM (kill, timeout, SLURM, systemd) ends in 143, Ctrl-C in 130 and SIGHUP (the terminal closed) in 129, as
-    schedulers and shells read them; all clean up: nothing at the output path, no hidden partial file, ffmpeg stopped (with --resume the work
-    folder is kept on purpose, and the same command then finishes the job)."""
+    schedulers and shells read them; all clean up: nothing at the output path, no hidden partial file, ffmpeg
+    stopped (with --resume the work folder is kept on purpose, and the same command then finishes the job)."""
     env = {k: v for k, v in os.environ.items() if k not in ("FRAMEFILL_DEBUG", "FRAMEFILL_LOG")}
     args = ["interp", "in.mp4", "out.mp4", "--weights", str(weights), "--device", "cpu", "-q",
             *(["--resume", "--segment-length", "6"] if resume else [])]
