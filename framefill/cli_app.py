@@ -153,7 +153,16 @@ def parse_memory(text: str, option: str = "--max-memory") -> int:
 
 
 # Options that several commands share.
-ModelOption = Annotated[str, typer.Option("--model", "-m",
+MODELS = ("film", "convlstm")  # the architectures (framefill.models.architectures(), without importing torch)
+
+
+def _known_model(name: str) -> str:
+    if name not in MODELS:
+        raise typer.BadParameter(f"{name!r} is not a model; choose {' or '.join(MODELS)}")
+    return name
+
+
+ModelOption = Annotated[str, typer.Option("--model", "-m", callback=_known_model,
                                           help="Interpolator: film (two frames) or convlstm (four).")]
 WeightsOption = Annotated[Path | None, typer.Option("--weights", "-w", help="Weights file (.safetensors) instead of "
                                                     "the shipped ones.")]

@@ -102,8 +102,8 @@ def transparency_note(path: Path) -> str | None:
         img = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
     except (OSError, cv2.error):
         return None
-    if img is None or img.ndim != 3 or img.shape[2] != 4 or int(img[..., 3].min()) == int(img[..., 3].max()):
-        return None
+    if img is None or img.ndim != 3 or img.shape[2] != 4 or int(img[..., 3].min()) == np.iinfo(img.dtype).max:
+        return None  # no alpha, or every pixel opaque
     return (f"{Path(path).name} has transparent pixels; framefill interpolates the colour only and writes opaque "
             "frames (the alpha channel is dropped)")
 

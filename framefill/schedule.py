@@ -241,8 +241,8 @@ def depth_for(ratio: Fraction, max_depth: int) -> int:
     while 2**depth < ratio:
         depth += 1
     if depth > MAX_DEPTH_LIMIT:
-        raise ValueError(f"an fps ratio of {float(ratio):.4g} needs more than {MAX_DEPTH_LIMIT} levels of "
-                         "t = 0.5 recursion; use a lower target or a model with arbitrary_time")
+        raise ValueError(f"an output rate {float(ratio):.4g} times the input's is more than framefill makes (at "
+                         f"most {2**MAX_DEPTH_LIMIT} frames for each input frame); ask for a lower --fps or --factor")
     return depth
 
 

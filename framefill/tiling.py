@@ -247,7 +247,7 @@ class Tiler:
             if pair <= budget:  # pairs one batch at a time: the same frames
                 k = int(budget // pair)
                 return torch.cat([self.forward(x0[s:s + k], x1[s:s + k], times[s:s + k]) for s in range(0, n, k)])
-            grid = self._fitted_grid(h, w, budget - n * h * w * ACCUMULATOR_BYTES)
+            grid = self._fitted_grid(h, w, budget, reserved=n * h * w * ACCUMULATOR_BYTES)
         if len(grid) == 1:
             return self.forward(x0, x1, times)
         per_call = self._tiles_per_call(grid, n, budget)
@@ -268,10 +268,11 @@ class Tiler:
                                  f"{self.overlap}); seams may show where the motion is larger")
         return TileGrid.uniform(h, w, tile, overlap, div)  # tile - overlap >= div by construction
 
-    def _fitted_grid(self, h: int, w: int, budget: float) -> TileGrid:
-        """The cheapest layout whose single tile fits ``budget``; the overlap shrinks if it must (with a warning)."""
+    def _fitted_grid(self, h: int, w: int, budget: float, reserved: float = 0.0) -> TileGrid:
+        """The cheapest layout whose single tile fits ``budget`` less the ``reserved`` bytes (the whole frames the
+        tiles are summed into); the overlap shrinks if it must (with a warning)."""
         div, cost = self.divisor, self.pixel_cost() + BLEND_BYTES
-        max_pixels = int(max(0.0, budget) // cost)
+        max_pixels = int(max(0.0, budget - reserved) // cost)
         overlap = self.overlap
         while True:
             grid = plan_grid(h, w, max_pixels, overlap, div)
@@ -279,8 +280,9 @@ class Tiler:
                 break
             overlap = max(div, overlap // 2 // div * div)
         if grid is None:  # not even the smallest tiles fit: run the smallest, over budget
-            self._say("warning", f"a memory budget of {format_bytes(budget)} is less than the smallest tile needs "
-                                 f"({format_bytes(4 * div * div * cost)}); running over it", key="over budget")
+            need = 4 * div * div * cost + reserved
+            self._say("warning", f"a memory budget of {format_bytes(budget)} is less than the smallest tiles of "
+                                 f"these frames need ({format_bytes(need)}); running over it", key="over budget")
             return TileGrid.uniform(h, w, 2 * div, div, div)
         if overlap < self.overlap:
             self._say("warning", f"the memory budget fits tiles of {grid.tile_w}x{grid.tile_h} px with an overlap "

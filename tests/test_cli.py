@@ -321,6 +321,14 @@ def test_transparent_frames_are_interpolated_opaque_with_a_warning(work: Path, w
     assert "warning: f0.png has transparent pixels; framefill interpolates the colour only" in plain(result.stderr)
     assert len(list((work / "out").iterdir())) == 5
     assert transparency_note(work / "rgba" / "f1.png") and transparency_note(work / "a.png") is None
+    frame = cv2.imread(str(work / "rgba" / "f1.png"), cv2.IMREAD_UNCHANGED)
+    for value, transparent in ((102, True), (0, True), (255, False)):  # alike everywhere: see-through or opaque
+        frame[..., 3] = value
+        cv2.imwrite(str(work / "even.png"), frame)
+        assert (transparency_note(work / "even.png") is not None) == transparent
+    deep = np.full((4, 4, 4), 65535, np.uint16)  # 16 bits a channel: opaque at 65535
+    cv2.imwrite(str(work / "deep.png"), deep)
+    assert transparency_note(work / "deep.png") is None
 
 
 def test_folder_of_frames_to_folder(work: Path, weights: Path) -> None:
@@ -384,6 +392,10 @@ BAD_INPUT = [
     pytest.param(["in.mp4", "out.mp4", "--factor", "2", "--fps", "60"], "not both", id="factor and fps"),
     pytest.param(["in.mp4", "out.mp4", "--fps", "20"], "above the input fps", id="fps below the input"),
     pytest.param(["in.mp4", "out.mp4", "--fps", "fast"], "not a frame rate", id="fps not a rate"),
+    pytest.param(["in.mp4", "out.mp4", "--fps", "100000"], "more than framefill makes (at most 1024 frames",
+                 id="fps too high"),
+    pytest.param(["in.mp4", "out.mp4", "--model", "foo"], "'foo' is not a model; choose film or convlstm",
+                 id="unknown model"),
     pytest.param(["a.png", "b.png", "mid.png", "--factor", "4"], "do not apply", id="pair with factor"),
     pytest.param(["in.mp4", "out.mp4", "--device", "cuda"], "no CUDA device", id="cuda without cuda", marks=no_cuda),
     pytest.param(["in.mp4", "out.mp4", "--weights", "gone.safetensors"], "weights not found", id="weights missing"),
@@ -394,6 +406,13 @@ BAD_INPUT = [
     pytest.param(["a.png", "b.png", "mid.png", "--slowmo", "2"], "do not apply", id="pair with slowmo"),
     pytest.param(["in24.mp4", "out.gif", "--codec", "libx264"], "libx264 cannot be stored in .gif", id="gif codec"),
 ]
+
+
+def test_the_model_names_the_cli_knows_are_the_architectures() -> None:
+    from framefill.cli_app import MODELS
+    from framefill.models import architectures
+
+    assert sorted(MODELS) == architectures()
 
 
 @pytest.mark.parametrize(("args", "message"), BAD_INPUT)

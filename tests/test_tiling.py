@@ -268,6 +268,7 @@ def test_a_budget_below_the_smallest_tile_runs_over_it_with_a_warning(caplog: py
         out = tiler(model, TileConfig(max_memory=1), calls)(x0, x1, [0.5])
     assert out.shape == x0.shape and len(calls) == 4 * 6  # 8x8 tiles (twice the divisor) every 4 px, one a call
     assert "running over it" in caplog.text
+    assert "a memory budget of 1 B is less than" in caplog.text  # the budget given, not what is left of it
 
 
 def test_interpolate_frames_under_a_budget_keeps_counts_and_sizes() -> None:
