@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 from typing import Annotated
@@ -15,6 +16,15 @@ from framefill.cli_app import (
     _flag,
     err,
 )
+
+
+def checkpoint_problem(exc: Exception) -> str:
+    """What is wrong with a checkpoint that did not load, in a few words."""
+    text = str(exc)
+    if isinstance(exc, RuntimeError) and ("size mismatch" in text or "Missing key" in text
+                                          or "Unexpected key" in text):
+        return "it holds another model or preset than this run's (--model, --preset, --finetune)"
+    return f"it is damaged or not a framefill checkpoint ({type(exc).__name__})"
 
 
 def train(
@@ -153,6 +163,12 @@ def train(
     for option, path in (("--data", data), ("--photos", photos)):
         if path is not None and not path.exists():
             raise UsageError(f"{option} {path} does not exist; check the path")
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file; give a folder for the run (its checkpoints, log and config)")
+    if export is not None and not export.parent.is_dir():
+        raise UsageError(f"--export {export}: the folder {export.parent} does not exist; create it first")
+    if max_minutes is not None and not 0 < max_minutes < float("inf"):
+        raise UsageError(f"--max-minutes {max_minutes:g} is not a time limit; give a positive number of minutes")
     ratio = synthetic if synthetic is not None else 0.0 if photos is None else 0.3 if data else 1.0
     if ratio > 0 and photos is None:
         raise UsageError(f"--synthetic {ratio:g} needs --photos, a folder of photos to render triplets from")
@@ -190,13 +206,26 @@ def train(
                                       arbitrary_time=arbitrary_time),
                       synth=SynthConfig(ratio=ratio, drawn=drawn),
                       gan=GanConfig(enabled=gan, weight=gan_weight), val_every=500)
-    trainer = Trainer(cfg, data, out, val=val, device=dev, cache_dir=cache or out / "cache", photos=photos)
-    last = out / "last.pt"
-    if distributed.from_main(resume and last.exists(), dev):  # rank 0 decides, every rank loads
-        if not last.exists():
-            raise UsageError(f"rank {launch.rank} cannot see {last}; put --out on storage every node shares")
-        trainer.load(last)
-        say(f"resumed from {last} at step {trainer.step}")
+    made = not out.exists()  # a run folder this command makes is removed again if it fails before training
+    try:
+        trainer = Trainer(cfg, data, out, val=val, device=dev, cache_dir=cache or out / "cache", photos=photos,
+                          config_now=False)
+        last = out / "last.pt"
+        if distributed.from_main(resume and last.exists(), dev):  # rank 0 decides, every rank loads
+            if not last.exists():
+                raise UsageError(f"rank {launch.rank} cannot see {last}; put --out on storage every node shares")
+            try:
+                trainer.load(last)
+            except Exception as exc:  # damaged, or another model's: one line, and the run folder as it was
+                raise UsageError(f"cannot resume from {last}: {checkpoint_problem(exc)}; give another --out, or "
+                                 "--no-resume to start afresh over it") from None
+            say(f"resumed from {last} at step {trainer.step}")
+        if launch.main:
+            trainer.write_config()
+    except BaseException:
+        if made and launch.main:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
     summary = trainer.dataset.summary()
     where = f"{launch.world} processes ({dev.type}), {batch // launch.world} each" if launch.distributed else dev
     samples = "four-frame windows" if trainer.context == 4 else "triplets"

@@ -130,6 +130,15 @@ def test_valid_triplets_of_a_too_short_clip_are_none():
 # --- data: sampling ------------------------------------------------------------------------------------------
 
 
+def test_a_folder_of_too_short_clips_says_how_many_frames_a_sample_needs(tmp_path: Path):
+    write_clip(tmp_path / "two.mp4", list(square_frames(2)))
+    with pytest.raises(ValueError, match=r"no usable triplets under .*: its clips are smaller than the crop \(32 px\), "
+                                         r"shorter than 3 frames, or static"):
+        TripletDataset(tmp_path, DataConfig(crop=32, max_frames=N, strides=(1, 2)), tmp_path / "cache")
+    with pytest.raises(ValueError, match="no usable windows .* shorter than 13 frames"):
+        TripletDataset(tmp_path, DataConfig(crop=32, max_frames=N, strides=(2, 3)), tmp_path / "cache", context=4)
+
+
 def test_sample_shape_and_range_from_a_video_file(tmp_path: Path):
     write_clip(tmp_path / "clip.mp4", list(square_frames()))
     ds = TripletDataset(tmp_path, DataConfig(crop=32, max_frames=N), tmp_path / "cache")
@@ -754,3 +763,48 @@ def test_cli_unwarped_without_a_selector_is_one_error_line(tmp_path: Path):
     result = CliRunner().invoke(app, ["train", "--data", str(tmp_path), "--unwarped", "--out", str(tmp_path / "r"),
                                       "--steps", "1"])
     assert result.exit_code == 2 and "--selector" in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--out", "{tmp}/file.txt"], "is a file; give a folder for the run"),
+    (["--export", "{tmp}/nodir/w.safetensors"], "does not exist; create it first"),
+    (["--max-minutes", "0"], "is not a time limit"),
+    (["--max-minutes", "-1"], "is not a time limit"),
+    (["--max-minutes", "nan"], "is not a time limit"),
+    (["--crop", "33"], "not a multiple of 4"),
+    (["--data", "{tmp}/empty"], "no videos or frame folders found"),
+], ids=["out is a file", "export folder missing", "max-minutes 0", "max-minutes -1", "max-minutes nan",
+        "crop not a multiple", "no clips"])
+def test_cli_train_refuses_bad_options_before_training_and_leaves_no_run_folder(
+        data_dir: Path, tmp_path: Path, extra: list[str], message: str):
+    (tmp_path / "file.txt").write_text("notes\n")
+    (tmp_path / "empty").mkdir()
+    extra = [x.replace("{tmp}", str(tmp_path)) for x in extra]
+    args = ["train", "--data", str(data_dir), "--out", str(tmp_path / "run"), "--preset", "film-tiny", "--steps", "1",
+            "--batch", "1", "--crop", "32", "--max-frames", str(N), "--device", "cpu"]
+    result = CliRunner().invoke(app, args + extra)
+    assert result.exit_code == 2 and message in result.output, (result.output, result.exception)
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "run").exists()
+    assert (tmp_path / "file.txt").read_text() == "notes\n"
+
+
+def test_cli_train_says_in_one_line_when_a_checkpoint_cannot_be_resumed(data_dir: Path, tmp_path: Path):
+    """A damaged last.pt, or one of another preset, is one error line that names it; the run folder keeps its
+    config (the run it holds is not the one asked for)."""
+    args = ["train", "--data", str(data_dir), "--out", str(tmp_path / "run"), "--steps", "1", "--batch", "1",
+            "--crop", "32", "--max-frames", str(N), "--device", "cpu"]
+    result = CliRunner().invoke(app, [*args, "--preset", "film-tiny"])
+    assert result.exit_code == 0, (result.output, result.exception)
+    config = (tmp_path / "run" / "config.json").read_text()
+    last = tmp_path / "run" / "last.pt"
+    result = CliRunner().invoke(app, [*args, "--preset", "film-s", "--steps", "2"])
+    assert result.exit_code == 2 and "another model or preset" in result.output, (result.output, result.exception)
+    good = last.read_bytes()
+    last.write_bytes(good[: len(good) // 2])
+    result = CliRunner().invoke(app, [*args, "--preset", "film-tiny", "--steps", "2"])
+    assert result.exit_code == 2 and f"cannot resume from {last}: it is damaged" in result.output, result.output
+    assert "Traceback" not in result.output and (tmp_path / "run" / "config.json").read_text() == config
+    last.write_bytes(good)
+    result = CliRunner().invoke(app, [*args, "--preset", "film-tiny", "--steps", "2"])
+    assert result.exit_code == 0 and "resumed from" in result.output, (result.output, result.exception)

@@ -235,7 +235,9 @@ class TripletDataset(Samples):
                         self.clips.append({"path": str(p), "scale": scale, "stride": s, "frames": frames,
                                            "starts": starts})
         if not self.clips:
-            raise ValueError(f"no usable triplets under {root} (clips too small for crop {cfg.crop} or static)")
+            need = span * min(cfg.strides) + 1  # frames a sample spans at the smallest stride
+            raise ValueError(f"no usable {'triplets' if context == 2 else 'windows'} under {root}: its clips are "
+                             f"smaller than the crop ({cfg.crop} px), shorter than {need} frames, or static")
 
     def __len__(self) -> int:
         return sum(len(c["starts"]) for c in self.clips)

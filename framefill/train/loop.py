@@ -356,13 +356,18 @@ class Trainer:
     """
 
     def __init__(self, cfg: TrainConfig, data: Path | None, out: Path, *, val: Path | None = None,
-                 device: torch.device = CPU, cache_dir: Path | None = None, photos: Path | None = None) -> None:
+                 device: torch.device = CPU, cache_dir: Path | None = None, photos: Path | None = None,
+                 config_now: bool = True) -> None:
         self.cfg, self.out, self.device = cfg, Path(out), device
         self.rank, self.world = distributed.rank_and_world()
         self.share = distributed.share(cfg.batch, self.rank, self.world)  # checks that the ranks divide the batch
         self.out.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(cfg.seed)
         self.model = initial_model(cfg)
+        divisor = int(getattr(self.model, "divisor", 1))
+        if cfg.data.crop % divisor:
+            raise ValueError(f"a crop of {cfg.data.crop} px (--crop) is not a multiple of {divisor}, the size "
+                             f"{cfg.model}'s input must be a multiple of; give {cfg.data.crop // divisor * divisor}")
         if cfg.freeze_flow:
             for part in (self.model.extractor, self.model.flow):
                 part.requires_grad_(False)
@@ -410,8 +415,12 @@ class Trainer:
         with distributed.main_first():  # rank 0 fills the clip cache, the others then read it
             self.dataset = training_source(data, photos, cfg.data, cfg.synth, cache_dir, context=self.context)
         self.val_items = load_val(Path(val), cfg.data, context=self.context) if val and self.is_main else []
-        if self.is_main:
-            (self.out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1, default=str))
+        if config_now and self.is_main:  # (the CLI writes it once a resume has worked: write_config)
+            self.write_config()
+
+    def write_config(self) -> None:
+        """``OUT/config.json``: this run's settings (written once the run has started or resumed)."""
+        (self.out / "config.json").write_text(json.dumps(self.cfg.to_dict(), indent=1, default=str))
 
     @property
     def is_main(self) -> bool:
