@@ -17,6 +17,8 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+from framefill.frames import publish_mode
+
 
 class WeightsError(Exception):
     """A weights file that cannot be read: its message is one line for the user."""
@@ -30,6 +32,7 @@ def save_safetensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dic
     tmp = path.with_name(f".{path.name}.partial")
     try:
         save_file(state, tmp, metadata=meta)
+        publish_mode(tmp)  # safetensors writes through a private temp file (0600): the mode a plain write gives
         os.replace(tmp, path)
     finally:
         if tmp.exists():

@@ -38,6 +38,8 @@ def adapt_budget(adapt: bool, seconds: str | None, save: Path | None, paths: lis
         if save is not None:
             raise UsageError("--save-adapted keeps the weights --adapt makes; add --adapt")
         return None
+    if save is not None and not save.parent.is_dir():
+        raise UsageError(f"--save-adapted {save}: the folder {save.parent} does not exist; create it first")
     value = 60.0 if seconds is None else _budget(seconds)  # framefill.adapt.DEFAULT_SECONDS (a test checks)
     if len(paths) == 3:
         raise UsageError("--adapt learns from the triplets of a video or a folder of frames; a pair has none")

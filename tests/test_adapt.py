@@ -196,6 +196,7 @@ def test_segments_share_one_adaptation(work: Path, monkeypatch: pytest.MonkeyPat
     (["--adapt-seconds", "nan"], "more than 0 seconds"),
     (["--adapt-seconds", "soon"], "takes a number of seconds"),
     (["--save-adapted", "a.safetensors"], "add --adapt"),
+    (["--adapt", "--save-adapted", "nodir/a.safetensors"], "the folder nodir does not exist"),
     (["--adapt", "--model", "convlstm"], "not for --model convlstm"),
 ])
 def test_bad_budgets_get_one_error_line(work: Path, options: list[str], message: str) -> None:

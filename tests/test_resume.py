@@ -328,6 +328,17 @@ def test_h264_segments_joined_are_within_the_encoders_tolerance(work: Path, weig
     assert single and single == [line for line in packets(work / "joined.mp4") if line.startswith("1,")]  # audio
 
 
+def test_a_segment_of_another_size_is_not_joined(work: Path, weights: Path) -> None:
+    from framefill.resume import segment_path
+
+    fan_out("in.mp4", 2, "parts", weights=weights)
+    make_clip(segment_path(work / "parts", 1), w=32, h=24, n=20)  # another video where segment 2 was
+    result = runner.invoke(app, ["join", "parts", "out.mp4"])
+    assert result.exit_code == 2
+    assert_one_error(result.stderr, result.stdout, "segment 2 in parts is 32x24")
+    assert not (work / "out.mp4").exists()
+
+
 def test_fan_out_refusals_and_missing_segments(work: Path, weights: Path) -> None:
     fan_out("in.mp4", 3, "parts", weights=weights, order=[1, 3])
     result = runner.invoke(app, ["join", "parts", "out.mp4"])

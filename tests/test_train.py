@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import struct
 from pathlib import Path
 
@@ -625,6 +626,9 @@ def test_safetensors_round_trip(tmp_path: Path):
         assert back[name].dtype == t.dtype and back[name].shape == t.shape, name
         assert torch.equal(back[name], t), name
     assert not list(tmp_path.glob(".*partial*"))
+    mask = os.umask(0o022)
+    os.umask(mask)  # as readable as any file the user writes (safetensors' own temp file is private, 0600)
+    assert (tmp_path / "t.safetensors").stat().st_mode & 0o777 == 0o666 & ~mask
 
 
 def test_safetensors_layout_is_standard(tmp_path: Path):
