@@ -29,6 +29,9 @@ def info(
     from framefill.checkpoint import load_safetensors, read_metadata
     from framefill.models import NOT_SHIPPED, architectures, default_weights
 
+    if weights is not None and weights.suffix.lower() == ".pt" and weights.is_file():
+        raise UsageError(f"{weights} is a training checkpoint, not a weights file; export its weights (the command "
+                         "that trained it, with --export FILE.safetensors) and give that file")
     if weights is not None and weights.suffix.lower() != ".safetensors" and weights.exists():
         _describe_input(weights)
         return

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from fractions import Fraction
 from functools import partial
@@ -123,6 +124,8 @@ def interp(
         paths = [*paths, work]  # type: ignore[list-item]  # for the checks below; the segments go to --work
     if len(paths) not in (2, 3):
         raise UsageError(f"interp takes INPUT OUTPUT or A B MID (got {len(paths)} paths); see framefill interp -h")
+    if adapt and len(paths) == 3 and re.fullmatch(r"\d+(\.\d*)?", str(paths[2])) and not paths[2].exists():
+        raise UsageError(f"--adapt takes no value; give its budget as --adapt-seconds {paths[2]}")
     for p in paths[:-1]:
         if not p.exists():
             raise UsageError(f"{p} does not exist; check the path")

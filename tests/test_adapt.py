@@ -205,6 +205,9 @@ def test_bad_budgets_get_one_error_line(work: Path, options: list[str], message:
     assert_one_error(result.stderr, result.stdout, message)
     pair = runner.invoke(app, ["interp", "frames/000.png", "frames/001.png", "mid.png", "--adapt"])
     assert pair.exit_code == 2 and "a pair has none" in pair.stderr
+    valued = runner.invoke(app, ["interp", "pan.mkv", "out.mkv", "--adapt", "90"])  # as if --adapt took seconds
+    assert valued.exit_code == 2
+    assert_one_error(valued.stderr, valued.stdout, "--adapt takes no value; give its budget as --adapt-seconds 90")
     assert not Path("out.mkv").exists()
 
 

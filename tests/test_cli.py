@@ -171,6 +171,13 @@ def test_info_shows_the_architecture(weights: Path) -> None:
     assert "architecture: film" in result.stdout
 
 
+def test_info_on_a_training_checkpoint_says_to_export_it(work: Path) -> None:
+    torch.save({"step": 1}, work / "last.pt")
+    result = runner.invoke(app, ["info", "last.pt"])
+    assert result.exit_code == 2
+    assert_one_error(result.stderr, result.stdout, "last.pt is a training checkpoint, not a weights file")
+
+
 def test_info_describes_a_video_as_interp_reads_it(work: Path) -> None:
     result = runner.invoke(app, ["info", "in.mp4"])
     assert result.exit_code == 0, result.output
