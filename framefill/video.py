@@ -170,7 +170,10 @@ class FrameSource:
             rate = fps or Fraction(30)
             n = len(self._files)
             self.info = VideoInfo(width, height, rate, n, float(n / rate), False, False, "images")
-            if note := transparency_note(self._files[0]):
+            # first, middle and last image: a sequence whose alpha starts later (a fade out) is caught too, at the
+            # cost of three decodes, not one per frame
+            picks = dict.fromkeys((self._files[0], self._files[n // 2], self._files[-1]))
+            if note := next(filter(None, map(transparency_note, picks)), None):
                 self.warnings.append(note)  # folders are read without clearing it
         else:
             self._files = None

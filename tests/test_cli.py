@@ -333,6 +333,13 @@ def test_transparent_frames_are_interpolated_opaque_with_a_warning(work: Path, w
         frame[..., 3] = value
         cv2.imwrite(str(work / "even.png"), frame)
         assert (transparency_note(work / "even.png") is not None) == transparent
+    late = work / "late"  # opaque first frames, a see-through last one (a fade out): the warning names it
+    late.mkdir()
+    for i, frame in enumerate(moving_square(n=4)):
+        alpha = np.full(frame.shape[:2] + (1,), 255 if i < 3 else 128, np.uint8)
+        cv2.imwrite(str(late / f"f{i}.png"), np.concatenate([frame[..., ::-1], alpha], axis=2))
+    result = interp("late", "late_out", weights=weights)
+    assert result.exit_code == 0 and "warning: f3.png has transparent pixels" in plain(result.stderr), result.output
     deep = np.full((4, 4, 4), 65535, np.uint16)  # 16 bits a channel: opaque at 65535
     cv2.imwrite(str(work / "deep.png"), deep)
     assert transparency_note(work / "deep.png") is None
