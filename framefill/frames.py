@@ -102,8 +102,11 @@ def transparency_note(path: Path) -> str | None:
         img = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
     except (OSError, cv2.error):
         return None
-    if img is None or img.ndim != 3 or img.shape[2] != 4 or int(img[..., 3].min()) == np.iinfo(img.dtype).max:
-        return None  # no alpha, or every pixel opaque
+    if img is None or img.ndim != 3 or img.shape[2] != 4:
+        return None  # no alpha
+    opaque = np.iinfo(img.dtype).max if img.dtype.kind in "ui" else 1.0  # (a float TIFF's alpha is 0..1)
+    if float(img[..., 3].min()) >= opaque:
+        return None  # every pixel opaque
     return (f"{Path(path).name} has transparent pixels; framefill interpolates the colour only and writes opaque "
             "frames (the alpha channel is dropped)")
 

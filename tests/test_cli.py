@@ -340,6 +340,9 @@ def test_transparent_frames_are_interpolated_opaque_with_a_warning(work: Path, w
         cv2.imwrite(str(late / f"f{i}.png"), np.concatenate([frame[..., ::-1], alpha], axis=2))
     result = interp("late", "late_out", weights=weights)
     assert result.exit_code == 0 and "warning: f3.png has transparent pixels" in plain(result.stderr), result.output
+    floats = np.ones((4, 4, 4), np.float32)  # a float TIFF: opaque at 1.0
+    cv2.imwrite(str(work / "float.tiff"), floats)
+    assert transparency_note(work / "float.tiff") is None
     deep = np.full((4, 4, 4), 65535, np.uint16)  # 16 bits a channel: opaque at 65535
     cv2.imwrite(str(work / "deep.png"), deep)
     assert transparency_note(work / "deep.png") is None
