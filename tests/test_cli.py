@@ -565,7 +565,9 @@ def test_a_signal_mid_run_exits_with_its_code_and_leaves_nothing(work: Path, wei
     args = ["interp", "in.mp4", "out.mp4", "--weights", str(weights), "--device", "cpu", "-q",
             *(["--resume", "--segment-length", "6"] if resume else [])]
     before = snapshot(work)
-    proc = subprocess.Popen([sys.executable, "-c", SIGNAL_SCRIPT, *args], cwd=work, env=env,
+    # (a run that inherits an ignored SIGHUP, as under nohup, rightly goes on: start it as a terminal would)
+    hangup = (lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL)) if sig == getattr(signal, "SIGHUP", None) else None
+    proc = subprocess.Popen([sys.executable, "-c", SIGNAL_SCRIPT, *args], cwd=work, env=env, preexec_fn=hangup,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stdout.readline().strip() == "ready", proc.communicate(timeout=5)  # type: ignore[union-attr]
