@@ -89,7 +89,8 @@ def interp(
                                                       help="With --adapt: also write the weights the run used to "
                                                            "FILE (.safetensors), for --weights FILE later.")] = None,
     force: Annotated[bool, _flag("--force", "-y", help="Overwrite an existing output.")] = False,
-    quiet: Annotated[bool, _flag("--quiet", "-q", help="No progress bar.")] = False,
+    quiet: Annotated[bool, _flag("--quiet", "-q", help="No progress bar, and no summary line (nor the notes "
+                                 "printed with it).")] = False,
     resume: Annotated[bool | None, _flag("--resume/--no-resume", show_default=False,
                                          help="Keep finished work as segments in OUTPUT.framefill-work, so that an "
                                               "interrupted run goes on where it stopped (the default when that folder "
