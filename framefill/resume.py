@@ -42,7 +42,7 @@ from framefill.frames import VideoError, check_parent, publish_mode
 from framefill.pipeline import Job, JobReport, plan_job
 from framefill.schedule import InterpolationStats, ScheduleConfig
 from framefill.segments import Feed, Segment, context_for, plan, segment_frames, split
-from framefill.video import EncodeOptions, FrameSink, FrameSource, ThreadedSink, prefetch, probe
+from framefill.video import EncodeOptions, FrameSink, FrameSource, ThreadedSink, check_alike, prefetch, probe
 
 WORK_SUFFIX = ".framefill-work"
 MANIFEST = "manifest.json"
@@ -351,21 +351,9 @@ def _quoted(path: str) -> str:
     return path.replace("'", "'\\''")
 
 
-def _check_alike(work: Path, n: int, fps: float) -> None:
-    """A VideoError unless the ``n`` segments in ``work`` have one frame size and the job's frame rate (a segment
-    replaced by another video would be joined into one stream of mixed sizes)."""
-    infos = [probe(segment_path(work, i), count_frames=False) for i in range(n)]
-    size = (infos[0].width, infos[0].height)
-    for i, info in enumerate(infos):
-        if (info.width, info.height) != size or abs(float(info.fps) / fps - 1) > 0.01:
-            raise VideoError(f"segment {i + 1} in {work} is {info.width}x{info.height} at {float(info.fps):.4g} fps, "
-                             f"not {size[0]}x{size[1]} at {fps:.4g} fps as the job's; delete it and make it again")
-
-
 def join(work: Path, dst: Path, *, source: Path | None = None, overwrite: bool = False) -> list[str]:
     """Join the segments in ``work`` into ``dst`` with the audio and subtitles of the whole input (the manifest's,
-    or ``source``: the same video elsewhere), atomically. Returns the warnings (streams the container cannot hold).
-    """
+    or ``source``: the same video elsewhere), atomically; returns warnings (streams the container cannot hold)."""
     work, dst = Path(work), Path(dst)
     manifest = read_manifest(work)
     n = len(manifest["segments"])
@@ -373,7 +361,7 @@ def join(work: Path, dst: Path, *, source: Path | None = None, overwrite: bool =
         listed = ", ".join(map(str, missing[:10])) + (" ..." if len(missing) > 10 else "")
         raise VideoError(f"{work} lacks {len(missing)} of its {n} segments ({listed}); make them with framefill "
                          f"interp INPUT --segments {n} --segment K --work {work}")
-    _check_alike(work, n, float(Fraction(manifest["fps_out"])))
+    check_alike([segment_path(work, i) for i in range(n)], float(Fraction(manifest["fps_out"])), "segment")
     src = Path(source) if source is not None else Path(manifest["source"])
     _check_output(src, dst, overwrite)
     warnings: list[str] = []

@@ -228,3 +228,15 @@ class FrameSource:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+
+def check_alike(paths: list[Path], fps: float, what: str) -> None:
+    """A VideoError unless ``paths`` (videos to be joined into one stream: each a ``what``) all have the first's
+    frame size and the rate ``fps`` (within 1%): another video put in place of one would be joined as it is."""
+    infos = [probe(p, count_frames=False) for p in paths]
+    size = (infos[0].width, infos[0].height)
+    for path, info in zip(paths, infos, strict=True):
+        if (info.width, info.height) != size or abs(float(info.fps) / fps - 1) > 0.01:
+            raise VideoError(f"{what} {path} is {info.width}x{info.height} at {float(info.fps):.4g} fps, not "
+                             f"{size[0]}x{size[1]} at {fps:.4g} fps as the others; delete it and make it again")

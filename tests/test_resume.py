@@ -335,7 +335,7 @@ def test_a_segment_of_another_size_is_not_joined(work: Path, weights: Path) -> N
     make_clip(segment_path(work / "parts", 1), w=32, h=24, n=20)  # another video where segment 2 was
     result = runner.invoke(app, ["join", "parts", "out.mp4"])
     assert result.exit_code == 2
-    assert_one_error(result.stderr, result.stdout, "segment 2 in parts is 32x24")
+    assert_one_error(result.stderr, result.stdout, "00001.mp4 is 32x24")
     assert not (work / "out.mp4").exists()
 
 
