@@ -206,9 +206,9 @@ class FrameSource:
         ffmpeg_said = self.warnings[-1] if self.warnings else None
         if self.info.n_frames is not None and count != self.info.n_frames:
             self.warnings.append(f"decoded {count} frames, the file holds {self.info.n_frames}")
-        stated = self.info.n_frames or 0  # the packets; where ffmpeg complained, the container's duration too (a
-        if ffmpeg_said and self.info.duration:  # cut file holds fewer than it states; audio may outlast the video
-            stated = max(stated, round(self.info.duration * self.info.fps))  # of a sound file, so not without one)
+        stated = self.info.n_frames or 0  # the packets the file holds
+        if ffmpeg_said and self.info.duration:  # a cut file holds fewer packets than its header's duration states
+            stated = max(stated, round(self.info.duration * self.info.fps))  # (only then: audio may outlast video)
         if count < stated - 1:  # (a duration rounded to hundredths of a second may state one frame more)
             log.warning("%s: only %d frames could be decoded where the file states about %d (a damaged or cut "
                         "file?); the output is made from those%s", self.path, count, stated,
@@ -228,7 +228,6 @@ class FrameSource:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
 
 
 def check_alike(paths: list[Path], fps: float, what: str) -> None:
