@@ -83,6 +83,10 @@ def train(
                                          "of where each input is read for the middle frame, and train it alone "
                                          "toward the motion film finds from the true middle frame; from "
                                          "--finetune weights without one, the model starts as those weights.")] = 0,
+    lk_weights: Annotated[int, typer.Option("--lk-weights", min=0, help="film: add learned per-pixel weights of "
+                            "this width (16) inside its Lucas-Kanade updates and train them alone on the exact "
+                            "motion of rendered scenes (--photos, --synthetic); from --finetune weights without "
+                            "them, the model starts as those weights.")] = 0,
     selector_cache: Annotated[int, typer.Option("--selector-cache", min=0, help="film with --selector: train the "
                               "selector alone from a cache of this many crops (1500) of what it chooses from, "
                               "computed once, for --steps steps of --batch: a step costs the selector alone.")] = 0,
@@ -134,8 +138,9 @@ def train(
         raise UsageError(f"--film-weights {film_weights} does not exist; check the path")
     if arbitrary_time and model != "film":
         raise UsageError(f"--arbitrary-time trains film; {model} reads four frames and is trained at t = 0.5 only")
-    if (fusion_cues or freeze_flow or selector or refiner) and model != "film":
-        raise UsageError(f"--fusion-cues, --freeze-flow, --selector and --refiner are for film, not {model}")
+    if (fusion_cues or freeze_flow or selector or refiner or lk_weights) and model != "film":
+        raise UsageError(f"--fusion-cues, --freeze-flow, --selector, --refiner and --lk-weights are for film, not "
+                         f"{model}")
     if gate and model != "convlstm":
         raise UsageError(f"--gate trains convlstm's window-motion gate; {model} has none")
     if residual_cache and model != "convlstm":
@@ -148,8 +153,10 @@ def train(
         check_reach(gate_reach)
     except ValueError as exc:
         raise UsageError(f"--gate-reach: {exc}") from None
-    if selector and refiner:
-        raise UsageError("--selector and --refiner each train alone: train them in separate runs")
+    stages = [name for name, on in (("--selector", selector), ("--refiner", refiner), ("--lk-weights", lk_weights))
+              if on]
+    if len(stages) > 1:
+        raise UsageError(f"{' and '.join(stages)} each train alone: train them in separate runs")
     if selector_cache and not selector:
         raise UsageError("--selector-cache trains film's selector alone: give --selector too (16)")
     if unwarped and not selector:
@@ -170,6 +177,9 @@ def train(
     if max_minutes is not None and not 0 < max_minutes < float("inf"):
         raise UsageError(f"--max-minutes {max_minutes:g} is not a time limit; give a positive number of minutes")
     ratio = synthetic if synthetic is not None else 0.0 if photos is None else 0.3 if data else 1.0
+    if lk_weights and (photos is None or ratio <= 0):
+        raise UsageError("--lk-weights learns from the exact motion of rendered scenes: give --photos and "
+                         "--synthetic above 0 (1: scenes alone; clips teach it nothing)")
     if ratio > 0 and photos is None:
         raise UsageError(f"--synthetic {ratio:g} needs --photos, a folder of photos to render triplets from")
     if drawn is not None and ratio == 0:
@@ -199,7 +209,7 @@ def train(
                       precision=train_precision(precision, dev), prefetch=dev.type == "cuda",
                       finetune=str(finetune) if finetune else None, fusion_cues=fusion_cues,
                       freeze_flow=freeze_flow, selector=selector, selector_unwarped=unwarped, w_choice=choice_weight,
-                      refiner=refiner, w_epe=epe_weight,
+                      refiner=refiner, lk_weights=lk_weights, w_epe=epe_weight,
                       film_weights=str(film_weights) if film_weights else None,
                       data=DataConfig(crop=crop, max_frames=max_frames, motion_crops=motion_crops,
                                       strides=stride_list,

@@ -60,7 +60,7 @@ def test_the_refiners_input_does_not_depend_on_contrast():
     for k in (1.0, 0.5):
         a, b = (0.5 + k * (x - 0.5) for x in (x0, x1))
         with torch.no_grad():
-            _, _, gp, flows = model._flows(a, b)
+            _, _, gp, flows = model.flow_pyramids(a, b)
             g0, g1 = [g[:1] for g in gp], [g[1:] for g in gp]
             t = torch.full((1, 1, 1, 1), 0.5)
             v, trust = time_motion(g0, g1, flows, t, model.config)

@@ -21,6 +21,8 @@ stages, one ``nn.Module`` each (the first, second and fourth in ``framefill.mode
    only upsampled. After each update the flow is replaced by its confidence-weighted local mean
    (normalised convolution; confidence = the structure tensor's smaller eigenvalue, lowered where the
    warped frames still differ), which spreads flow from textured, well-matched pixels into flat ones.
+   With ``lk_weight_filters``, a learned network (``LKWeights``) weighs each pixel inside both, so training
+   moves the point the parameter-free updates converge to instead of a residual that the next level undoes.
 3. Warping: image and feature pyramids of frame 0 are backward-warped by ``t * flow_10`` (flow that
    maps frame 1's grid into frame 0; t = 0.5 by default), those of frame 1 by ``(1 - t) * flow_01``:
    FILM's approximation of the flow at time t by the flow anchored at the other end. At full resolution the
@@ -69,15 +71,7 @@ import torch.nn.functional as F
 
 from framefill.models.film_config import FilmConfig  # re-exported: film's public config
 from framefill.models.film_parts import FeatureExtractor, Fusion, PyramidFlowEstimator, Selector
-from framefill.models.layers import (
-    box_filter,
-    conv_input,
-    fb_consistency,
-    grey,
-    image_pyramid,
-    upsample2,
-    warp,
-)
+from framefill.models.layers import box_filter, conv_input, fb_consistency, grey, image_pyramid, upsample2, warp
 from framefill.models.refiner import MotionRefiner, corrections
 from framefill.models.time_flow import shifted, time_warps
 
@@ -214,7 +208,7 @@ class Film(nn.Module):
         # everything geometric (pyramids, Lucas-Kanade, flows, warping, blending) in float32: half-precision
         # flow and warp coordinates would misplace pixels, and the Lucas-Kanade normal equations lose their
         # small determinants.
-        pyr, feats, grey_pyr, flows = self._flows(img0, img1)
+        pyr, feats, grey_pyr, flows = self.flow_pyramids(img0, img1)
         scale = torch.cat([t, 1 - t])  # (2N, 1, 1, 1): t for frame 0's rows, 1 - t for frame 1's
         levels = []  # per fusion level: (warped frame 0, warped frame 1, the two scaled flows)
         for j in range(cfg.fusion_levels):
@@ -247,7 +241,7 @@ class Film(nn.Module):
             fallback_logit = fallback_logit + head[:, 4:5]  # offset starts at zero)
         return head, flows, pyr, w0_img, w1_img, fallback_logit
 
-    def _flows(self, img0: torch.Tensor, img1: torch.Tensor) -> tuple[list, list, list, list[torch.Tensor]]:
+    def flow_pyramids(self, img0: torch.Tensor, img1: torch.Tensor) -> tuple[list, list, list, list[torch.Tensor]]:
         """The image pyramid of both inputs ``(2N, 3, h_j, w_j)`` (frame 0's rows, then frame 1's), their features,
         their grey pyramid and the flow pyramid ``(2N, 2, h_j, w_j)``: flow_10 (on frame 1's grid, into frame 0)
         then flow_01."""
@@ -265,11 +259,20 @@ class Film(nn.Module):
     def with_refiner(self, filters: int = 16) -> Film:
         """This model with a fresh motion refiner (zero head: the same output until it is trained; ``framefill
         train --finetune W --refiner N``). A model that has one keeps it."""
-        if self.refiner is not None:
-            return self
-        new = Film(dataclasses.replace(self.config, refiner_filters=filters)).to(self.fusion.head.weight.device)
-        missing, unexpected = new.load_state_dict(self.state_dict(), strict=False)
-        assert not unexpected and all(k.startswith("refiner.") for k in missing)
+        return self if self.refiner is not None else self._with_stage("refiner.", None, refiner_filters=filters)
+
+    def with_lk_weights(self, filters: int = 16) -> Film:
+        """This model with fresh learned weights inside its Lucas-Kanade updates (``film_parts.LKWeights``: zero
+        head, weights of one, the same output until trained; ``framefill train --finetune W --lk-weights N``)."""
+        return self if self.flow.weights is not None else self._with_stage("flow.weights.", None,
+                                                                           lk_weight_filters=filters)
+
+    def _with_stage(self, prefix: str, state: dict | None, **config: int | bool) -> Film:
+        """This model with the config changed so and its weights (``state``, or its own) kept; only ``prefix``'s
+        are new."""
+        new = Film(dataclasses.replace(self.config, **config)).to(self.fusion.head.weight.device)
+        missing, unexpected = new.load_state_dict(self.state_dict() if state is None else state, strict=False)
+        assert not unexpected and all(k.startswith(prefix) for k in missing)
         return new.train(self.training)
 
     def _selector_inputs(self, img0: torch.Tensor, img1: torch.Tensor, w0: torch.Tensor, w1: torch.Tensor,
@@ -303,16 +306,12 @@ class Film(nn.Module):
         but for their rule weight, ``ABSENT``)."""
         if self.selector is not None and (self.selector.unwarped or not unwarped):
             return self
-        device = self.fusion.head.weight.device
-        filters = self.config.selector_filters or filters
-        new = Film(dataclasses.replace(self.config, selector_filters=filters, selector_unwarped=unwarped)).to(device)
         state = self.state_dict()
         if self.selector is not None:
             state = {k: v for k, v in state.items() if not k.startswith("selector.")}
             state.update({f"selector.{k}": v for k, v in self.selector.widened().state_dict().items()})
-        missing, unexpected = new.load_state_dict(state, strict=False)
-        assert not unexpected and all(k.startswith("selector.") for k in missing)
-        return new.train(self.training)
+        return self._with_stage("selector.", state, selector_filters=self.config.selector_filters or filters,
+                                selector_unwarped=unwarped)
 
     def with_cues(self) -> Film:
         """This model with ``fusion_cues`` switched on and nothing else changed: the fusion's input convolutions

@@ -27,6 +27,8 @@ class FilmConfig:
     lk_smooth: int = 7  # window of the confidence-weighted mean over the flow after each update (1: none)
     lk_damping: float = 1e-3  # Tikhonov damping of the Lucas-Kanade normal equations (grey levels in [0, 1])
     lk_sigma: float = 0.03  # grey-level residual at which a pixel's confidence halves (0: plain box mean)
+    lk_weight_filters: int = 0  # learned per-pixel weights inside every Lucas-Kanade update (``film_parts.LKWeights``;
+    # 0: none, the parameter-free updates)
     skip_levels: int = 2  # finest levels with no features and no flow refinement: flow is upsampled there,
     # and fusion sees only the warped images (full-resolution features cost most of the time on a CPU)
     fusion_levels: int = 4  # pyramid levels the U-Net fusion decodes (finest first)

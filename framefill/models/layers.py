@@ -130,7 +130,8 @@ def box_filter(x: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def lucas_kanade_step(a: torch.Tensor, b_warped: torch.Tensor, window: int, damping: float | torch.Tensor,
-                      *, with_confidence: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+                      *, with_confidence: bool = False, weight: torch.Tensor | None = None
+                      ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """One damped Lucas-Kanade update ``d`` so that ``a[y, x] ~ b_warped[y + d_y, x + d_x]``.
 
     Solves ``(sum g g^T + damping I) d = sum g (a - b)`` over a ``window x window`` box per pixel, with ``g``
@@ -140,6 +141,9 @@ def lucas_kanade_step(a: torch.Tensor, b_warped: torch.Tensor, window: int, damp
     With ``with_confidence`` it also returns the smaller eigenvalue of the (undamped) structure tensor,
     ``(N, 1, H, W)``: how well the window pins the motion down in its worst direction (0 on flat areas and
     along straight edges: the aperture problem).
+
+    ``weight`` ``(N, 1, H, W)``, positive: each pixel's share in its neighbours' sums (a weighted mean over the
+    window, so the damping keeps its scale; all ones is the plain step). The confidence stays the unweighted one.
 
     Shape:
         a, b_warped: ``(N, C, H, W)`` (converted to grey when C = 3); returns ``(N, 2, H, W)`` (dx, dy).
@@ -153,7 +157,9 @@ def lucas_kanade_step(a: torch.Tensor, b_warped: torch.Tensor, window: int, damp
     gy = 0.5 * (py[..., 2:, :] - py[..., :-2, :])
     gt = a - b_warped
     terms = torch.cat([gx * gx, gx * gy, gy * gy, gx * gt, gy * gt], dim=1)  # (N, 5, H, W)
-    s = box_filter(terms, window)
+    s = plain = box_filter(terms, window)
+    if weight is not None:
+        s = box_filter(terms * weight, window) / box_filter(weight, window).clamp_min(1e-6)
     sxx, sxy, syy, sxt, syt = (s[:, i : i + 1] for i in range(5))
     dxx, dyy = sxx + damping, syy + damping
     det = dxx * dyy - sxy * sxy
@@ -162,6 +168,7 @@ def lucas_kanade_step(a: torch.Tensor, b_warped: torch.Tensor, window: int, damp
     step = torch.cat([dx, dy], dim=1)
     if not with_confidence:
         return step
+    sxx, sxy, syy = plain[:, :1], plain[:, 1:2], plain[:, 2:3]
     half_trace = 0.5 * (sxx + syy)
     smallest = half_trace - (0.25 * (sxx - syy) ** 2 + sxy * sxy).clamp_min(1e-20).sqrt()
     return step, smallest.clamp_min(0)

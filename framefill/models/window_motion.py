@@ -80,7 +80,7 @@ def window_flows(film: nn.Module, frames: torch.Tensor, level: int = LEVEL) -> t
     half = F.avg_pool2d(frames.flatten(0, 1), 2).view(n, 4, 3, size[0] // 2, size[1] // 2)
     first, hw = pad_to_multiple(torch.cat([half[:, 1], half[:, 0], half[:, 2]]), film.divisor)  # I1, I0, I2
     second, _ = pad_to_multiple(torch.cat([half[:, 2], half[:, 1], half[:, 3]]), film.divisor)  # I2, I1, I3
-    flows = film._flows(first, second)[3][0]  # (6N, 2, h, w): flow_10 of each pair, then flow_01 of each
+    flows = film.flow_pyramids(first, second)[3][0]  # (6N, 2, h, w): flow_10 of each pair, then flow_01 of each
     f = resize_flow(crop(flows, hw), (size[0] >> level, size[1] >> level)).split(n)
     return f[0], f[3], f[1], f[4], f[5], f[2]
 

@@ -84,6 +84,8 @@ class TrainConfig:
     selector_unwarped: bool = False  # film's selector may also choose the inputs as they are (Selector.widened)
     refiner: int = 0  # film: add a motion refiner of this width (Film.with_refiner: the start's output) and train it
     # alone on the output and toward the privileged motion (refiner_terms)
+    lk_weights: int = 0  # film: add learned weights inside its Lucas-Kanade updates (Film.with_lk_weights: the start's
+    # output) and train them alone on the exact motion of rendered scenes (lk_weight_terms; clips teach them nothing)
     w_epe: float = 2.0  # refiner: weight of the end-point error to the exact motion (pixels at its level), and
     # REFINER_PRIVILEGED of it to the privileged motion where no exact one is known
     film_weights: str | None = None  # convlstm: its (frozen) film part from these film weights
@@ -104,14 +106,19 @@ def initial_model(cfg: TrainConfig) -> torch.nn.Module:
         model = build_model(cfg.model, cfg.preset)
     if cfg.film_weights:
         model.load_film(Path(cfg.film_weights))
-    if (cfg.fusion_cues or cfg.freeze_flow or cfg.selector or cfg.refiner) and not hasattr(model, "with_cues"):
-        raise ValueError(f"--fusion-cues, --freeze-flow, --selector and --refiner are for film, not {cfg.model}")
-    if cfg.selector and cfg.refiner:
-        raise ValueError("train film's selector and its refiner in separate runs: each trains alone")
+    stages = [name for name, on in (("--selector", cfg.selector), ("--refiner", cfg.refiner),
+                                     ("--lk-weights", cfg.lk_weights)) if on]
+    if (cfg.fusion_cues or cfg.freeze_flow or stages) and not hasattr(model, "with_cues"):
+        raise ValueError(f"--fusion-cues, --freeze-flow, --selector, --refiner and --lk-weights are for film, not "
+                         f"{cfg.model}")
+    if len(stages) > 1:
+        raise ValueError(f"train film's {' and '.join(stages)} in separate runs: each trains alone")
     if cfg.fusion_cues:
         model = model.with_cues()
     if cfg.refiner:
         model = model.with_refiner(cfg.refiner)
+    if cfg.lk_weights:
+        model = model.with_lk_weights(cfg.lk_weights)
     return model.with_selector(cfg.selector, unwarped=cfg.selector_unwarped) if cfg.selector else model
 
 
@@ -247,6 +254,28 @@ def refiner_terms(model: torch.nn.Module, batch: torch.Tensor, cfg: TrainConfig,
     return terms
 
 
+def lk_weight_terms(model: torch.nn.Module, batch: torch.Tensor, exact: torch.Tensor | None) -> dict[str, torch.Tensor]:
+    """The loss of film's learned Lucas-Kanade weights alone (``Film.with_lk_weights``; every other weight frozen):
+    the end-point error (pixels of the frame, robust) of both full-resolution flows against the exact motion of
+    rendered scenes, each flow read where the truth's pixel is in the frame it starts from (``exact`` ``(N, 4, H,
+    W)``: the truth's pixels' motion into frame 0 then frame 1, NaN where unknown). Only the flows are computed: a
+    step costs the flow pyramid's forward and backward, not the fusion's. Samples without an exact motion (clips)
+    add nothing: a photometric loss through a warp has sub-pixel gradients only, where the weights are to fix
+    motions several pixels off."""
+    img0, img1 = batch[:, 0].float(), batch[:, 1].float()
+    n = img0.shape[0]
+    flows = model.flow_pyramids(img0, img1)[3][0]  # (2N, 2, H, W): flow_10 then flow_01
+    known = torch.zeros(n, dtype=torch.bool, device=img0.device) if exact is None else ~exact.flatten(1).isnan().any(1)
+    if not known.any():  # nothing to learn from in this batch: a zero that keeps the graph
+        return {"epe": flows.sum() * 0, "total": flows.sum() * 0}
+    m = exact[known].float()
+    m0, m1 = m[:, :2], m[:, 2:]
+    err_01 = warp(flows[n:][known], m0) - (m1 - m0)  # flow_01 where the truth's pixel is in frame 0
+    err_10 = warp(flows[:n][known], m1) - (m0 - m1)
+    epe = 0.5 * (torch.sqrt(err_01.square().sum(1) + 0.01).mean() + torch.sqrt(err_10.square().sum(1) + 0.01).mean())
+    return {"epe": epe, "total": epe}
+
+
 def _privileged_target(model: torch.nn.Module, img0: torch.Tensor, img1: torch.Tensor, gt: torch.Tensor,
                        pyr: torch.Tensor, motion: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``refiner_terms``' privileged target ``(N, 4, h, w)`` and its weight per motion channel, for samples whose
@@ -380,6 +409,9 @@ class Trainer:
                 raise ValueError("film's refiner trains in one process (its step is a few small convolutions)")
             self.model.requires_grad_(False)
             self.model.refiner.requires_grad_(True)
+        if cfg.lk_weights:  # likewise the Lucas-Kanade weights alone, on the flows alone (lk_weight_terms)
+            self.model.requires_grad_(False)
+            self.model.flow.weights.requires_grad_(True)
         self.model.to(device).train()
         self.context = int(getattr(self.model, "context", 2))  # frames per sample the model reads
         if cfg.data.arbitrary_time:  # the model learns every time: its config (and so its export) says so
@@ -507,6 +539,8 @@ class Trainer:
         keep: dict = {}
         if self.cfg.refiner:
             terms = refiner_terms(self.model, batch, self.cfg, None if motion is None else motion.to(self.device))
+        elif self.cfg.lk_weights:
+            terms = lk_weight_terms(self.net, batch, None if motion is None else motion.to(self.device))
         else:
             terms = loss_terms(self.net, batch, self.cfg, self.context, keep, times)
         if self.critics is not None:  # the model's adversarial term (the bare critics: their grads are dropped)
@@ -550,7 +584,8 @@ class Trainer:
     def next_batch(self) -> tuple[torch.Tensor, ...]:
         """This rank's share of the next global batch: the frames ``(B / W, F, 3, c, c)`` (F: 3, or 5 for
         four-frame models) and the truths' times ``(B / W,)`` (all 0.5 unless training at arbitrary times); for
-        film's refiner also the exact motions ``(B / W, 4, c, c)`` (NaN where the source does not know them).
+        film's refiner and Lucas-Kanade weights also the exact motions ``(B / W, 4, c, c)`` (NaN where the source
+        does not know them).
 
         Every rank draws the whole global batch's random choices, so the RNG streams advance as one process's do
         (see ``framefill.train.distributed``), and builds only its share. With ``cfg.prefetch`` the following batch
@@ -573,7 +608,7 @@ class Trainer:
     def _build(self, draws: list) -> tuple[torch.Tensor, ...]:
         samples = [self.dataset.build(d) for d in draws]  # the pixel work, for this rank's share alone
         batch = torch.stack([x for x, _ in samples]), torch.tensor([t for _, t in samples], dtype=torch.float32)
-        if not self.cfg.refiner:
+        if not (self.cfg.refiner or self.cfg.lk_weights):
             return batch
         # The refiner's exact targets where the source knows them (rendered scenes), NaN where it does not (clips).
         known = [self.dataset.motion(d) for d in draws]
