@@ -84,9 +84,9 @@ def train(
                                          "toward the motion film finds from the true middle frame; from "
                                          "--finetune weights without one, the model starts as those weights.")] = 0,
     lk_weights: Annotated[int, typer.Option("--lk-weights", min=0, help="film: add learned per-pixel weights of "
-                            "this width (16) inside its Lucas-Kanade updates and train them alone on the exact "
-                            "motion of rendered scenes (--photos, --synthetic); from --finetune weights without "
-                            "them, the model starts as those weights.")] = 0,
+                            "this width (16) inside its Lucas-Kanade updates and train them alone toward the exact "
+                            "motion of rendered scenes and, on clips, the flow composed through the true middle "
+                            "frame; from --finetune weights without them, the model starts as those weights.")] = 0,
     selector_cache: Annotated[int, typer.Option("--selector-cache", min=0, help="film with --selector: train the "
                               "selector alone from a cache of this many crops (1500) of what it chooses from, "
                               "computed once, for --steps steps of --batch: a step costs the selector alone.")] = 0,
@@ -177,9 +177,6 @@ def train(
     if max_minutes is not None and not 0 < max_minutes < float("inf"):
         raise UsageError(f"--max-minutes {max_minutes:g} is not a time limit; give a positive number of minutes")
     ratio = synthetic if synthetic is not None else 0.0 if photos is None else 0.3 if data else 1.0
-    if lk_weights and (photos is None or ratio <= 0):
-        raise UsageError("--lk-weights learns from the exact motion of rendered scenes: give --photos and "
-                         "--synthetic above 0 (1: scenes alone; clips teach it nothing)")
     if ratio > 0 and photos is None:
         raise UsageError(f"--synthetic {ratio:g} needs --photos, a folder of photos to render triplets from")
     if drawn is not None and ratio == 0:

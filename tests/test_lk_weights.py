@@ -1,6 +1,7 @@
 """film's learned weights inside its Lucas-Kanade updates (``film_parts.LKWeights``): they start as film exactly,
-a weight steers the update toward the pixels it trusts, they survive a save and load, and training moves them alone
-toward the exact motion of rendered scenes."""
+a weight steers the update toward the pixels it trusts, they survive a save and load, training moves them alone
+toward the exact motion of rendered scenes or the flow composed through the true middle frame, and that composed
+flow adds its two halves."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from framefill.models import load_model
 from framefill.models.film import build_film
 from framefill.models.layers import lucas_kanade_step
 from framefill.train.data import DataConfig
-from framefill.train.loop import TrainConfig, Trainer, initial_model, lk_weight_terms
+from framefill.train.loop import TrainConfig, Trainer, compose_through, initial_model, lk_weight_terms
 from framefill.train.synth import SynthConfig
 
 
@@ -70,7 +71,8 @@ def test_lk_weights_save_and_load(tmp_path: Path):
 
 def test_lk_weights_train_alone_toward_the_exact_motion(tmp_path: Path):
     """``--lk-weights``: only the weights move, the loss is the flows' end-point error against the exact motion of
-    rendered scenes, and it falls on a fixed batch; a batch of clips alone has nothing to teach (a zero loss)."""
+    rendered scenes, and it falls on a fixed batch; without the exact motion (as for clips) the target is the flow
+    composed through the true middle frame, another loss that training lowers too."""
     photos = tmp_path / "photos"
     photos.mkdir()
     for i in range(2):
@@ -89,8 +91,27 @@ def test_lk_weights_train_alone_toward_the_exact_motion(tmp_path: Path):
     after = trainer.model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in after if not k.startswith("flow.weights."))
     assert not torch.equal(before["flow.weights.head.weight"], after["flow.weights.head.weight"])
+    unknown = torch.full_like(motion, float("nan"))
+    composed = [trainer.train_step(frames, times, unknown)["epe"] for _ in range(15)]
     with torch.no_grad():
-        assert float(lk_weight_terms(trainer.model, frames, torch.full_like(motion, float("nan")))["total"]) == 0
+        assert float(lk_weight_terms(trainer.model, frames, motion)["epe"]) != composed[-1]
+    assert np.mean(composed[-3:]) < np.mean(composed[:3]), composed
+
+
+def test_the_composed_flow_adds_the_two_halves():
+    """``compose_through``: a pattern moving 2 px right from frame 0 to the middle and 2 px more to frame 1 composes
+    to the sum of the two halves' flows, about twice either, in both directions."""
+    model = build_film("film-tiny").eval()
+    x0 = _texture(48, 48)
+    mid, x1 = torch.roll(x0, 2, 3), torch.roll(x0, 4, 3)
+    f01, f10 = compose_through(model, x0, mid, x1)
+    inner = (..., slice(12, -12), slice(12, -12))
+    with torch.no_grad():
+        half_0m = model.flow_pyramids(x0, mid)[3][0][1:, 0][inner].mean()
+        half_m1 = model.flow_pyramids(mid, x1)[3][0][1:, 0][inner].mean()
+    assert 1.5 < half_0m < 2.5 and 1.5 < half_m1 < 2.5
+    assert abs(float(f01[:, 0][inner].mean() - (half_0m + half_m1))) < 0.3
+    assert abs(float(f10[:, 0][inner].mean() + (half_0m + half_m1))) < 0.3
 
 
 def test_lk_weights_train_in_a_run_of_their_own():
@@ -101,7 +122,6 @@ def test_lk_weights_train_in_a_run_of_their_own():
 
 
 @pytest.mark.parametrize("extra, message", [
-    ([], "rendered scenes"),  # clips alone: no exact motion to learn from
     (["--refiner", "8"], "separate runs"),
     (["--model", "convlstm"], "for film"),
 ])

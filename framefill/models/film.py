@@ -241,10 +241,11 @@ class Film(nn.Module):
             fallback_logit = fallback_logit + head[:, 4:5]  # offset starts at zero)
         return head, flows, pyr, w0_img, w1_img, fallback_logit
 
-    def flow_pyramids(self, img0: torch.Tensor, img1: torch.Tensor) -> tuple[list, list, list, list[torch.Tensor]]:
+    def flow_pyramids(self, img0: torch.Tensor, img1: torch.Tensor, plain: bool = False
+                      ) -> tuple[list, list, list, list[torch.Tensor]]:
         """The image pyramid of both inputs ``(2N, 3, h_j, w_j)`` (frame 0's rows, then frame 1's), their features,
         their grey pyramid and the flow pyramid ``(2N, 2, h_j, w_j)``: flow_10 (on frame 1's grid, into frame 0)
-        then flow_01."""
+        then flow_01 (``plain``: without the learned Lucas-Kanade weights)."""
         n = img0.shape[0]
         # Both frames through the shared extractor in one batch.
         pyr = image_pyramid(torch.cat([img0, img1], dim=0), self.config.pyramid_levels)  # level j: (2N, 3, h_j, w_j)
@@ -253,7 +254,7 @@ class Film(nn.Module):
         swapped = [None if f is None else torch.cat([f[n:], f[:n]]) for f in feats]
         grey_pyr = [grey(p) for p in pyr]  # Lucas-Kanade runs on grey images: one channel to warp, not three
         grey_swapped = [torch.cat([g[n:], g[:n]]) for g in grey_pyr]
-        flows = self.flow(swapped, feats, grey_swapped, grey_pyr)  # flows[j]: (2N, 2, h_j, w_j)
+        flows = self.flow(swapped, feats, grey_swapped, grey_pyr, plain)  # flows[j]: (2N, 2, h_j, w_j)
         return pyr, feats, grey_pyr, flows
 
     def with_refiner(self, filters: int = 16) -> Film:

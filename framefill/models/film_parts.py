@@ -155,8 +155,9 @@ class PyramidFlowEstimator(nn.Module):
         return self.specialized[j] if j < len(self.specialized) else self.shared
 
     def forward(self, fa: list[torch.Tensor | None], fb: list[torch.Tensor | None], ga: list[torch.Tensor],
-                gb: list[torch.Tensor]) -> list[torch.Tensor]:
-        """``fa``/``fb``: feature pyramids of A and B; ``ga``/``gb``: their grey image pyramids (Lucas-Kanade)."""
+                gb: list[torch.Tensor], plain: bool = False) -> list[torch.Tensor]:
+        """``fa``/``fb``: feature pyramids of A and B; ``ga``/``gb``: their grey image pyramids (Lucas-Kanade).
+        ``plain``: the Lucas-Kanade updates without the learned weights (``LKWeights``), as if it had none."""
         levels = len(fa)
         coarsest = ga[-1]
         flow = coarsest.new_zeros(coarsest.shape[0], 2, *coarsest.shape[-2:])  # float32 like the grey images
@@ -169,7 +170,8 @@ class PyramidFlowEstimator(nn.Module):
             step = torch.zeros_like(flow)
             for _ in range(iters):
                 b_warped = warp(gb[j], flow)
-                data_w, mean_w = (None, None) if self.weights is None else self.weights(ga[j], b_warped, step)
+                data_w, mean_w = (None, None) if plain or self.weights is None else self.weights(ga[j], b_warped,
+                                                                                                   step)
                 step, conf = lucas_kanade_step(ga[j], b_warped, cfg.lk_window, cfg.lk_damping, with_confidence=True,
                                                weight=data_w)
                 flow = confidence_mean(flow + step, conf, lambda f, a=ga[j], b=gb[j]: a - warp(b, f), cfg, mean_w)

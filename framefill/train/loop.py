@@ -85,7 +85,7 @@ class TrainConfig:
     refiner: int = 0  # film: add a motion refiner of this width (Film.with_refiner: the start's output) and train it
     # alone on the output and toward the privileged motion (refiner_terms)
     lk_weights: int = 0  # film: add learned weights inside its Lucas-Kanade updates (Film.with_lk_weights: the start's
-    # output) and train them alone on the exact motion of rendered scenes (lk_weight_terms; clips teach them nothing)
+    # output) and train them alone toward exact and composed motion (lk_weight_terms)
     w_epe: float = 2.0  # refiner: weight of the end-point error to the exact motion (pixels at its level), and
     # REFINER_PRIVILEGED of it to the privileged motion where no exact one is known
     film_weights: str | None = None  # convlstm: its (frozen) film part from these film weights
@@ -256,24 +256,47 @@ def refiner_terms(model: torch.nn.Module, batch: torch.Tensor, cfg: TrainConfig,
 
 def lk_weight_terms(model: torch.nn.Module, batch: torch.Tensor, exact: torch.Tensor | None) -> dict[str, torch.Tensor]:
     """The loss of film's learned Lucas-Kanade weights alone (``Film.with_lk_weights``; every other weight frozen):
-    the end-point error (pixels of the frame, robust) of both full-resolution flows against the exact motion of
-    rendered scenes, each flow read where the truth's pixel is in the frame it starts from (``exact`` ``(N, 4, H,
-    W)``: the truth's pixels' motion into frame 0 then frame 1, NaN where unknown). Only the flows are computed: a
-    step costs the flow pyramid's forward and backward, not the fusion's. Samples without an exact motion (clips)
-    add nothing: a photometric loss through a warp has sub-pixel gradients only, where the weights are to fix
-    motions several pixels off."""
-    img0, img1 = batch[:, 0].float(), batch[:, 1].float()
+    the robust end-point error (pixels of the frame) of both full-resolution flows, per sample, against
+
+    - the exact motion of a rendered scene where ``exact`` ``(N, 4, H, W)`` (the truth's pixels' motion into frame
+      0 then frame 1, NaN where unknown) gives it: each flow read where the truth's pixel is in its start frame;
+    - elsewhere (clips), the flow composed through the true middle frame: film's parameter-free flows from each
+      input to the truth and on to the other input (``compose_through``). Each half is half the motion, which the
+      updates find more often than the whole. The inputs alone cannot show what the truth does, but where the
+      direct flow misses a motion that two halves find, the weights can learn to find it too.
+
+    Only flows are computed (a step costs the flow pyramid's forward and backward, and two forward passes for the
+    composed target), not the fusion: a photometric loss through a warp has sub-pixel gradients only."""
+    img0, img1, gt = batch[:, 0].float(), batch[:, 1].float(), batch[:, -1].float()
     n = img0.shape[0]
     flows = model.flow_pyramids(img0, img1)[3][0]  # (2N, 2, H, W): flow_10 then flow_01
+    f10, f01 = flows[:n], flows[n:]
     known = torch.zeros(n, dtype=torch.bool, device=img0.device) if exact is None else ~exact.flatten(1).isnan().any(1)
-    if not known.any():  # nothing to learn from in this batch: a zero that keeps the graph
-        return {"epe": flows.sum() * 0, "total": flows.sum() * 0}
-    m = exact[known].float()
-    m0, m1 = m[:, :2], m[:, 2:]
-    err_01 = warp(flows[n:][known], m0) - (m1 - m0)  # flow_01 where the truth's pixel is in frame 0
-    err_10 = warp(flows[:n][known], m1) - (m0 - m1)
-    epe = 0.5 * (torch.sqrt(err_01.square().sum(1) + 0.01).mean() + torch.sqrt(err_10.square().sum(1) + 0.01).mean())
+    errors = []  # (error of flow_01, error of flow_10) per group of samples
+    if known.any():
+        m = exact[known].float()
+        m0, m1 = m[:, :2], m[:, 2:]
+        errors.append((warp(f01[known], m0) - (m1 - m0), warp(f10[known], m1) - (m0 - m1)))
+    rest = ~known
+    if rest.any():
+        t01, t10 = compose_through(model, img0[rest], gt[rest], img1[rest])
+        errors.append((f01[rest] - t01, f10[rest] - t10))
+    per_sample = [0.5 * (torch.sqrt(a.square().sum(1) + 0.01).mean((1, 2)) + torch.sqrt(b.square().sum(1) + 0.01)
+                         .mean((1, 2))) for a, b in errors]
+    epe = torch.cat(per_sample).mean()
     return {"epe": epe, "total": epe}
+
+
+@torch.no_grad()
+def compose_through(model: torch.nn.Module, img0: torch.Tensor, mid: torch.Tensor, img1: torch.Tensor
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """flow_01 and flow_10 ``(N, 2, H, W)`` composed through ``mid``: film's parameter-free flows (``plain``) from
+    each input to ``mid`` and from ``mid`` on to the other input, the second read where the first lands."""
+    n = img0.shape[0]
+    to_mid = model.flow_pyramids(img0, mid, plain=True)[3][0]  # flow_m0 (on mid's grid), flow_0m
+    from_mid = model.flow_pyramids(mid, img1, plain=True)[3][0]  # flow_1m, flow_m1
+    f_m0, f_0m, f_1m, f_m1 = to_mid[:n], to_mid[n:], from_mid[:n], from_mid[n:]
+    return f_0m + warp(f_m1, f_0m), f_1m + warp(f_m0, f_1m)
 
 
 def _privileged_target(model: torch.nn.Module, img0: torch.Tensor, img1: torch.Tensor, gt: torch.Tensor,
