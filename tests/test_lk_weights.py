@@ -1,5 +1,5 @@
 """film's learned weights inside its Lucas-Kanade updates (``film_parts.LKWeights``): they start as film exactly,
-a weight steers the update toward the pixels it trusts, they survive a save and load, training moves them alone
+a weight steers the update toward the pixels it trusts (a save and load: test_refiner), training moves them alone
 toward the exact motion of rendered scenes or the flow composed through the true middle frame, and that composed
 flow adds its two halves."""
 
@@ -11,20 +11,14 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from test_refiner import _texture
 from test_synth import NO_AUG, texture
 
-from framefill.checkpoint import save_model
-from framefill.models import load_model
 from framefill.models.film import build_film
 from framefill.models.layers import lucas_kanade_step
 from framefill.train.data import DataConfig
 from framefill.train.loop import TrainConfig, Trainer, compose_through, initial_model, lk_weight_terms
 from framefill.train.synth import SynthConfig
-
-
-def _texture(h: int = 64, w: int = 64, seed: int = 1) -> torch.Tensor:
-    torch.manual_seed(seed)
-    return torch.nn.functional.avg_pool2d(torch.rand(1, 3, h + 4, w + 4), 5, stride=1)
 
 
 def test_with_lk_weights_starts_as_film_and_its_weights_move_the_output():
@@ -54,19 +48,6 @@ def test_unit_weights_give_the_plain_update_and_a_weight_picks_whose_motion_it_f
     steered = lucas_kanade_step(a, b, 9, 1e-3, weight=trust_left)
     at = (slice(None), 0, slice(8, 28), 20)  # the column right of the boundary: its window straddles both
     assert steered[at].mean() > plain[at].mean() + 0.2  # pulled toward the left half's 1 px
-
-
-def test_lk_weights_save_and_load(tmp_path: Path):
-    model = build_film("film-tiny", lk_weight_filters=4).eval()
-    with torch.no_grad():
-        model.flow.weights.head.weight.normal_(0, 0.5)
-    path = tmp_path / "lkw.safetensors"
-    save_model(path, model, architecture="film")
-    loaded, _ = load_model(path)
-    x0 = _texture()
-    x1 = torch.roll(x0, (1, 2), (2, 3))
-    with torch.no_grad():
-        assert torch.equal(loaded(x0, x1), model(x0, x1))
 
 
 def test_lk_weights_train_alone_toward_the_exact_motion(tmp_path: Path):

@@ -100,10 +100,12 @@ def test_the_motion_the_refiner_corrects_is_where_film_reads():
     assert inner < 0.5 * (g[0] - g[1])[..., 4:-4, 4:-4].abs().mean()
 
 
-def test_refiner_weights_save_and_load(tmp_path: Path):
-    model = build_film("film-tiny", refiner_filters=4).eval()
+@pytest.mark.parametrize("field, head", [("refiner_filters", "refiner.head.weight"),
+                                         ("lk_weight_filters", "flow.weights.head.weight")])  # film_parts.LKWeights
+def test_learned_stages_save_and_load(tmp_path: Path, field: str, head: str):
+    model = build_film("film-tiny", **{field: 4}).eval()
     with torch.no_grad():
-        model.refiner.head.weight.normal_(0, 0.1)
+        model.get_parameter(head).normal_(0, 0.3)
     path = tmp_path / "ref.safetensors"
     save_model(path, model, architecture="film")
     loaded, _ = load_model(path)
