@@ -115,3 +115,17 @@ def test_cli_lk_weights_refusals_are_one_error_line(tmp_path: Path, extra: list[
                                       str(tmp_path / "r"), "--steps", "1", *extra])
     assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
     assert not (tmp_path / "r").exists()
+
+
+def test_lk_weights_refuse_several_processes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Their step calls the flow pyramid directly, so under torchrun the ranks' gradients would not be averaged."""
+    from framefill.train import distributed
+
+    monkeypatch.setattr(distributed, "rank_and_world", lambda: (0, 2))
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    cv2.imwrite(str(photos / "0.png"), texture(0))
+    cfg = TrainConfig(model="film", preset="film-tiny", batch=2, lk_weights=4, data=DataConfig(crop=32),
+                      synth=SynthConfig(ratio=1.0))
+    with pytest.raises(ValueError, match="one process"):
+        Trainer(cfg, None, tmp_path / "run", cache_dir=tmp_path / "cache", photos=photos)

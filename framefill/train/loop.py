@@ -433,6 +433,9 @@ class Trainer:
             self.model.requires_grad_(False)
             self.model.refiner.requires_grad_(True)
         if cfg.lk_weights:  # likewise the Lucas-Kanade weights alone, on the flows alone (lk_weight_terms)
+            if self.world > 1:
+                raise ValueError("film's Lucas-Kanade weights train in one process (their step calls the flow "
+                                 "pyramid directly, not through DistributedDataParallel)")
             self.model.requires_grad_(False)
             self.model.flow.weights.requires_grad_(True)
         self.model.to(device).train()
@@ -563,7 +566,7 @@ class Trainer:
         if self.cfg.refiner:
             terms = refiner_terms(self.model, batch, self.cfg, None if motion is None else motion.to(self.device))
         elif self.cfg.lk_weights:
-            terms = lk_weight_terms(self.net, batch, None if motion is None else motion.to(self.device))
+            terms = lk_weight_terms(self.model, batch, None if motion is None else motion.to(self.device))
         else:
             terms = loss_terms(self.net, batch, self.cfg, self.context, keep, times)
         if self.critics is not None:  # the model's adversarial term (the bare critics: their grads are dropped)
