@@ -163,15 +163,15 @@ class PyramidFlowEstimator(nn.Module):
         flow = coarsest.new_zeros(coarsest.shape[0], 2, *coarsest.shape[-2:])  # float32 like the grey images
         flows: list[torch.Tensor] = [flow] * levels
         cfg = self.cfg
+        learned = None if plain else self.weights
         for j in range(levels - 1, -1, -1):
             if j < levels - 1:
                 flow = resize_flow(flow, ga[j].shape[-2:])
             iters = cfg.lk_iters if fa[j] is not None else cfg.lk_fine_iters if j >= cfg.lk_finest else 0
-            step = torch.zeros_like(flow)
+            step = None if learned is None else torch.zeros_like(flow)  # the weights read the last update
             for _ in range(iters):
                 b_warped = warp(gb[j], flow)
-                data_w, mean_w = (None, None) if plain or self.weights is None else self.weights(ga[j], b_warped,
-                                                                                                   step)
+                data_w, mean_w = (None, None) if learned is None else learned(ga[j], b_warped, step)
                 step, conf = lucas_kanade_step(ga[j], b_warped, cfg.lk_window, cfg.lk_damping, with_confidence=True,
                                                weight=data_w)
                 flow = confidence_mean(flow + step, conf, lambda f, a=ga[j], b=gb[j]: a - warp(b, f), cfg, mean_w)

@@ -157,8 +157,9 @@ def lucas_kanade_step(a: torch.Tensor, b_warped: torch.Tensor, window: int, damp
     gy = 0.5 * (py[..., 2:, :] - py[..., :-2, :])
     gt = a - b_warped
     terms = torch.cat([gx * gx, gx * gy, gy * gy, gx * gt, gy * gt], dim=1)  # (N, 5, H, W)
-    s = plain = box_filter(terms, window)
-    if weight is not None:
+    if weight is None:
+        s = box_filter(terms, window)
+    else:
         s = box_filter(terms * weight, window) / box_filter(weight, window).clamp_min(1e-6)
     sxx, sxy, syy, sxt, syt = (s[:, i : i + 1] for i in range(5))
     dxx, dyy = sxx + damping, syy + damping
@@ -168,7 +169,9 @@ def lucas_kanade_step(a: torch.Tensor, b_warped: torch.Tensor, window: int, damp
     step = torch.cat([dx, dy], dim=1)
     if not with_confidence:
         return step
-    sxx, sxy, syy = plain[:, :1], plain[:, 1:2], plain[:, 2:3]
+    if weight is not None:  # the confidence of the window as it is, not as weighted
+        plain = box_filter(terms[:, :3], window)
+        sxx, sxy, syy = plain[:, :1], plain[:, 1:2], plain[:, 2:3]
     half_trace = 0.5 * (sxx + syy)
     smallest = half_trace - (0.25 * (sxx - syy) ** 2 + sxy * sxy).clamp_min(1e-20).sqrt()
     return step, smallest.clamp_min(0)
