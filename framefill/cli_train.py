@@ -89,7 +89,12 @@ def train(
                             "frame; from --finetune weights without them, the model starts as those weights.")] = 0,
     selector_cache: Annotated[int, typer.Option("--selector-cache", min=0, help="film with --selector: train the "
                               "selector alone from a cache of this many crops (1500) of what it chooses from, "
-                              "computed once, for --steps steps of --batch: a step costs the selector alone.")] = 0,
+                              "computed once, for --steps steps of --batch: a step costs the selector alone; "
+                              "with --sharpen, the sharpener alone.")] = 0,
+    sharpen: Annotated[int, typer.Option("--sharpen", min=0, help="film with a selector (the shipped weights): add "
+                       "a learned sharpener of this width (16), which chooses per pixel how the warped frames are "
+                       "resampled (bilinear, toward bicubic, toward a blur), and train it alone from "
+                       "--selector-cache's crops; the model starts as the --finetune weights.")] = 0,
     gate: Annotated[int, typer.Option("--gate", min=0, help="convlstm: train its window-motion gate alone (the "
                   "rest frozen), from a cache of this many windows (1500), for --steps steps of --batch.")] = 0,
     residual_cache: Annotated[int, typer.Option("--residual-cache", min=0, help="convlstm: train its ConvLSTM "
@@ -138,7 +143,7 @@ def train(
         raise UsageError(f"--film-weights {film_weights} does not exist; check the path")
     if arbitrary_time and model != "film":
         raise UsageError(f"--arbitrary-time trains film; {model} reads four frames and is trained at t = 0.5 only")
-    if (fusion_cues or freeze_flow or selector or refiner or lk_weights) and model != "film":
+    if (fusion_cues or freeze_flow or selector or refiner or lk_weights or sharpen) and model != "film":
         raise UsageError(f"--fusion-cues, --freeze-flow, --selector, --refiner and --lk-weights are for film, not "
                          f"{model}")
     if gate and model != "convlstm":
@@ -153,12 +158,15 @@ def train(
         check_reach(gate_reach)
     except ValueError as exc:
         raise UsageError(f"--gate-reach: {exc}") from None
-    stages = [name for name, on in (("--selector", selector), ("--refiner", refiner), ("--lk-weights", lk_weights))
-              if on]
+    stages = [name for name, on in (("--selector", selector), ("--refiner", refiner), ("--lk-weights", lk_weights),
+                                    ("--sharpen", sharpen)) if on]
     if len(stages) > 1:
         raise UsageError(f"{' and '.join(stages)} each train alone: train them in separate runs")
-    if selector_cache and not selector:
+    if selector_cache and not (selector or sharpen):
         raise UsageError("--selector-cache trains film's selector alone: give --selector too (16)")
+    if sharpen and not (selector_cache and finetune):
+        raise UsageError("--sharpen trains from a cache on weights that have a selector: give --selector-cache "
+                         "(1500) and --finetune (weights/film.safetensors)")
     if unwarped and not selector:
         raise UsageError("--unwarped widens film's selector: give --selector too (16)")
     try:
@@ -206,7 +214,7 @@ def train(
                       precision=train_precision(precision, dev), prefetch=dev.type == "cuda",
                       finetune=str(finetune) if finetune else None, fusion_cues=fusion_cues,
                       freeze_flow=freeze_flow, selector=selector, selector_unwarped=unwarped, w_choice=choice_weight,
-                      refiner=refiner, lk_weights=lk_weights, w_epe=epe_weight,
+                      refiner=refiner, lk_weights=lk_weights, sharpen=sharpen, w_epe=epe_weight,
                       film_weights=str(film_weights) if film_weights else None,
                       data=DataConfig(crop=crop, max_frames=max_frames, motion_crops=motion_crops,
                                       strides=stride_list,

@@ -101,9 +101,11 @@ def test_the_motion_the_refiner_corrects_is_where_film_reads():
 
 
 @pytest.mark.parametrize("field, head", [("refiner_filters", "refiner.head.weight"),
-                                         ("lk_weight_filters", "flow.weights.head.weight")])  # film_parts.LKWeights
+                                         ("lk_weight_filters", "flow.weights.head.weight"),  # film_parts.LKWeights
+                                         ("sharpen_filters", "sharpener.head.weight")])  # models.sharpen
 def test_learned_stages_save_and_load(tmp_path: Path, field: str, head: str):
-    model = build_film("film-tiny", **{field: 4}).eval()
+    needs = {"selector_filters": 4} if field == "sharpen_filters" else {}  # the sharpener comes after a selector
+    model = build_film("film-tiny", **{field: 4}, **needs).eval()
     with torch.no_grad():
         model.get_parameter(head).normal_(0, 0.3)
     path = tmp_path / "ref.safetensors"

@@ -12,7 +12,7 @@ import torch
 from framefill.checkpoint import save_model
 from framefill.models import load_model
 from framefill.models.film import Film, build_film
-from framefill.models.film_parts import Selector
+from framefill.models.film_parts import Selector, selector_inputs
 from framefill.train.losses import choice_loss
 
 
@@ -62,8 +62,8 @@ def test_selector_inputs_and_output_shapes():
     x0, x1 = _pair(64, 96)
     with torch.no_grad():
         out, aux = model(x0, x1, return_aux=True)
-        x = model._selector_inputs(x0, x1, aux["warped0"], aux["warped1"], (x0 + x1) / 2, torch.zeros(1, 1, 64, 96),
-                                   aux["flows"][1], 0.5 * aux["flows"][1])
+        x = selector_inputs(model.config, x0, x1, aux["warped0"], aux["warped1"], (x0 + x1) / 2,
+                            torch.zeros(1, 1, 64, 96), aux["flows"][1], 0.5 * aux["flows"][1])
     assert out.shape == x0.shape
     assert x.shape == (1, Selector.INPUTS, 32, 48) and torch.isfinite(x).all()
     assert model.selector(x).shape == (1, 3, 32, 48)

@@ -70,9 +70,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from framefill.models.film_config import FilmConfig  # re-exported: film's public config
-from framefill.models.film_parts import FeatureExtractor, Fusion, PyramidFlowEstimator, Selector
+from framefill.models.film_parts import FeatureExtractor, Fusion, PyramidFlowEstimator, Selector, selector_inputs
 from framefill.models.layers import box_filter, conv_input, fb_consistency, grey, image_pyramid, upsample2, warp
 from framefill.models.refiner import MotionRefiner, corrections
+from framefill.models.sharpen import Sharpener, sharpen_inputs, sharpened
 from framefill.models.time_flow import shifted, time_warps
 
 
@@ -104,6 +105,8 @@ class Film(nn.Module):
         self.selector = (Selector(self.config.selector_filters, unwarped=self.config.selector_unwarped)
                          if self.config.selector_filters else None)
         self.refiner = MotionRefiner(self.config.refiner_filters) if self.config.refiner_filters else None
+        self.sharpener = (Sharpener(self.config.sharpen_filters, self.selector.inputs)
+                          if self.config.sharpen_filters else None)
         self.selector_only = False  # training the selector alone: everything before it runs without autograd
         self.refined: dict = {}  # the refiner's last motion and correction at its level (aux; the training loss)
         self.trust_fixed: float | None = None  # one trust in the matching at t everywhere (tools/time_pairs.py --trust)
@@ -132,12 +135,14 @@ class Film(nn.Module):
         if self.selector is not None:  # the rule's weights of (warped 0, warped 1, blend), moved by the selector
             ev = self.selector_evidence(img0, img1, t, read_shift)
             offset = self.selector(conv_input(ev["inputs"], self.selector.head.weight)).float()
-            out, choice = self.compose(ev, offset)
+            gains = None if self.sharpener is None else self.sharpener(conv_input(ev["sharpen"],
+                                                                                  self.sharpener.head.weight))
+            out, choice = self.compose(ev, offset, gains)
             head, flows, pyr = ev["head"], ev["flows"], ev["pyramid"]
             w0_img, w1_img, blend = ev["candidates"][:3]
             mask = fallback = None  # (for the aux below only: the output does not need them)
         else:
-            head, flows, pyr, w0_img, w1_img, fallback_logit = self._base(img0, img1, t, read_shift)
+            head, flows, pyr, w0_img, w1_img, fallback_logit, _ = self._base(img0, img1, t, read_shift)
             blend, choice, fallback = torch.lerp(img0, img1, t), None, None
             mask = torch.sigmoid(head[:, :1])
             base = torch.lerp(w1_img, w0_img, mask)  # mask * w0 + (1 - mask) * w1
@@ -160,28 +165,32 @@ class Film(nn.Module):
         """Everything the selector chooses from and reads, for float32 inputs and times ``(N, 1, 1, 1)``:
         ``candidates`` (warped frame 0, warped frame 1, the blend, and with ``selector_unwarped`` the two inputs;
         ``(N, 3, H, W)`` each), the fixed rule's logits ``rule`` ``(N, 3, H, W)`` (of the first three), the fusion's
-        ``residual`` ``(N, 3, H, W)``, the selector's ``inputs`` (``_selector_inputs``) and, for losses and
+        ``residual`` ``(N, 3, H, W)``, the selector's ``inputs`` (``film_parts.selector_inputs``) and, for losses and
         debugging, the fusion's ``head``, the ``flows`` and the image ``pyramid``. Without autograd while
         ``selector_only``: a cache of it stands for the whole model in a selector's training step (``compose``)."""
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.selector_only):
-            head, flows, pyr, w0_img, w1_img, fallback_logit = self._base(img0, img1, t, read_shift)
+            head, flows, pyr, w0_img, w1_img, fallback_logit, bicubic = self._base(img0, img1, t, read_shift)
             blend = torch.lerp(img0, img1, t)
             rule = torch.cat([F.logsigmoid(-fallback_logit) + F.logsigmoid(head[:, :1]),
                               F.logsigmoid(-fallback_logit) + F.logsigmoid(-head[:, :1]),
                               F.logsigmoid(fallback_logit)], dim=1)
-            inputs = self._selector_inputs(img0, img1, w0_img, w1_img, blend, fallback_logit, flows[1],
+            inputs = selector_inputs(self.config, img0, img1, w0_img, w1_img, blend, fallback_logit, flows[1],
                                            flows[1] * torch.cat([t, 1 - t]))
             candidates = (w0_img, w1_img, blend)
             if self.config.selector_unwarped:  # the rule never picks the inputs as they are: only the selector may
                 candidates += (img0, img1)
+            sharp = {} if bicubic is None else {"bicubic": bicubic,
+                                                "sharpen": sharpen_inputs(inputs, (w0_img, w1_img), bicubic)}
         return {"candidates": candidates, "rule": rule, "residual": head[:, 1:4], "inputs": inputs,
-                "head": head, "flows": flows, "pyramid": pyr}
+                "head": head, "flows": flows, "pyramid": pyr} | sharp
 
     @staticmethod
-    def compose(ev: dict, offset: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def compose(ev: dict, offset: torch.Tensor, gains: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
         """The output frame ``(N, 3, H, W)`` and the choice's logits ``(N, K, H, W)`` from ``selector_evidence``'s
         ``ev`` and the selector's ``offset`` ``(N, K, H / 2, W / 2)`` (K candidates: 3, or 5 with the inputs): the
-        candidates weighted by the softmax of the rule's logits plus the offset, plus the fusion's residual."""
+        candidates weighted by the softmax of the rule's logits plus the offset, plus the fusion's residual.
+        ``gains``: the sharpener's (``sharpen.sharpened``: the two warped frames resampled with ``ev["bicubic"]``)."""
         rule = ev["rule"]
         # The selector may take weight from the blend, but give it little more than the rule does: a blend of two
         # frames is a double image wherever something moved, which a wrong choice of it shows at once (ghosted
@@ -194,14 +203,16 @@ class Film(nn.Module):
         if offset.shape[1] > 3:  # the inputs as they are: ABSENT below the rest's total until the selector says
             choice = torch.cat([choice, choice.logsumexp(1, keepdim=True) + Film.ABSENT + offset[:, 3:]], dim=1)
         weights = torch.softmax(choice, dim=1)
-        base = sum(weights[:, k:k + 1] * c for k, c in enumerate(ev["candidates"]))
+        candidates = ev["candidates"] if gains is None else sharpened(ev["candidates"], ev["bicubic"], gains)
+        base = sum(weights[:, k:k + 1] * c for k, c in enumerate(candidates))
         return (base + ev["residual"]).clamp(0, 1), choice
 
     def _base(self, img0: torch.Tensor, img1: torch.Tensor, t: torch.Tensor, read_shift: torch.Tensor | None = None):
         """Everything before the choice between the candidates: the fusion's head ``(N, 4 or 5, H, W)``, the flow
         pyramid, the image pyramid, the two warped frames, the fallback's logit (with the fusion's offset when it
-        has cues). ``read_shift`` ``(N, 4, H, W)``: a caller's correction of where frame 0 and frame 1 are read
-        (pixels), added to the refiner's (convlstm's window motion gives one)."""
+        has cues), and with a sharpener the two warped frames sampled bicubic (else None). ``read_shift``
+        ``(N, 4, H, W)``: a caller's correction of where frame 0 and frame 1 are read (pixels), added to the
+        refiner's (convlstm's window motion gives one)."""
         cfg = self.config
         n = img0.shape[0]
         # Mixed precision: the convolutions run in the weights' dtype (bf16/fp16 when the model was converted),
@@ -217,6 +228,7 @@ class Film(nn.Module):
             warped = warp(both, half)
             levels.append((warped[:n], warped[n:], half))
         w0_img, w1_img = levels[0][0][:, :3], levels[0][1][:, :3]  # (N, 3, H, W) each
+        bicubic = None
         if cfg.time_levels:  # the images along the symmetric motion at t where the flows are consistent
             grey0, grey1 = [g[:n] for g in grey_pyr], [g[n:] for g in grey_pyr]
             self.refined = {}  # the learned correction of where inputs are read (filled by it)
@@ -224,8 +236,9 @@ class Film(nn.Module):
                 flows=flows, t=t, time_finest=cfg.time_finest, size=img0.shape[-2:], keep=self.refined)
             if read_shift is not None:
                 refine = partial(shifted, refine, read_shift)
-            w0_img, w1_img = time_warps(img0, img1, w0_img, w1_img, grey0, grey1, flows, t, cfg, refine,
-                                        self.trust_fixed)
+            w0_img, w1_img, *bicubic = time_warps(img0, img1, w0_img, w1_img, grey0, grey1, flows, t, cfg, refine,
+                                                  self.trust_fixed, bicubic=self.sharpener is not None)
+            bicubic = tuple(bicubic) or None
         fallback_logit = self._fallback_logit(img0, img1, w0_img, w1_img)  # (N, 1, H, W) or None
         cues = self._cues(flows[0], levels[0][2], w0_img, w1_img, fallback_logit) if cfg.fusion_cues else None
         fusion_in = []
@@ -239,7 +252,7 @@ class Film(nn.Module):
         head = self.fusion(fusion_in).float()
         if fallback_logit is not None and cfg.fusion_cues:  # the network may move the fallback either way (its
             fallback_logit = fallback_logit + head[:, 4:5]  # offset starts at zero)
-        return head, flows, pyr, w0_img, w1_img, fallback_logit
+        return head, flows, pyr, w0_img, w1_img, fallback_logit, bicubic
 
     def flow_pyramids(self, img0: torch.Tensor, img1: torch.Tensor, plain: bool = False
                       ) -> tuple[list, list, list, list[torch.Tensor]]:
@@ -268,6 +281,11 @@ class Film(nn.Module):
         return self if self.flow.weights is not None else self._with_stage("flow.weights.", None,
                                                                            lk_weight_filters=filters)
 
+    def with_sharpener(self, filters: int = 16) -> Film:
+        """This model with a fresh sharpener (``sharpen.Sharpener``: zero head, the same output until it is trained;
+        ``framefill train --finetune W --sharpen N --selector-cache K``). It needs a selector; one it has it keeps."""
+        return self if self.sharpener is not None else self._with_stage("sharpener.", None, sharpen_filters=filters)
+
     def _with_stage(self, prefix: str, state: dict | None, **config: int | bool) -> Film:
         """This model with the config changed so and its weights (``state``, or its own) kept; only ``prefix``'s
         are new."""
@@ -275,30 +293,6 @@ class Film(nn.Module):
         missing, unexpected = new.load_state_dict(self.state_dict() if state is None else state, strict=False)
         assert not unexpected and all(k.startswith(prefix) for k in missing)
         return new.train(self.training)
-
-    def _selector_inputs(self, img0: torch.Tensor, img1: torch.Tensor, w0: torch.Tensor, w1: torch.Tensor,
-                         blend: torch.Tensor, fallback_logit: torch.Tensor, flow: torch.Tensor, half: torch.Tensor
-                         ) -> torch.Tensor:
-        """The selector's evidence at half resolution, ``(N, Selector.INPUTS, H / 2, W / 2)`` float32: the three
-        candidates (grey), how far each pair of them disagrees, how far the inputs do, the fallback rule's margin
-        (grey levels), each input's forward-backward consistency at time t and the length of its motion (pixels
-        of the full frame / 16); with ``selector_unwarped`` ``Selector.UNWARPED_INPUTS`` more: how far each input is
-        from its warp. ``flow``/``half``: pyramid level 1 of the flows and of their share at t."""
-        n = w0.shape[0]
-        g0, g1, gb = grey(w0), grey(w1), grey(blend)
-        parts = [g0 - 0.5, g1 - 0.5, gb - 0.5, 4 * (g0 - g1).abs(), 4 * (g0 - gb).abs(), 4 * (g1 - gb).abs(),
-                 4 * grey(img0 - img1).abs(), fallback_logit * (4 * self.config.fallback_temp)]
-        if self.config.selector_unwarped:  # how far each input is from its warp: near zero where nothing moved
-            parts += [4 * (grey(img0) - g0).abs(), 4 * (grey(img1) - g1).abs()]
-        full = torch.cat(parts, dim=1)
-        flow_10, flow_01 = flow[:n], flow[n:]
-        consistency = fb_consistency(torch.cat([flow_01, flow_10]), torch.cat([flow_10, flow_01]),
-                                     self.config.vis_sigma)
-        at_t = warp(consistency, half)  # (2N, 1, h, w): frame 0's rows, then frame 1's
-        motion = half.square().sum(1, keepdim=True).sqrt() / 8  # (2 x pixels of level 1) / 16
-        pooled = F.avg_pool2d(full, 2)  # the unwarped channels last, so that a widened selector's first conv reads the
-        # first twelve where it always did (Selector.widened appends zero weights)
-        return torch.cat([pooled[:, :8], at_t[:n], at_t[n:], motion[:n], motion[n:], pooled[:, 8:]], dim=1)
 
     def with_selector(self, filters: int = 16, unwarped: bool = False) -> Film:
         """This model with a fresh selector (zero head: the same output until it is trained; ``framefill train

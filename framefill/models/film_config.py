@@ -49,6 +49,8 @@ class FilmConfig:
     # static detail that a sub-pixel warp blurs, a flow that went astray where nothing moved
     refiner_filters: int = 0  # a learned correction of where each input is read for the frame at t, after the last
     # parameter-free step of the motion (``film_parts.MotionRefiner``, quarter resolution; 0: none)
+    sharpen_filters: int = 0  # a learned choice per pixel of how the two warped frames are resampled (bilinear,
+    # toward bicubic, toward a blur; ``framefill.models.sharpen``, half resolution; 0: bilinear alone)
     arbitrary_time: bool = False  # trained at any t (``framefill train --arbitrary-time``): the scheduler then
     # asks for every output time directly instead of bisecting at t = 0.5
 
@@ -67,6 +69,9 @@ class FilmConfig:
             raise ValueError("selector_filters needs the blend fallback (fallback_window > 0): it refines that rule")
         if self.selector_unwarped and not self.selector_filters:
             raise ValueError("selector_unwarped needs a selector (selector_filters > 0)")
+        if self.sharpen_filters and not (self.selector_filters and self.time_levels):
+            raise ValueError("sharpen_filters needs a selector (selector_filters > 0) and the matching at time t "
+                             "(time_levels > 0)")
         if self.refiner_filters and not (self.time_levels and self.pyramid_levels > REFINER_LEVEL):
             raise ValueError("refiner_filters needs the matching at time t (time_levels > 0) and more than "
                              f"{REFINER_LEVEL} pyramid levels")

@@ -9,9 +9,19 @@ from collections.abc import Callable
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from framefill.models.film_config import FilmConfig
-from framefill.models.layers import box_filter, conv_input, lucas_kanade_step, resize_flow, upsample2, warp
+from framefill.models.layers import (
+    box_filter,
+    conv_input,
+    fb_consistency,
+    grey,
+    lucas_kanade_step,
+    resize_flow,
+    upsample2,
+    warp,
+)
 
 
 def _conv(cin: int, cout: int, k: int = 3) -> nn.Sequential:
@@ -233,7 +243,7 @@ class Selector(nn.Module):
     the blend fallback where they disagree more than the inputs do over a fixed window); that rule is right on
     most camera footage and wrong where a motion is larger than its window (thin lines that moved far are blended
     away) or where one input is hidden (the blend doubles the object). This small U-Net reads cheap per-pixel
-    evidence at half resolution (``INPUTS`` channels, see ``Film._selector_inputs``) and adds logits to the rule's,
+    evidence at half resolution (``INPUTS`` channels, see ``selector_inputs``) and adds logits to the rule's,
     so it starts as the rule (zero head) and a step trains only it: the flows and warps it judges are fixed.
 
     With ``unwarped`` it chooses between five: the two inputs as they are come after the three, and it reads
@@ -288,3 +298,28 @@ class Selector(nn.Module):
             skip = skips.pop()
             x = block(torch.cat([upsample2(x, skip.shape[-2:]), skip], dim=1))
         return self.head(x)
+
+
+def selector_inputs(cfg: FilmConfig, img0: torch.Tensor, img1: torch.Tensor, w0: torch.Tensor, w1: torch.Tensor,
+                     blend: torch.Tensor, fallback_logit: torch.Tensor, flow: torch.Tensor, half: torch.Tensor
+                     ) -> torch.Tensor:
+    """The selector's evidence at half resolution, ``(N, Selector.INPUTS, H / 2, W / 2)`` float32: the three
+    candidates (grey), how far each pair of them disagrees, how far the inputs do, the fallback rule's margin
+    (grey levels), each input's forward-backward consistency at time t and the length of its motion (pixels
+    of the full frame / 16); with ``selector_unwarped`` ``Selector.UNWARPED_INPUTS`` more: how far each input is
+    from its warp. ``flow``/``half``: pyramid level 1 of the flows and of their share at t."""
+    n = w0.shape[0]
+    g0, g1, gb = grey(w0), grey(w1), grey(blend)
+    parts = [g0 - 0.5, g1 - 0.5, gb - 0.5, 4 * (g0 - g1).abs(), 4 * (g0 - gb).abs(), 4 * (g1 - gb).abs(),
+             4 * grey(img0 - img1).abs(), fallback_logit * (4 * cfg.fallback_temp)]
+    if cfg.selector_unwarped:  # how far each input is from its warp: near zero where nothing moved
+        parts += [4 * (grey(img0) - g0).abs(), 4 * (grey(img1) - g1).abs()]
+    full = torch.cat(parts, dim=1)
+    flow_10, flow_01 = flow[:n], flow[n:]
+    consistency = fb_consistency(torch.cat([flow_01, flow_10]), torch.cat([flow_10, flow_01]),
+                                 cfg.vis_sigma)
+    at_t = warp(consistency, half)  # (2N, 1, h, w): frame 0's rows, then frame 1's
+    motion = half.square().sum(1, keepdim=True).sqrt() / 8  # (2 x pixels of level 1) / 16
+    pooled = F.avg_pool2d(full, 2)  # the unwarped channels last, so that a widened selector's first conv reads the
+    # first twelve where it always did (Selector.widened appends zero weights)
+    return torch.cat([pooled[:, :8], at_t[:n], at_t[n:], motion[:n], motion[n:], pooled[:, 8:]], dim=1)

@@ -31,8 +31,9 @@ def _base_grid(n: int, h: int, w: int, device: torch.device, dtype: torch.dtype)
     return grid
 
 
-def warp(img: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
-    """Backward-warp ``img`` by ``flow``: ``out[y, x] = img[y + flow_y, x + flow_x]``.
+def warp(img: torch.Tensor, flow: torch.Tensor, mode: str = "bilinear") -> torch.Tensor:
+    """Backward-warp ``img`` by ``flow``: ``out[y, x] = img[y + flow_y, x + flow_x]``, sampled ``mode``
+    (``grid_sample``'s: bilinear, or bicubic, sharper between pixels but with overshoot at edges).
 
     Shape:
         img: ``(N, C, H, W)``; flow: ``(N, 2, H, W)`` in pixels; returns ``(N, C, H, W)``.
@@ -47,7 +48,7 @@ def warp(img: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     # (bf16 resolves 1/128 of [-1, 1]), so half-precision features warped by a float32 flow are sampled in
     # float32 and come back in their own dtype.
     dtype = torch.promote_types(img.dtype, flow.dtype)
-    out = F.grid_sample(img.to(dtype), grid.to(dtype), mode="bilinear", padding_mode="border", align_corners=False)
+    out = F.grid_sample(img.to(dtype), grid.to(dtype), mode=mode, padding_mode="border", align_corners=False)
     return out.to(img.dtype)
 
 

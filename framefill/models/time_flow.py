@@ -41,7 +41,7 @@ CANDIDATE_BOX = 5  # pixels over which the starting candidates are compared
 def time_warps(img0: torch.Tensor, img1: torch.Tensor, approx0: torch.Tensor, approx1: torch.Tensor,
                grey0: list[torch.Tensor], grey1: list[torch.Tensor], flows: list[torch.Tensor], t: torch.Tensor,
                cfg: FilmConfig, refine: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
-               trust_fixed: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+               trust_fixed: float | None = None, bicubic: bool = False) -> tuple[torch.Tensor, ...]:
     """Both inputs warped to time ``t`` along the symmetric motion where the flows are consistent, by FILM's
     approximation (``approx0``, ``approx1``: the inputs already warped that way) elsewhere.
 
@@ -50,11 +50,12 @@ def time_warps(img0: torch.Tensor, img1: torch.Tensor, approx0: torch.Tensor, ap
     motion and the trust at that level, returns corrections ``(N, 4, H, W)`` (pixels of the full frame) of where
     frame 0 and frame 1 are read; both warps of each input move by its correction. ``trust_fixed`` replaces the
     flows' trust by one value everywhere (0: FILM's approximation, 1: the symmetric motion), for measurements.
+    ``bicubic``: also the same two reads sampled bicubic (``Film``'s sharpener chooses between them per pixel).
 
     Shape:
         img0, img1, approx0, approx1: ``(N, C, H, W)``; grey0, grey1: the inputs' grey pyramids, finest first
         (level 0 is ``H x W``); flows: the flow pyramid, level j ``(2N, 2, h_j, w_j)``, flow_10 then flow_01;
-        t: ``(N, 1, 1, 1)``. Returns two ``(N, C, H, W)``.
+        t: ``(N, 1, 1, 1)``. Returns two ``(N, C, H, W)``, four with ``bicubic``.
     """
     v, trust_low = time_motion(grey0, grey1, flows, t, cfg)  # at level time_finest
     if trust_fixed is not None:
@@ -64,13 +65,19 @@ def time_warps(img0: torch.Tensor, img1: torch.Tensor, approx0: torch.Tensor, ap
     full = resize_flow(v, size)
     shift = torch.cat([-t * full, (1 - t) * full])  # frame 0's rows, frame 1's
     both = torch.cat([img0, img1])
+    near = flows[0] * torch.cat([t, 1 - t])  # FILM's approximation (how approx0 and approx1 were read)
     if refine is not None:
         delta = refine(v, trust_low)
         delta = torch.cat([delta[:, :2], delta[:, 2:]])
-        approx0, approx1 = warp(both, flows[0] * torch.cat([t, 1 - t]) + delta).chunk(2)
+        near = near + delta
+        approx0, approx1 = warp(both, near).chunk(2)
         shift = shift + delta
     sym0, sym1 = warp(both, shift).chunk(2)
-    return torch.lerp(approx0, sym0, trust), torch.lerp(approx1, sym1, trust)
+    reads = torch.lerp(approx0, sym0, trust), torch.lerp(approx1, sym1, trust)
+    if not bicubic:
+        return reads
+    (a0, a1), (s0, s1) = warp(both, near, "bicubic").chunk(2), warp(both, shift, "bicubic").chunk(2)
+    return reads + (torch.lerp(a0, s0, trust), torch.lerp(a1, s1, trust))
 
 
 def shifted(refine: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None, shift: torch.Tensor,

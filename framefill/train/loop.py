@@ -86,6 +86,8 @@ class TrainConfig:
     # alone on the output and toward the privileged motion (refiner_terms)
     lk_weights: int = 0  # film: add learned weights inside its Lucas-Kanade updates (Film.with_lk_weights: the start's
     # output) and train them alone toward exact and composed motion (lk_weight_terms)
+    sharpen: int = 0  # film with a selector: add a sharpener of this width (Film.with_sharpener: the start's output)
+    # and train it alone from the selector's cache (selector_cache)
     w_epe: float = 2.0  # refiner: weight of the end-point error to the exact motion (pixels at its level), and
     # REFINER_PRIVILEGED of it to the privileged motion where no exact one is known
     film_weights: str | None = None  # convlstm: its (frozen) film part from these film weights
@@ -107,9 +109,9 @@ def initial_model(cfg: TrainConfig) -> torch.nn.Module:
     if cfg.film_weights:
         model.load_film(Path(cfg.film_weights))
     stages = [name for name, on in (("--selector", cfg.selector), ("--refiner", cfg.refiner),
-                                     ("--lk-weights", cfg.lk_weights)) if on]
+                                     ("--lk-weights", cfg.lk_weights), ("--sharpen", cfg.sharpen)) if on]
     if (cfg.fusion_cues or cfg.freeze_flow or stages) and not hasattr(model, "with_cues"):
-        raise ValueError(f"--fusion-cues, --freeze-flow, --selector, --refiner and --lk-weights are for film, not "
+        raise ValueError(f"--fusion-cues, --freeze-flow and film's learned stages (--selector ...) are for film, not "
                          f"{cfg.model}")
     if len(stages) > 1:
         raise ValueError(f"train film's {' and '.join(stages)} in separate runs: each trains alone")
@@ -119,6 +121,10 @@ def initial_model(cfg: TrainConfig) -> torch.nn.Module:
         model = model.with_refiner(cfg.refiner)
     if cfg.lk_weights:
         model = model.with_lk_weights(cfg.lk_weights)
+    if cfg.sharpen:
+        if getattr(model, "selector", None) is None:
+            raise ValueError("--sharpen needs film weights that have a selector (weights/film.safetensors)")
+        model = model.with_sharpener(cfg.sharpen)
     return model.with_selector(cfg.selector, unwarped=cfg.selector_unwarped) if cfg.selector else model
 
 
@@ -426,6 +432,10 @@ class Trainer:
         if cfg.selector:  # the selector alone learns; what it chooses from is computed without autograd
             self.model.requires_grad_(False)
             self.model.selector.requires_grad_(True)
+            self.model.selector_only = True
+        if cfg.sharpen:  # the sharpener alone, after the selector (selector_cache trains it)
+            self.model.requires_grad_(False)
+            self.model.sharpener.requires_grad_(True)
             self.model.selector_only = True
         if cfg.refiner:  # likewise the refiner alone (what precedes it has no weight to train: no autograd there)
             if self.world > 1:

@@ -10,6 +10,10 @@ selector's own in that run (``train.loop.selector_terms``: robust L1, census, La
 
 The last tenth of the crops is held out of training; the rule's frames (the selector's offset at zero), the
 selector's as it started and as it ended are scored on them (``OUT/selector_held_out.json``).
+
+With ``--sharpen N`` the stage trained is the sharpener (``framefill.models.sharpen``) instead, the selector frozen:
+the cache also keeps the two warped frames sampled bicubic and the sharpener's evidence, and the held-out scores are
+the frames without it (what a fresh sharpener gives), as it started and as it ended.
 """
 
 from __future__ import annotations
@@ -25,11 +29,17 @@ import torch
 from framefill.eval_metrics import psnr
 from framefill.models.layers import conv_input
 from framefill.train.cached import CacheConfig, finish, split_held, step_log, train_cached
-from framefill.train.loop import selector_terms, to_uint8
+from framefill.train.loop import image_terms, selector_terms, to_uint8
 
 log = logging.getLogger(__name__)
 
 KEYS = ("candidates", "rule", "residual", "inputs", "truth")
+SHARP_KEYS = ("bicubic", "sharpen")  # kept too for a model with a sharpener
+
+
+def _stage(model: torch.nn.Module) -> str:
+    """The stage a cached run trains: the sharpener where the model has one, else the selector."""
+    return "sharpener" if getattr(model, "sharpener", None) is not None else "selector"
 
 
 SelectorCacheConfig = CacheConfig  # samples: crops in the cache; steps of batches of them
@@ -42,12 +52,13 @@ def build_cache(model: torch.nn.Module, dataset, count: int, rng: np.random.Gene
     chooses from and reads, stacked, float16: ``candidates`` ``(count, K, 3, h, w)``, ``rule``, ``residual``,
     ``inputs`` and the ``truth`` ``(count, 3, h, w)``. Read from ``path`` if it holds as many with this selector's
     inputs and choices, else built and written there."""
+    keys = KEYS + (SHARP_KEYS if _stage(model) == "sharpener" else ())
     if path is not None and path.exists():
         cache = torch.load(path, mmap=True)
         if (len(cache["truth"]) >= count and cache["inputs"].shape[1] == model.selector.inputs
-                and cache["candidates"].shape[1] == model.selector.choices):
+                and cache["candidates"].shape[1] == model.selector.choices and all(k in cache for k in keys)):
             return {k: v[:count] for k, v in cache.items()}
-    parts: dict[str, list[torch.Tensor]] = {k: [] for k in KEYS}
+    parts: dict[str, list[torch.Tensor]] = {k: [] for k in keys}
     t0 = time.perf_counter()
     for k in range(0, count, batch):
         samples = [dataset.build(dataset.draw(rng)) for _ in range(min(batch, count - k))]
@@ -55,8 +66,9 @@ def build_cache(model: torch.nn.Module, dataset, count: int, rng: np.random.Gene
         t = torch.tensor([t for _, t in samples], dtype=torch.float32).view(-1, 1, 1, 1)
         ev = model.selector_evidence(x[:, 0], x[:, 1], t)
         parts["candidates"].append(torch.stack(ev["candidates"], dim=1).half())
-        for key in ("rule", "residual", "inputs"):
-            parts[key].append(ev[key].half())
+        for key in ("rule", "residual", "inputs") + keys[len(KEYS):]:
+            value = ev[key]
+            parts[key].append((torch.stack(value, dim=1) if isinstance(value, tuple) else value).half())
         parts["truth"].append(x[:, 2].half())
         if (k // batch + 1) % 25 == 0:
             log.info("selector cache: %d of %d crops (%.0f s)", k + len(samples), count, time.perf_counter() - t0)
@@ -78,7 +90,30 @@ def _batch(cache: dict[str, torch.Tensor], idx: torch.Tensor, flip: tuple[int, .
     cands = f(cache["candidates"])
     ev = {"candidates": tuple(cands[:, k] for k in range(cands.shape[1])), "rule": f(cache["rule"]),
           "residual": f(cache["residual"]), "inputs": f(cache["inputs"])}
+    if "bicubic" in cache:
+        bicubic = f(cache["bicubic"])
+        ev |= {"bicubic": (bicubic[:, 0], bicubic[:, 1]), "sharpen": f(cache["sharpen"])}
     return ev, f(cache["truth"])
+
+
+def _frames(model: torch.nn.Module, ev: dict, plain: bool = False) -> torch.Tensor:
+    """The model's frames from cached evidence; ``plain``: the trained stage's output at zero (a fresh one's)."""
+    offset = model.selector(conv_input(ev["inputs"], model.selector.head.weight)).float()
+    if _stage(model) == "selector":
+        return model.compose(ev, torch.zeros_like(offset) if plain else offset)[0]
+    gains = model.sharpener(conv_input(ev["sharpen"], model.sharpener.head.weight))
+    return model.compose(ev, offset, None if plain else gains)[0]
+
+
+def sharpener_terms(model: torch.nn.Module, ev: dict, gt: torch.Tensor, tcfg) -> dict[str, torch.Tensor]:
+    """The loss of film's sharpener alone from cached evidence: ``image_terms`` of the model's frame (the selector
+    frozen: its offset without autograd)."""
+    with torch.no_grad():
+        offset = model.selector(conv_input(ev["inputs"], model.selector.head.weight)).float()
+    gains = model.sharpener(conv_input(ev["sharpen"], model.sharpener.head.weight))
+    terms = image_terms(model.compose(ev, offset, gains)[0], gt, tcfg)
+    terms["total"] = sum(terms.values())
+    return terms
 
 
 FLIPS = ((), (-1,), (-2,), (-2, -1))  # mirrored crops: the selector's inputs and candidates mirror with the frame
@@ -86,16 +121,17 @@ FLIPS = ((), (-1,), (-2,), (-2, -1))  # mirrored crops: the selector's inputs an
 
 def train_selector(model: torch.nn.Module, cache: dict[str, torch.Tensor], cfg: SelectorCacheConfig, tcfg,
                    on_step=None, start: int = 0, state: Path | None = None) -> list[float]:
-    """Train ``model.selector`` alone on the cache for ``cfg.steps`` steps (AdamW, a short warm-up, cosine decay,
-    gradients clipped at 1; from step ``start`` of them, ``cached.train_cached``) with ``selector_terms`` under
-    ``tcfg``, each batch mirrored at random; the loss per step. ``state``: the optimiser's state file
-    (``train_cached``)."""
-    sel = model.selector
+    """Train ``model.selector`` (or its sharpener, where it has one: ``sharpener_terms``) alone on the cache for
+    ``cfg.steps`` steps (AdamW, a short warm-up, cosine decay, gradients clipped at 1; from step ``start`` of them,
+    ``cached.train_cached``) with ``selector_terms`` under ``tcfg``, each batch mirrored at random; the loss per
+    step. ``state``: the optimiser's state file (``train_cached``)."""
+    sel = getattr(model, _stage(model))
     sel.requires_grad_(True).train()
+    terms = sharpener_terms if _stage(model) == "sharpener" else selector_terms
 
     def loss_of(idx: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
         ev, gt = _batch(cache, idx, FLIPS[int(rng.integers(len(FLIPS)))])
-        return selector_terms(model, ev, gt, tcfg)["total"]
+        return terms(model, ev, gt, tcfg)["total"]
 
     losses = train_cached(list(sel.parameters()), len(cache["truth"]), cfg.steps, cfg.batch, cfg.lr, cfg.seed,
                           loss_of, warmup=min(100, cfg.steps // 10 + 1), clip=1.0, on_step=on_step, start=start,
@@ -106,13 +142,12 @@ def train_selector(model: torch.nn.Module, cache: dict[str, torch.Tensor], cfg: 
 
 @torch.no_grad()
 def held_out_psnr(model: torch.nn.Module, cache: dict[str, torch.Tensor], rule: bool = False) -> float:
-    """Mean PSNR (dB, on 8-bit levels) over cached crops of the model's frame, or with ``rule`` of the rule's alone
-    (the selector's offset at zero: what a freshly initialised selector gives)."""
+    """Mean PSNR (dB, on 8-bit levels) over cached crops of the model's frame, or with ``rule`` of the frame without
+    the trained stage (the selector's offset at zero, or no sharpening: what a freshly initialised one gives)."""
     scores = []
     for i in range(0, len(cache["truth"]), 16):
         ev, gt = _batch(cache, torch.arange(i, min(i + 16, len(cache["truth"]))))
-        offset = model.selector(conv_input(ev["inputs"], model.selector.head.weight)).float()
-        frames = model.compose(ev, torch.zeros_like(offset) if rule else offset)[0]
+        frames = _frames(model, ev, plain=rule)
         scores += [psnr(to_uint8(f), to_uint8(g)) for f, g in zip(frames, gt, strict=True)]  # as framefill eval scores
     return round(float(np.mean(scores)), 3)
 
@@ -128,6 +163,7 @@ def run_selector_cache(trainer, cfg: SelectorCacheConfig, on_step=None, max_seco
     model = trainer.model
     if getattr(model, "selector", None) is None:
         raise ValueError("--selector-cache trains film's selector: give --selector too")
+    stage = _stage(model)
     if trainer.step >= cfg.steps:  # resumed from a run that has done its steps: nothing left to train
         return []
     model.eval()
@@ -139,13 +175,13 @@ def run_selector_cache(trainer, cfg: SelectorCacheConfig, on_step=None, max_seco
         scores = {"rule": held_out_psnr(model, held, rule=True), "start": held_out_psnr(model, held)}
     deadline = None if max_seconds is None else t0 + max_seconds
     with step_log(trainer.out, t0, time.perf_counter, on_step, deadline=deadline, start=trainer.step,
-                  on_stop=lambda done: finish(trainer, "selector", done)) as logged:
+                  on_stop=lambda done: finish(trainer, stage, done)) as logged:
         train_selector(model, train, cfg, trainer.cfg, logged, start=trainer.step,
-                       state=trainer.out / "selector_opt.pt")
-    model.selector.eval()
+                       state=trainer.out / f"{stage}_opt.pt")
+    getattr(model, stage).eval()
     if len(held["truth"]):
         scores["trained"] = held_out_psnr(model, held)
-        (trainer.out / "selector_held_out.json").write_text(json.dumps(scores | {"crops": len(held["truth"])},
+        (trainer.out / f"{stage}_held_out.json").write_text(json.dumps(scores | {"crops": len(held["truth"])},
                                                                        indent=1))
-    finish(trainer, "selector", logged.done)
+    finish(trainer, stage, logged.done)
     return logged.losses

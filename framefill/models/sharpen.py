@@ -1,0 +1,72 @@
+"""film's sharpener (``FilmConfig.sharpen_filters``): a learned choice, per pixel, of how each input is resampled.
+
+Film reads each input between its pixels, along a motion that is right to a fraction of a pixel where it is right at
+all, and samples it bilinearly: a read halfway between two pixels is their average, so every warped frame is blurred
+by an amount that varies with where the read falls, and the line art and static detail of the validation items lose
+most of their dB there. Bicubic sampling keeps that detail (+1.2 to +2.0 dB on the near-static 02_cups and the line
+art) but overshoots where the motion is a pixel off, and on most footage it costs a few tenths
+(``weights/README.md``). Which one is right at a pixel is what the frames around it say: how well the two reads agree,
+how consistent the flows are, how fast things move, how much detail there is. Mean squared error favours a blur
+where a read is uncertain, even more than the bilinear one.
+
+This stage reads that evidence at half resolution (the selector's, ``film_parts.selector_inputs``, and how far each
+read's bicubic and blurred versions are from it) and gives per input two gains: one toward its bicubic read (negative:
+away from it, a blur that follows the sub-pixel position) and one toward its 3x3 box blur. It comes after every
+parameter-free step, and the selector and the rule read the plain reads as before, so nothing undoes it and a fresh
+sharpener (zero head) leaves the model's output exactly as it was. Like MEMC-Net's adaptive warping layer (Bao et
+al., TPAMI 2019), which learns the interpolation kernel along with the flow, but over two fixed kernels.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from framefill.models.layers import box_filter, grey, upsample2
+
+SHARP_REACH = 1.5  # the largest gain toward (or away from) a read's bicubic version
+
+
+def _conv(cin: int, cout: int, dilation: int = 1) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=dilation, dilation=dilation), nn.LeakyReLU(0.2, inplace=True))
+
+
+class Sharpener(nn.Module):
+    """Gains ``(N, 4, H / 2, W / 2)``: toward the bicubic read of frame 0, of frame 1 (in ``(-SHARP_REACH,
+    SHARP_REACH)``), toward the blurred read of frame 0, of frame 1 (in [0, 1)), from ``(N, inputs, H / 2, W / 2)``
+    evidence (``sharpen_inputs``). Zero head: zero gains, the plain reads."""
+
+    DETAILS = 4  # evidence channels of its own, after the selector's
+
+    def __init__(self, filters: int, inputs: int) -> None:
+        super().__init__()
+        f = 2 * filters
+        self.inputs = inputs + self.DETAILS
+        self.body = nn.Sequential(_conv(self.inputs, f), _conv(f, f, 2), _conv(f, f, 4), _conv(f, f))
+        self.head = nn.Conv2d(f, 4, 3, padding=1)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.head(self.body(x)).float()
+        return torch.cat([SHARP_REACH * torch.tanh(z[:, :2]), (2 * torch.sigmoid(z[:, 2:]) - 1).clamp(min=0)], dim=1)
+
+
+def sharpen_inputs(selector_inputs: torch.Tensor, reads: tuple[torch.Tensor, torch.Tensor],
+                   bicubic: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """The sharpener's evidence ``(N, inputs + Sharpener.DETAILS, H / 2, W / 2)``: the selector's (half resolution)
+    and, per read, how far its bicubic and its blurred versions are from it (grey levels x 4, averaged over 2x2)."""
+    details = [4 * grey(b - r).abs() for r, b in zip(reads, bicubic, strict=True)]
+    details += [4 * grey(box_filter(r, 3) - r).abs() for r in reads]
+    return torch.cat([selector_inputs, F.avg_pool2d(torch.cat(details, dim=1), 2)], dim=1)
+
+
+def sharpened(reads: tuple[torch.Tensor, ...], bicubic: tuple[torch.Tensor, torch.Tensor],
+              gains: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """``reads`` (the candidates; the first two are the warped inputs) with those two moved by ``gains``
+    (``Sharpener``'s, upsampled to their size) toward their ``bicubic`` versions and their 3x3 blurs."""
+    g = upsample2(gains, reads[0].shape[-2:])
+    moved = tuple(r + g[:, k:k + 1] * (b - r) + g[:, 2 + k:3 + k] * (box_filter(r, 3) - r)
+                  for k, (r, b) in enumerate(zip(reads[:2], bicubic, strict=True)))
+    return moved + tuple(reads[2:])
