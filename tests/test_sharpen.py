@@ -104,3 +104,34 @@ def test_cli_sharpen_run_trains_exports_and_needs_weights_with_a_selector(tmp_pa
         bad = CliRunner().invoke(app, ["train", "--data", str(data_dir), "--preset", "film-tiny", *args,
                                        "--out", str(tmp_path / "f")])
         assert bad.exit_code != 0 and "--sharpen" in bad.output and "Traceback" not in bad.output
+
+
+def test_time_pairs_scores_fixed_gains_as_their_own_rows(tmp_path: Path):
+    import subprocess
+    import sys
+
+    from conftest import moving_square
+
+    from framefill.frames import write_image
+
+    frames = list(moving_square(n=3))
+    for name, k in (("frame0", 0), ("gt", 1), ("frame1", 2)):
+        write_image(tmp_path / f"{name}.png", frames[k])
+    listing = tmp_path / "list.txt"
+    listing.write_text(" ".join(str(tmp_path / f"{n}.png") for n in ("frame0", "frame1", "gt")) + " sq_0000_s1\n")
+    weights = tmp_path / "sel.safetensors"
+    save_model(weights, build_film("film-tiny", selector_filters=4).eval(), architecture="film")
+    tool = Path(__file__).resolve().parents[1] / "tools" / "time_pairs.py"
+
+    def rows(*extra: str) -> list[dict]:
+        out = tmp_path / "rows.json"
+        subprocess.run([sys.executable, str(tool), str(listing), "--weights", str(weights), "--repeat", "0",
+                        "--precision", "fp32", "--json", str(out), *extra], check=True, capture_output=True)
+        return json.loads(out.read_text())
+
+    plain, blurred = rows()[0], rows("--sharpen-gains", "0,0,0.9,0.9")[0]
+    assert blurred["peer"] == "framefill_gains_0_0_0.9_0.9" and blurred["psnr"] != plain["psnr"]
+    assert rows("--sharpen-gains", "0,0,0,0")[0]["psnr"] == plain["psnr"]  # zero gains: the plain reads
+    bad = subprocess.run([sys.executable, str(tool), str(listing), "--weights", str(weights),
+                          "--sharpen-gains", "2,0,0,0"], capture_output=True, text=True)
+    assert bad.returncode != 0 and "--sharpen-gains" in bad.stderr and "Traceback" not in bad.stderr

@@ -15,6 +15,12 @@ file; ``framefill_init`` with ``--init``), so tools/peer_table.py merges them.
 stride s, ``interp --adapt``'s adaptation on the item's every (2s)-th frame alone, then the same weights with and
 without it scored on up to ``--limit`` frames halfway between kept frames; prints a table, one row per item-stride.
 
+    python tools/time_pairs.py LIST --sharpen-gains S0,S1,B0,B1 [--weights W] [--repeat 0] [--json OUT.json]
+The same scores of the weights with a sharpener (``framefill.models.sharpen``) whose gains are fixed everywhere:
+toward the bicubic read of frame 0 and of frame 1 (``1,1,0,0``: both warped frames sampled bicubic instead of
+bilinearly), toward their 3x3 blurs (``0,0,1,1``); peer ``framefill_gains_S0_S1_B0_B1``. What a learned sharpener
+could take, per triplet, from a fixed choice.
+
     python tools/time_pairs.py LIST --oracle [--weights W] [--block 8] [--crop 512]
 How much of film's choice headroom its selector takes instead: per triplet (centre-cropped to at most ``--crop``
 pixels a side), the model's PSNR next to an oracle that picks, per ``--block`` square of pixels, whichever
@@ -96,6 +102,7 @@ def main() -> None:
     ap.add_argument("--crop", type=int, default=512, help="largest side scored (--oracle, --reach, --trust)")
     ap.add_argument("--reach", action="store_true", help="the refiner's share of the motion's headroom instead")
     ap.add_argument("--trust", action="store_true", help="the headroom of the trust in the matching at t instead")
+    ap.add_argument("--sharpen-gains", help="S0,S1,B0,B1: the weights with a sharpener fixed at these gains")
     args = ap.parse_args()
     if args.oracle:
         return oracle_table(args)
@@ -107,11 +114,15 @@ def main() -> None:
     dtype = resolve_dtype(args.precision, dev)
     if args.adapt_items:
         return adapt_table(args, dev, dtype)
+    peer = peer_name(args)
+    if args.sharpen_gains:
+        gains = [float(x) for x in args.sharpen_gains.split(",")]
+        args.weights = fixed_gains(args.weights or default_weights(args.model), gains, Path(tempfile.mkdtemp()))
+        peer = args.peer or "framefill_gains_" + "_".join(f"{g:g}" for g in gains).replace("-", "m")
     if args.init:
         net = fresh_model(args.weights or default_weights(args.model), args.model, dev, dtype, args.seed)
     else:
         net = load_interpolator(args.model, args.weights, dev, dtype)
-    peer = peer_name(args)
     rows = []
     for parts, name in list_rows(args.list):
         a, b = read_image(Path(parts[0])), read_image(Path(parts[1]))
@@ -131,6 +142,25 @@ def main() -> None:
         print(json.dumps(rows[-1]), flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
+
+
+def fixed_gains(weights: Path, gains: list[float], folder: Path) -> Path:
+    """``weights`` (film with a selector) with a sharpener whose gains are ``gains`` everywhere (toward bicubic for
+    frame 0 and 1, within +-SHARP_REACH; toward the blur for each, in [0, 1)), written to ``folder``."""
+    from framefill.models.sharpen import SHARP_REACH
+
+    if len(gains) != 4 or any(abs(g) >= SHARP_REACH for g in gains[:2]) or any(not 0 <= g < 1 for g in gains[2:]):
+        raise SystemExit(f"--sharpen-gains needs S0,S1 within +-{SHARP_REACH} and B0,B1 in [0, 1); got {gains}")
+    model, _ = load_model(weights, expect="film")
+    model = model.with_sharpener()
+    g = torch.tensor(gains)
+    bias = torch.cat([torch.atanh(g[:2] / SHARP_REACH), torch.log((1 + g[2:]) / (1 - g[2:]))])  # the head's inverse
+    with torch.no_grad():
+        model.sharpener.head.weight.zero_()
+        model.sharpener.head.bias.copy_(bias)
+    path = folder / "gains.safetensors"
+    save_model(path, model.eval(), architecture="film")
+    return path
 
 
 def adapt_table(args: argparse.Namespace, dev: torch.device, dtype: torch.dtype) -> None:
