@@ -64,6 +64,7 @@ from framefill.eval_metrics import psnr
 from framefill.frames import VideoError, check_parent
 from framefill.models import load_model
 from framefill.models.layers import conv_input
+from framefill.models.sharpen import sharpened
 from framefill.pipeline import load_interpolator, prepare_interpolator
 from framefill.resume import file_digest, input_identity
 from framefill.train.loop import TrainConfig, selector_terms, to_uint8
@@ -87,6 +88,9 @@ def evidence(model: torch.nn.Module, samples: list[np.ndarray], device: torch.de
         x = x.to(device).float() / 255
         t = torch.full((x.shape[0], 1, 1, 1), 0.5, device=device)
         ev = model.selector_evidence(x[:, 0], x[:, 1], t)
+        if getattr(model, "sharpener", None) is not None:  # not adapted: its frames as the model makes them
+            gains = model.sharpener(conv_input(ev["sharpen"], model.sharpener.head.weight))
+            ev["candidates"] = sharpened(ev["candidates"], ev["bicubic"], gains)
         for i in range(x.shape[0]):
             one = {key: (tuple(c[i:i + 1].cpu() for c in ev[key]) if key == "candidates" else ev[key][i:i + 1].cpu())
                    for key in EVIDENCE}

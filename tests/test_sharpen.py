@@ -79,7 +79,7 @@ def test_cached_steps_teach_the_sharpener_where_a_blur_is_right():
     cache = {k: v.clone() for k, v in cache.items()}
     assert cache["bicubic"].shape == (8, 2, 3, 32, 32) and cache["sharpen"].shape[1] == model.sharpener.inputs
     cache["truth"] = box_filter(cache["candidates"][:, 1].float(), 3).half()  # warped frame 1, blurred, everywhere
-    plain = held_out_psnr(model, cache, rule=True)
+    plain = held_out_psnr(model, cache, rule=True, stage="sharpener")
     assert held_out_psnr(model, cache) == plain  # a fresh sharpener changes nothing
     before = {k: v.clone() for k, v in model.state_dict().items()}
     losses = train_selector(model, cache, SelectorCacheConfig(steps=60, batch=4, lr=1e-2), TrainConfig(sharpen=4))
@@ -135,3 +135,27 @@ def test_time_pairs_scores_fixed_gains_as_their_own_rows(tmp_path: Path):
     bad = subprocess.run([sys.executable, str(tool), str(listing), "--weights", str(weights),
                           "--sharpen-gains", "2,0,0,0"], capture_output=True, text=True)
     assert bad.returncode != 0 and "--sharpen-gains" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_adapt_and_the_selectors_cached_steps_see_the_frames_a_sharpener_makes():
+    from framefill.adapt import evidence, stack
+    from framefill.train.loop import image_terms, selector_terms
+
+    torch.manual_seed(0)
+    model = build_film("film-tiny", selector_filters=4).with_sharpener(4).eval()
+    with torch.no_grad():
+        model.sharpener.head.bias.copy_(torch.tensor([3.0, 3.0, 0.5, 0.5]))
+    x0, x1 = _pair()
+    with torch.no_grad():
+        sample = (torch.stack([x0[0], x1[0], x0[0]]).permute(0, 2, 3, 1) * 255).round().byte().numpy()
+        x = torch.from_numpy(sample).permute(0, 3, 1, 2).float() / 255  # the sample as adapt reads it
+        made = model(x[None, 0], x[None, 1])
+        ev, _ = stack(evidence(model, [sample], torch.device("cpu")), torch.device("cpu"))
+        offset = model.selector(ev["inputs"]).float()
+        assert torch.allclose(model.compose(ev, offset)[0], made, atol=1e-5)  # adapt: sharpened candidates cached
+        full = model.selector_evidence(x[None, 0], x[None, 1], torch.full((1, 1, 1, 1), 0.5))
+        cfg = TrainConfig(selector=4, w_census=0.0, w_lap=0.0)
+        floor = sum(image_terms(made, made, cfg).values())  # the loss of the frame itself (robust L1's epsilon)
+        assert torch.allclose(selector_terms(model, full, made, cfg)["total"], floor, atol=1e-5)
+        without = {k: v for k, v in full.items() if k != "sharpen"}  # the unsharpened frame is further from it
+        assert selector_terms(model, without, made, cfg)["total"] > floor + 1e-4

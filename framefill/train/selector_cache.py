@@ -37,9 +37,10 @@ KEYS = ("candidates", "rule", "residual", "inputs", "truth")
 SHARP_KEYS = ("bicubic", "sharpen")  # kept too for a model with a sharpener
 
 
-def _stage(model: torch.nn.Module) -> str:
-    """The stage a cached run trains: the sharpener where the model has one, else the selector."""
-    return "sharpener" if getattr(model, "sharpener", None) is not None else "selector"
+def _stage(tcfg) -> str:
+    """The stage a cached run under ``TrainConfig`` ``tcfg`` trains: the sharpener with ``--sharpen``, else the
+    selector."""
+    return "sharpener" if tcfg.sharpen else "selector"
 
 
 SelectorCacheConfig = CacheConfig  # samples: crops in the cache; steps of batches of them
@@ -52,7 +53,7 @@ def build_cache(model: torch.nn.Module, dataset, count: int, rng: np.random.Gene
     chooses from and reads, stacked, float16: ``candidates`` ``(count, K, 3, h, w)``, ``rule``, ``residual``,
     ``inputs`` and the ``truth`` ``(count, 3, h, w)``. Read from ``path`` if it holds as many with this selector's
     inputs and choices, else built and written there."""
-    keys = KEYS + (SHARP_KEYS if _stage(model) == "sharpener" else ())
+    keys = KEYS + (SHARP_KEYS if getattr(model, "sharpener", None) is not None else ())
     if path is not None and path.exists():
         cache = torch.load(path, mmap=True)
         if (len(cache["truth"]) >= count and cache["inputs"].shape[1] == model.selector.inputs
@@ -96,13 +97,15 @@ def _batch(cache: dict[str, torch.Tensor], idx: torch.Tensor, flip: tuple[int, .
     return ev, f(cache["truth"])
 
 
-def _frames(model: torch.nn.Module, ev: dict, plain: bool = False) -> torch.Tensor:
-    """The model's frames from cached evidence; ``plain``: the trained stage's output at zero (a fresh one's)."""
+def _frames(model: torch.nn.Module, ev: dict, fresh: str | None = None) -> torch.Tensor:
+    """The model's frames from cached evidence; ``fresh``: with that stage's output at zero (a fresh one's)."""
     offset = model.selector(conv_input(ev["inputs"], model.selector.head.weight)).float()
-    if _stage(model) == "selector":
-        return model.compose(ev, torch.zeros_like(offset) if plain else offset)[0]
-    gains = model.sharpener(conv_input(ev["sharpen"], model.sharpener.head.weight))
-    return model.compose(ev, offset, None if plain else gains)[0]
+    if fresh == "selector":
+        offset = torch.zeros_like(offset)
+    gains = None
+    if getattr(model, "sharpener", None) is not None and fresh != "sharpener":
+        gains = model.sharpener(conv_input(ev["sharpen"], model.sharpener.head.weight))
+    return model.compose(ev, offset, gains)[0]
 
 
 def sharpener_terms(model: torch.nn.Module, ev: dict, gt: torch.Tensor, tcfg) -> dict[str, torch.Tensor]:
@@ -125,9 +128,9 @@ def train_selector(model: torch.nn.Module, cache: dict[str, torch.Tensor], cfg: 
     ``cfg.steps`` steps (AdamW, a short warm-up, cosine decay, gradients clipped at 1; from step ``start`` of them,
     ``cached.train_cached``) with ``selector_terms`` under ``tcfg``, each batch mirrored at random; the loss per
     step. ``state``: the optimiser's state file (``train_cached``)."""
-    sel = getattr(model, _stage(model))
+    sel = getattr(model, _stage(tcfg))
     sel.requires_grad_(True).train()
-    terms = sharpener_terms if _stage(model) == "sharpener" else selector_terms
+    terms = sharpener_terms if _stage(tcfg) == "sharpener" else selector_terms
 
     def loss_of(idx: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
         ev, gt = _batch(cache, idx, FLIPS[int(rng.integers(len(FLIPS)))])
@@ -141,13 +144,14 @@ def train_selector(model: torch.nn.Module, cache: dict[str, torch.Tensor], cfg: 
 
 
 @torch.no_grad()
-def held_out_psnr(model: torch.nn.Module, cache: dict[str, torch.Tensor], rule: bool = False) -> float:
+def held_out_psnr(model: torch.nn.Module, cache: dict[str, torch.Tensor], rule: bool = False,
+                  stage: str = "selector") -> float:
     """Mean PSNR (dB, on 8-bit levels) over cached crops of the model's frame, or with ``rule`` of the frame without
     the trained stage (the selector's offset at zero, or no sharpening: what a freshly initialised one gives)."""
     scores = []
     for i in range(0, len(cache["truth"]), 16):
         ev, gt = _batch(cache, torch.arange(i, min(i + 16, len(cache["truth"]))))
-        frames = _frames(model, ev, plain=rule)
+        frames = _frames(model, ev, fresh=stage if rule else None)
         scores += [psnr(to_uint8(f), to_uint8(g)) for f, g in zip(frames, gt, strict=True)]  # as framefill eval scores
     return round(float(np.mean(scores)), 3)
 
@@ -163,7 +167,9 @@ def run_selector_cache(trainer, cfg: SelectorCacheConfig, on_step=None, max_seco
     model = trainer.model
     if getattr(model, "selector", None) is None:
         raise ValueError("--selector-cache trains film's selector: give --selector too")
-    stage = _stage(model)
+    stage = _stage(trainer.cfg)
+    if stage == "sharpener" and getattr(model, "sharpener", None) is None:
+        raise ValueError("--sharpen trains film's sharpener: the model has none")
     if trainer.step >= cfg.steps:  # resumed from a run that has done its steps: nothing left to train
         return []
     model.eval()
@@ -172,7 +178,7 @@ def run_selector_cache(trainer, cfg: SelectorCacheConfig, on_step=None, max_seco
     train, held = split_held(cache)
     scores = {}
     if len(held["truth"]):  # the rule's (a fresh selector's) and the selector's as it starts
-        scores = {"rule": held_out_psnr(model, held, rule=True), "start": held_out_psnr(model, held)}
+        scores = {"rule": held_out_psnr(model, held, rule=True, stage=stage), "start": held_out_psnr(model, held)}
     deadline = None if max_seconds is None else t0 + max_seconds
     with step_log(trainer.out, t0, time.perf_counter, on_step, deadline=deadline, start=trainer.step,
                   on_stop=lambda done: finish(trainer, stage, done)) as logged:
