@@ -81,6 +81,27 @@ def moving_square(w: int = 64, h: int = 48, n: int = 12, size: int = 10) -> Iter
         yield frame
 
 
+def time_pairs_rows(tmp_path: Path, weights: Path, *extra: str, check: bool = True) -> list[dict] | str:
+    """``tools/time_pairs.py`` on one drop-frame triplet of a moving square (its list written to ``tmp_path``) with
+    ``weights`` and ``extra`` options, fp32, no timing: its rows; with ``check`` False, its stderr once it failed."""
+    import json
+    import sys
+
+    frames = list(moving_square(n=3))
+    for name, k in (("frame0", 0), ("gt", 1), ("frame1", 2)):
+        write_image(tmp_path / f"{name}.png", frames[k])
+    listing, out = tmp_path / "list.txt", tmp_path / "rows.json"
+    listing.write_text(" ".join(str(tmp_path / f"{n}.png") for n in ("frame0", "frame1", "gt")) + " sq_0000_s1\n")
+    tool = Path(__file__).resolve().parents[1] / "tools" / "time_pairs.py"
+    done = subprocess.run([sys.executable, str(tool), str(listing), "--weights", str(weights), "--repeat", "0",
+                           "--precision", "fp32", "--json", str(out), *extra], capture_output=True, text=True)
+    if not check:
+        assert done.returncode != 0
+        return done.stderr
+    assert done.returncode == 0, done.stderr
+    return json.loads(out.read_text())
+
+
 def write_clip(path: Path, frames: list[np.ndarray], fps: Fraction = NTSC, **kwargs: object) -> Path:
     """Write ``frames`` through FrameSink (extra keyword arguments go to FrameSink) and return the path."""
     h, w = frames[0].shape[:2]

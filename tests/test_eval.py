@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import cv2
@@ -23,6 +21,7 @@ from conftest import (
     plain,
     retime_unevenly,
     save_tiny_film,
+    time_pairs_rows,
     write_clip,
 )
 from typer.testing import CliRunner
@@ -317,20 +316,11 @@ def test_eval_help_reads_well() -> None:
 
 
 def test_time_pairs_names_rows_by_the_weights_file_so_two_files_do_not_merge(tmp_path: Path) -> None:
-    frames = list(moving_square(n=3))
-    for name, k in (("frame0", 0), ("gt", 1), ("frame1", 2)):
-        write_image(tmp_path / f"{name}.png", frames[k])
-    listing = tmp_path / "list.txt"
-    listing.write_text(" ".join(str(tmp_path / f"{n}.png") for n in ("frame0", "frame1", "gt")) + " sq_0000_s1\n")
     weights = tmp_path / "sel-1406.safetensors"
     save_model(weights, build_film("film-tiny"), architecture="film")
-    tool = Path(__file__).resolve().parents[1] / "tools" / "time_pairs.py"
 
     def peers(*extra: str) -> set[str]:
-        out = tmp_path / "rows.json"
-        subprocess.run([sys.executable, str(tool), str(listing), "--weights", str(weights), "--repeat", "0",
-                        "--precision", "fp32", "--json", str(out), *extra], check=True, capture_output=True)
-        return {row["peer"] for row in json.loads(out.read_text())}
+        return {row["peer"] for row in time_pairs_rows(tmp_path, weights, *extra)}
 
     assert peers() == {"framefill_sel_1406"}
     assert peers("--init") == {"framefill_init"} and peers("--peer", "mine") == {"mine"}

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import cached_stage_run
+from conftest import cached_stage_run, time_pairs_rows
 from test_selector_cache import Textures
 from typer.testing import CliRunner
 
@@ -107,34 +107,14 @@ def test_cli_sharpen_run_trains_exports_and_needs_weights_with_a_selector(tmp_pa
 
 
 def test_time_pairs_scores_fixed_gains_as_their_own_rows(tmp_path: Path):
-    import subprocess
-    import sys
-
-    from conftest import moving_square
-
-    from framefill.frames import write_image
-
-    frames = list(moving_square(n=3))
-    for name, k in (("frame0", 0), ("gt", 1), ("frame1", 2)):
-        write_image(tmp_path / f"{name}.png", frames[k])
-    listing = tmp_path / "list.txt"
-    listing.write_text(" ".join(str(tmp_path / f"{n}.png") for n in ("frame0", "frame1", "gt")) + " sq_0000_s1\n")
     weights = tmp_path / "sel.safetensors"
     save_model(weights, build_film("film-tiny", selector_filters=4).eval(), architecture="film")
-    tool = Path(__file__).resolve().parents[1] / "tools" / "time_pairs.py"
-
-    def rows(*extra: str) -> list[dict]:
-        out = tmp_path / "rows.json"
-        subprocess.run([sys.executable, str(tool), str(listing), "--weights", str(weights), "--repeat", "0",
-                        "--precision", "fp32", "--json", str(out), *extra], check=True, capture_output=True)
-        return json.loads(out.read_text())
-
-    plain, blurred = rows()[0], rows("--sharpen-gains", "0,0,0.9,0.9")[0]
+    plain = time_pairs_rows(tmp_path, weights)[0]
+    blurred = time_pairs_rows(tmp_path, weights, "--sharpen-gains", "0,0,0.9,0.9")[0]
     assert blurred["peer"] == "framefill_gains_0_0_0.9_0.9" and blurred["psnr"] != plain["psnr"]
-    assert rows("--sharpen-gains", "0,0,0,0")[0]["psnr"] == plain["psnr"]  # zero gains: the plain reads
-    bad = subprocess.run([sys.executable, str(tool), str(listing), "--weights", str(weights),
-                          "--sharpen-gains", "2,0,0,0"], capture_output=True, text=True)
-    assert bad.returncode != 0 and "--sharpen-gains" in bad.stderr and "Traceback" not in bad.stderr
+    assert time_pairs_rows(tmp_path, weights, "--sharpen-gains", "0,0,0,0")[0]["psnr"] == plain["psnr"]  # plain reads
+    bad = time_pairs_rows(tmp_path, weights, "--sharpen-gains", "2,0,0,0", check=False)
+    assert "--sharpen-gains" in bad and "Traceback" not in bad
 
 
 def test_adapt_and_the_selectors_cached_steps_see_the_frames_a_sharpener_makes():
