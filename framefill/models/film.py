@@ -36,7 +36,9 @@ stages, one ``nn.Module`` each (the first, second and fourth in ``framefill.mode
    lets the network pick the unoccluded side. Before the residual, a parameter-free fallback moves
    toward the blend of the two inputs at t wherever the warped frames disagree more than the
    unwarped ones (``FilmConfig.fallback_window``): failed matches and static areas that sub-pixel
-   warping would only blur.
+   warping would only blur. With ``selector_filters`` a learned selector moves the fallback rule's weights of the
+   two warped frames and the blend per pixel; with ``sharpen_filters`` a learned sharpener first chooses how each
+   warped frame is resampled (``framefill.models.sharpen``: bilinear, toward bicubic, toward a blur).
 
 Conventions: pyramids finest first; flow in pixels of its level, channel 0 = dx; images (N, 3, H, W)
 in [0, 1].
