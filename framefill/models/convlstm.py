@@ -373,10 +373,11 @@ class ConvLSTMNet(nn.Module):
 
 
 PRESETS: dict[str, ConvLSTMConfig] = {
-    # The default, sized for the CPU, on the shipped film (film-s with its selector): film-s plus at most film's own
-    # time again per 720p frame (framefill bench).
-    "convlstm-s": ConvLSTMConfig(film=replace(FILM_PRESETS["film-s"], selector_filters=16), window_filters=16,
-                                 window_trajectory=True),
+    # The default, sized for the CPU, on the shipped film (film-s with its selector and sharpener): film-s plus at
+    # most film's own time again per 720p frame (framefill bench). (convlstm.safetensors keeps the film it was trained
+    # on, of 2026-12-06, without the sharpener: its own config says so.)
+    "convlstm-s": ConvLSTMConfig(film=replace(FILM_PRESETS["film-s"], selector_filters=16, sharpen_filters=16),
+                                 window_filters=16, window_trajectory=True),
     # Wider, for GPUs, on film-m.
     "convlstm-m": ConvLSTMConfig(film=FILM_PRESETS["film-m"], filters=(32, 64, 96, 128), decoder_convs=2,
                                  refine_filters=32, refine_blocks=3, space_to_depth=2, window_filters=24,

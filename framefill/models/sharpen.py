@@ -3,11 +3,11 @@
 Film reads each input between its pixels, along a motion that is right to a fraction of a pixel where it is right at
 all, and samples it bilinearly: a read halfway between two pixels is their average, so every warped frame is blurred
 by an amount that varies with where the read falls, and the line art and static detail of the validation items lose
-most of their dB there. Bicubic sampling keeps that detail (+1.2 to +2.0 dB on the near-static 02_cups and the line
-art) but overshoots where the motion is a pixel off, and on most footage it costs a few tenths
-(``weights/README.md``). Which one is right at a pixel is what the frames around it say: how well the two reads agree,
-how consistent the flows are, how fast things move, how much detail there is. Mean squared error favours a blur
-where a read is uncertain, even more than the bilinear one.
+most of their dB there. Bicubic sampling keeps that detail (+1.5 to +1.9 dB on the near-static 02_cups and the line
+art) but overshoots where the motion is a pixel off: everywhere, it loses on 19 of 25 validation triplets, by up to
+0.4 dB (``weights/README.md``, "The sharpener run"). Which one is right at a pixel is what the frames around it
+say: how well the two reads agree, how consistent the flows are, how fast things move, how much detail there is.
+Mean squared error favours a blur where a read is uncertain, even more than the bilinear one.
 
 This stage reads that evidence at half resolution (the selector's, ``film_parts.selector_inputs``, and how far each
 read's bicubic and blurred versions are from it) and gives per input two gains: one toward its bicubic read (negative:
