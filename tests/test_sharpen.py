@@ -139,3 +139,28 @@ def test_adapt_and_the_selectors_cached_steps_see_the_frames_a_sharpener_makes()
         assert torch.allclose(selector_terms(model, full, made, cfg)["total"], floor, atol=1e-5)
         without = {k: v for k, v in full.items() if k != "sharpen"}  # the unsharpened frame is further from it
         assert selector_terms(model, without, made, cfg)["total"] > floor + 1e-4
+
+
+def test_swap_film_gives_convlstm_weights_the_sharpened_film_and_keeps_their_own_stages(tmp_path: Path):
+    import subprocess
+    import sys
+
+    from framefill.models import build_model
+
+    torch.manual_seed(0)
+    clstm = build_model("convlstm", "convlstm-tiny").eval()
+    with torch.no_grad():
+        clstm.gate.head.weight.normal_(0, 0.1)  # a trained gate, to be kept
+    film = build_film("film-tiny", selector_filters=4).with_sharpener(4).eval()
+    with torch.no_grad():
+        film.sharpener.head.bias.fill_(0.5)
+    old, new, filmw = tmp_path / "c.safetensors", tmp_path / "c2.safetensors", tmp_path / "f.safetensors"
+    save_model(old, clstm, architecture="convlstm", extra={"training": {"steps": 7}})
+    save_model(filmw, film, architecture="film")
+    tool = Path(__file__).resolve().parents[1] / "tools" / "swap_film.py"
+    subprocess.run([sys.executable, str(tool), str(old), str(filmw), str(new)], check=True, capture_output=True)
+    swapped, _ = load_model(new, expect="convlstm")
+    assert swapped.config.film == film.config and json.loads(load_model(new)[1]["training"])["steps"] == 7
+    state, before = swapped.state_dict(), clstm.state_dict()
+    assert all(torch.equal(v, state[k]) for k, v in before.items() if not k.startswith("film."))
+    assert all(torch.equal(v, state["film." + k]) for k, v in film.state_dict().items())
