@@ -374,8 +374,7 @@ class ConvLSTMNet(nn.Module):
 
 PRESETS: dict[str, ConvLSTMConfig] = {
     # The default, sized for the CPU, on the shipped film (film-s with its selector and sharpener): film-s plus at
-    # most film's own time again per 720p frame (framefill bench). (convlstm.safetensors keeps the film it was trained
-    # on, of 2026-12-06, without the sharpener: its own config says so.)
+    # most film's own time again per 720p frame (framefill bench).
     "convlstm-s": ConvLSTMConfig(film=replace(FILM_PRESETS["film-s"], selector_filters=16, sharpen_filters=16),
                                  window_filters=16, window_trajectory=True),
     # Wider, for GPUs, on film-m.
