@@ -141,7 +141,7 @@ def test_adapt_and_the_selectors_cached_steps_see_the_frames_a_sharpener_makes()
         assert selector_terms(model, without, made, cfg)["total"] > floor + 1e-4
 
 
-def test_swap_film_gives_convlstm_weights_the_sharpened_film_and_keeps_their_own_stages(tmp_path: Path):
+def test_export_with_a_film_gives_convlstm_weights_the_sharpened_film_and_keeps_their_own_stages(tmp_path: Path):
     import subprocess
     import sys
 
@@ -157,8 +157,9 @@ def test_swap_film_gives_convlstm_weights_the_sharpened_film_and_keeps_their_own
     old, new, filmw = tmp_path / "c.safetensors", tmp_path / "c2.safetensors", tmp_path / "f.safetensors"
     save_model(old, clstm, architecture="convlstm", extra={"training": {"steps": 7}})
     save_model(filmw, film, architecture="film")
-    tool = Path(__file__).resolve().parents[1] / "tools" / "swap_film.py"
-    subprocess.run([sys.executable, str(tool), str(old), str(filmw), str(new)], check=True, capture_output=True)
+    tool = Path(__file__).resolve().parents[1] / "tools" / "export_checkpoint.py"
+    subprocess.run([sys.executable, str(tool), str(old), str(new), "--film", str(filmw)], check=True,
+                   capture_output=True)
     swapped, _ = load_model(new, expect="convlstm")
     assert swapped.config.film == film.config and json.loads(load_model(new)[1]["training"])["steps"] == 7
     state, before = swapped.state_dict(), clstm.state_dict()

@@ -9,6 +9,13 @@ fusion cues or the selector if the run added them), given the EMA weights (the m
 and saved with the step count, batch, crop and ``--note`` in its metadata. ``--raw`` exports the weights as they
 were trained instead of their average: what a short run has learned shows there first (its EMA still holds much of
 the start), so its "trained vs start" check reads them.
+
+    python tools/export_checkpoint.py CONVLSTM.safetensors OUT.safetensors --film FILM.safetensors
+convlstm weights with another (frozen) film part instead: when film's weights gain a stage that changes only film's
+frame (the sharpener: ``framefill.models.sharpen``), the convlstm file takes the new film as it is: its config's film
+part becomes FILM's, its own tensors (the window motion's gate, the ConvLSTM and refinement stages) are kept bit for
+bit, and the film's are FILM's. The training metadata is kept, with a line that says so; the measured quality is
+dropped (score it again: ``tools/window_scores.py``, then ``tools/stamp_weights.py``).
 """
 
 from __future__ import annotations
@@ -19,7 +26,9 @@ from pathlib import Path
 
 import torch
 
-from framefill.checkpoint import save_model
+from framefill.checkpoint import read_metadata, save_model
+from framefill.models import load_model
+from framefill.models.convlstm import ConvLSTMNet
 from framefill.train.loop import TrainConfig, initial_model
 
 
@@ -29,7 +38,10 @@ def main() -> int:
     ap.add_argument("out", type=Path)
     ap.add_argument("--note", default="", help="a line for the metadata: where and on what it was trained")
     ap.add_argument("--raw", action="store_true", help="the trained weights, not their EMA")
+    ap.add_argument("--film", type=Path, help="with convlstm weights in: put this film in them instead")
     args = ap.parse_args()
+    if args.film:
+        return swap_film(args.checkpoint, args.film, args.out)
     state = torch.load(args.checkpoint, map_location="cpu", weights_only=True)  # plain types only
     cfg = state["config"]
     known = {f.name for f in dataclasses.fields(TrainConfig)} - {"data", "synth", "gan"}
@@ -42,6 +54,25 @@ def main() -> int:
         training["note"] = args.note
     save_model(args.out, model, architecture=cfg["model"], extra={"training": training})
     print(f"exported step {state['step']} of {args.checkpoint} to {args.out}")
+    return 0
+
+
+def swap_film(convlstm: Path, film_path: Path, out: Path) -> int:
+    """``convlstm``'s weights with ``film_path``'s film part, written to ``out`` (the module docstring)."""
+    old, _ = load_model(convlstm, expect="convlstm")
+    film, _ = load_model(film_path, expect="film")
+    model = ConvLSTMNet(dataclasses.replace(old.config, film=film.config))
+    own = {k: v for k, v in old.state_dict().items() if not k.startswith("film.")}
+    missing, unexpected = model.load_state_dict(own, strict=False)
+    assert not unexpected and all(k.startswith("film.") for k in missing)
+    model.load_film(film_path)
+    meta = read_metadata(convlstm)
+    extra = {k: meta[k] for k in ("training", "training_data") if k in meta}
+    if "training_data" in extra:
+        extra["training_data"] += (". Its frozen film part was swapped afterwards for a newer film's (the film it "
+                                   "names in its config), its own stages kept")
+    save_model(out, model.eval(), architecture="convlstm", extra=extra)
+    print(f"{out}: {convlstm.name}'s own stages with {film_path.name}'s film")
     return 0
 
 
