@@ -177,7 +177,7 @@ class Film(nn.Module):
                               F.logsigmoid(-fallback_logit) + F.logsigmoid(-head[:, :1]),
                               F.logsigmoid(fallback_logit)], dim=1)
             inputs = selector_inputs(self.config, img0, img1, w0_img, w1_img, blend, fallback_logit, flows[1],
-                                           flows[1] * torch.cat([t, 1 - t]))
+                                     flows[1] * torch.cat([t, 1 - t]))
             candidates = (w0_img, w1_img, blend)
             if self.config.selector_unwarped:  # the rule never picks the inputs as they are: only the selector may
                 candidates += (img0, img1)
