@@ -88,9 +88,9 @@ def evidence(model: torch.nn.Module, samples: list[np.ndarray], device: torch.de
         x = x.to(device).float() / 255
         t = torch.full((x.shape[0], 1, 1, 1), 0.5, device=device)
         ev = model.selector_evidence(x[:, 0], x[:, 1], t)
-        if getattr(model, "sharpener", None) is not None:  # not adapted: its frames as the model makes them
-            gains = model.sharpener(conv_input(ev["sharpen"], model.sharpener.head.weight))
-            ev["candidates"] = sharpened(ev["candidates"], ev["bicubic"], gains)
+        gains = model.sharpen_gains(ev)
+        if gains is not None:  # the sharpener is not adapted: cache its frames as the model makes them
+            ev["candidates"] = sharpened(ev["candidates"], ev["bicubic"], gains, ev["blurred"])
         for i in range(x.shape[0]):
             one = {key: (tuple(c[i:i + 1].cpu() for c in ev[key]) if key == "candidates" else ev[key][i:i + 1].cpu())
                    for key in EVIDENCE}

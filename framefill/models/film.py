@@ -75,7 +75,7 @@ from framefill.models.film_config import FilmConfig  # re-exported: film's publi
 from framefill.models.film_parts import FeatureExtractor, Fusion, PyramidFlowEstimator, Selector, selector_inputs
 from framefill.models.layers import box_filter, conv_input, fb_consistency, grey, image_pyramid, upsample2, warp
 from framefill.models.refiner import MotionRefiner, corrections
-from framefill.models.sharpen import Sharpener, sharpen_inputs, sharpened
+from framefill.models.sharpen import Sharpener, sharpen_evidence, sharpened
 from framefill.models.time_flow import shifted, time_warps
 
 
@@ -137,9 +137,7 @@ class Film(nn.Module):
         if self.selector is not None:  # the rule's weights of (warped 0, warped 1, blend), moved by the selector
             ev = self.selector_evidence(img0, img1, t, read_shift)
             offset = self.selector(conv_input(ev["inputs"], self.selector.head.weight)).float()
-            gains = None if self.sharpener is None else self.sharpener(conv_input(ev["sharpen"],
-                                                                                  self.sharpener.head.weight))
-            out, choice = self.compose(ev, offset, gains)
+            out, choice = self.compose(ev, offset, self.sharpen_gains(ev))
             head, flows, pyr = ev["head"], ev["flows"], ev["pyramid"]
             w0_img, w1_img, blend = ev["candidates"][:3]
             mask = fallback = None  # (for the aux below only: the output does not need them)
@@ -181,8 +179,7 @@ class Film(nn.Module):
             candidates = (w0_img, w1_img, blend)
             if self.config.selector_unwarped:  # the rule never picks the inputs as they are: only the selector may
                 candidates += (img0, img1)
-            sharp = {} if bicubic is None else {"bicubic": bicubic,
-                                                "sharpen": sharpen_inputs(inputs, (w0_img, w1_img), bicubic)}
+            sharp = {} if bicubic is None else sharpen_evidence(inputs, (w0_img, w1_img), bicubic)
         return {"candidates": candidates, "rule": rule, "residual": head[:, 1:4], "inputs": inputs,
                 "head": head, "flows": flows, "pyramid": pyr} | sharp
 
@@ -205,9 +202,16 @@ class Film(nn.Module):
         if offset.shape[1] > 3:  # the inputs as they are: ABSENT below the rest's total until the selector says
             choice = torch.cat([choice, choice.logsumexp(1, keepdim=True) + Film.ABSENT + offset[:, 3:]], dim=1)
         weights = torch.softmax(choice, dim=1)
-        candidates = ev["candidates"] if gains is None else sharpened(ev["candidates"], ev["bicubic"], gains)
+        candidates = (ev["candidates"] if gains is None
+                      else sharpened(ev["candidates"], ev["bicubic"], gains, ev.get("blurred")))
         base = sum(weights[:, k:k + 1] * c for k, c in enumerate(candidates))
         return (base + ev["residual"]).clamp(0, 1), choice
+
+    def sharpen_gains(self, ev: dict) -> torch.Tensor | None:
+        """The sharpener's gains from ``selector_evidence``'s ``ev`` (or a cache of it), None without a sharpener."""
+        if self.sharpener is None or "sharpen" not in ev:
+            return None
+        return self.sharpener(conv_input(ev["sharpen"], self.sharpener.head.weight))
 
     def _base(self, img0: torch.Tensor, img1: torch.Tensor, t: torch.Tensor, read_shift: torch.Tensor | None = None):
         """Everything before the choice between the candidates: the fusion's head ``(N, 4 or 5, H, W)``, the flow

@@ -35,7 +35,7 @@ def _conv(cin: int, cout: int, dilation: int = 1) -> nn.Sequential:
 class Sharpener(nn.Module):
     """Gains ``(N, 4, H / 2, W / 2)``: toward the bicubic read of frame 0, of frame 1 (in ``(-SHARP_REACH,
     SHARP_REACH)``), toward the blurred read of frame 0, of frame 1 (in [0, 1)), from ``(N, inputs, H / 2, W / 2)``
-    evidence (``sharpen_inputs``). Zero head: zero gains, the plain reads."""
+    evidence (``sharpen_evidence``). Zero head: zero gains, the plain reads."""
 
     DETAILS = 4  # evidence channels of its own, after the selector's
 
@@ -53,20 +53,27 @@ class Sharpener(nn.Module):
         return torch.cat([SHARP_REACH * torch.tanh(z[:, :2]), (2 * torch.sigmoid(z[:, 2:]) - 1).clamp(min=0)], dim=1)
 
 
-def sharpen_inputs(selector_inputs: torch.Tensor, reads: tuple[torch.Tensor, torch.Tensor],
-                   bicubic: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-    """The sharpener's evidence ``(N, inputs + Sharpener.DETAILS, H / 2, W / 2)``: the selector's (half resolution)
-    and, per read, how far its bicubic and its blurred versions are from it (grey levels x 4, averaged over 2x2)."""
-    details = [4 * grey(b - r).abs() for r, b in zip(reads, bicubic, strict=True)]
-    details += [4 * grey(box_filter(r, 3) - r).abs() for r in reads]
-    return torch.cat([selector_inputs, F.avg_pool2d(torch.cat(details, dim=1), 2)], dim=1)
+def sharpen_evidence(selector_inputs: torch.Tensor, reads: tuple[torch.Tensor, torch.Tensor],
+                     bicubic: tuple[torch.Tensor, torch.Tensor]) -> dict:
+    """What ``Film.selector_evidence`` adds for a sharpener, from the selector's inputs (half resolution) and the two
+    warped frames (``reads``) sampled bilinearly and ``bicubic``: the ``bicubic`` reads, their 3x3 box blurs
+    (``blurred``: worked out once, read here and moved toward in ``sharpened``) and the sharpener's input ``sharpen``
+    ``(N, inputs + Sharpener.DETAILS, H / 2, W / 2)``: the selector's and, per read, how far its bicubic and its
+    blurred versions are from it (grey levels x 4, averaged over 2x2)."""
+    blurred = tuple(box_filter(r, 3) for r in reads)
+    details = [4 * grey(b - r).abs() for r, b in zip(reads + reads, bicubic + blurred, strict=True)]
+    inputs = torch.cat([selector_inputs, F.avg_pool2d(torch.cat(details, dim=1), 2)], dim=1)
+    return {"bicubic": bicubic, "blurred": blurred, "sharpen": inputs}
 
 
-def sharpened(reads: tuple[torch.Tensor, ...], bicubic: tuple[torch.Tensor, torch.Tensor],
-              gains: torch.Tensor) -> tuple[torch.Tensor, ...]:
+def sharpened(reads: tuple[torch.Tensor, ...], bicubic: tuple[torch.Tensor, torch.Tensor], gains: torch.Tensor,
+              blurred: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, ...]:
     """``reads`` (the candidates; the first two are the warped inputs) with those two moved by ``gains``
-    (``Sharpener``'s, upsampled to their size) toward their ``bicubic`` versions and their 3x3 blurs."""
+    (``Sharpener``'s, upsampled to their size) toward their ``bicubic`` versions and their 3x3 blurs (``blurred``,
+    worked out here if not given)."""
     g = upsample2(gains, reads[0].shape[-2:])
-    moved = tuple(r + g[:, k:k + 1] * (b - r) + g[:, 2 + k:3 + k] * (box_filter(r, 3) - r)
-                  for k, (r, b) in enumerate(zip(reads[:2], bicubic, strict=True)))
+    if blurred is None:
+        blurred = tuple(box_filter(r, 3) for r in reads[:2])
+    moved = tuple(r + g[:, k:k + 1] * (b - r) + g[:, 2 + k:3 + k] * (s - r)
+                  for k, (r, b, s) in enumerate(zip(reads[:2], bicubic, blurred, strict=True)))
     return moved + tuple(reads[2:])

@@ -205,10 +205,8 @@ def selector_terms(model: torch.nn.Module, ev: dict, gt: torch.Tensor, cfg: Trai
     """``loss_terms`` of a film model's selector alone, from a cache of what it chooses from (``ev``:
     ``Film.selector_evidence``, which does not depend on the selector): a step costs the selector's share only."""
     offset = model.selector(conv_input(ev["inputs"], model.selector.head.weight)).float()
-    gains = None
-    if "sharpen" in ev:  # a model with a sharpener: the frames as it makes them, the sharpener as it is
-        with torch.no_grad():
-            gains = model.sharpener(conv_input(ev["sharpen"], model.sharpener.head.weight))
+    with torch.no_grad():  # a model with a sharpener: the frames as it makes them, the sharpener as it is
+        gains = model.sharpen_gains(ev)
     pred, choice = model.compose(ev, offset, gains)
     terms = image_terms(pred, gt, cfg)
     if cfg.w_choice:

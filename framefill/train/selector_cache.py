@@ -102,10 +102,7 @@ def _frames(model: torch.nn.Module, ev: dict, fresh: str | None = None) -> torch
     offset = model.selector(conv_input(ev["inputs"], model.selector.head.weight)).float()
     if fresh == "selector":
         offset = torch.zeros_like(offset)
-    gains = None
-    if getattr(model, "sharpener", None) is not None and fresh != "sharpener":
-        gains = model.sharpener(conv_input(ev["sharpen"], model.sharpener.head.weight))
-    return model.compose(ev, offset, gains)[0]
+    return model.compose(ev, offset, None if fresh == "sharpener" else model.sharpen_gains(ev))[0]
 
 
 def sharpener_terms(model: torch.nn.Module, ev: dict, gt: torch.Tensor, tcfg) -> dict[str, torch.Tensor]:
@@ -113,8 +110,7 @@ def sharpener_terms(model: torch.nn.Module, ev: dict, gt: torch.Tensor, tcfg) ->
     frozen: its offset without autograd)."""
     with torch.no_grad():
         offset = model.selector(conv_input(ev["inputs"], model.selector.head.weight)).float()
-    gains = model.sharpener(conv_input(ev["sharpen"], model.sharpener.head.weight))
-    terms = image_terms(model.compose(ev, offset, gains)[0], gt, tcfg)
+    terms = image_terms(model.compose(ev, offset, model.sharpen_gains(ev))[0], gt, tcfg)
     terms["total"] = sum(terms.values())
     return terms
 
