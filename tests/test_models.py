@@ -340,3 +340,25 @@ def test_cues_mark_where_an_input_is_hidden():
     # frame 1's 0 as 3: each input's consistency, sampled where its warped pixel comes from, is low there.
     assert cues[:, 2:, :, :6].min() > 0.99
     assert cues[:, 2, :, 11:].max() < 0.2 and cues[:, 3, :, 11:].max() < 0.2
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_conv_act_fused_path_matches_the_two_calls_and_keeps_gradients(dtype: torch.dtype, monkeypatch):
+    import framefill.models.layers as layers
+
+    torch.manual_seed(0)
+    block = layers.ConvAct(5, 8, dilation=2).to(dtype).to(memory_format=torch.channels_last)
+    assert [k for k, _ in block.named_parameters()] == ["0.weight", "0.bias"]  # the names weights files use
+    x = torch.randn(2, 5, 24, 40).to(dtype).contiguous(memory_format=torch.channels_last)
+    monkeypatch.setattr(layers, "_FUSED_CONV_ACT", False)
+    with torch.no_grad():
+        plain = block(x).float()
+    assert plain.min() < 0 < plain.max()  # the leaky side is exercised
+    monkeypatch.setattr(layers, "_FUSED_CONV_ACT", hasattr(torch.ops.mkldnn, "_convolution_pointwise"))
+    with torch.no_grad():
+        fused = block(x).float()
+    ulp = 1e-5 if dtype == torch.float32 else 2 ** -7  # bf16: the activation before or after rounding
+    assert fused.shape == plain.shape and ((fused - plain).abs() <= ulp * plain.abs().clamp(min=1)).all()
+    x.requires_grad_(True)  # with autograd: the two calls, which have a backward
+    block(x).float().square().sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0 and block[0].weight.grad.abs().sum() > 0

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 from framefill.models.film_config import FilmConfig
 from framefill.models.layers import (
+    ConvAct,
     box_filter,
     conv_input,
     fb_consistency,
@@ -22,10 +23,6 @@ from framefill.models.layers import (
     upsample2,
     warp,
 )
-
-
-def _conv(cin: int, cout: int, k: int = 3) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, k, padding=k // 2), nn.LeakyReLU(0.2, inplace=True))
 
 
 class FeatureExtractor(nn.Module):
@@ -44,7 +41,7 @@ class FeatureExtractor(nn.Module):
         cin = 3
         for d in range(sub_levels):
             cout = filters << d
-            self.blocks.append(nn.Sequential(_conv(cin, cout), _conv(cout, cout)))
+            self.blocks.append(nn.Sequential(ConvAct(cin, cout), ConvAct(cout, cout)))
             cin = cout
         self.filters = filters
 
@@ -129,7 +126,7 @@ class FlowLevel(nn.Module):
 
     def __init__(self, *, channels: int, filters: int, convs: int) -> None:
         super().__init__()
-        layers = [_conv(2 * channels, filters)] + [_conv(filters, filters) for _ in range(convs - 1)]
+        layers = [ConvAct(2 * channels, filters)] + [ConvAct(filters, filters) for _ in range(convs - 1)]
         self.body = nn.Sequential(*layers)
         self.out = nn.Conv2d(filters, 2, 1)
         nn.init.zeros_(self.out.weight)
@@ -214,11 +211,11 @@ class Fusion(nn.Module):
         for j in range(self.levels):
             up = width[j + 1] if j + 1 < self.levels else 0
             if up:
-                self.reduce.append(_conv(up, width[j], 1))
+                self.reduce.append(ConvAct(up, width[j], 1))
             else:
                 self.reduce.append(nn.Identity())
-            self.blocks.append(nn.Sequential(_conv(in_ch[j] + (width[j] if up else 0), width[j]),
-                                             _conv(width[j], width[j])))
+            self.blocks.append(nn.Sequential(ConvAct(in_ch[j] + (width[j] if up else 0), width[j]),
+                                             ConvAct(width[j], width[j])))
         self.head = nn.Conv2d(width[0], 5 if cfg.fusion_cues else 4, 3, padding=1)
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
@@ -265,12 +262,12 @@ class Selector(nn.Module):
         self.inputs = self.INPUTS + (self.UNWARPED_INPUTS if unwarped else 0)
         self.choices = 5 if unwarped else 3
         self.enc = nn.ModuleList([
-            _conv(self.inputs, f),  # 1/2
-            nn.Sequential(nn.AvgPool2d(2), _conv(f, 2 * f), _conv(2 * f, 2 * f)),  # 1/4
-            nn.Sequential(nn.AvgPool2d(2), _conv(2 * f, 2 * f), _conv(2 * f, 2 * f)),  # 1/8
-            nn.Sequential(nn.AvgPool2d(2), _conv(2 * f, 2 * f), _conv(2 * f, 2 * f)),  # 1/16: context for far motion
+            ConvAct(self.inputs, f),  # 1/2
+            nn.Sequential(nn.AvgPool2d(2), ConvAct(f, 2 * f), ConvAct(2 * f, 2 * f)),  # 1/4
+            nn.Sequential(nn.AvgPool2d(2), ConvAct(2 * f, 2 * f), ConvAct(2 * f, 2 * f)),  # 1/8
+            nn.Sequential(nn.AvgPool2d(2), ConvAct(2 * f, 2 * f), ConvAct(2 * f, 2 * f)),  # 1/16: far motion's context
         ])
-        self.dec = nn.ModuleList([_conv(4 * f, 2 * f), _conv(4 * f, 2 * f), _conv(3 * f, f)])  # 1/8, 1/4, 1/2
+        self.dec = nn.ModuleList([ConvAct(4 * f, 2 * f), ConvAct(4 * f, 2 * f), ConvAct(3 * f, f)])  # 1/8, 1/4, 1/2
         self.head = nn.Conv2d(f, self.choices, 3, padding=1)
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)

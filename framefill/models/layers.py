@@ -11,6 +11,7 @@ Conventions (fixed here, pinned by tests):
 from __future__ import annotations
 
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 
 _GRID_CACHE: dict[tuple, torch.Tensor] = {}
@@ -50,6 +51,40 @@ def warp(img: torch.Tensor, flow: torch.Tensor, mode: str = "bilinear") -> torch
     dtype = torch.promote_types(img.dtype, flow.dtype)
     out = F.grid_sample(img.to(dtype), grid.to(dtype), mode=mode, padding_mode="border", align_corners=False)
     return out.to(img.dtype)
+
+
+class ConvAct(nn.Sequential):
+    """A 3x3 (or ``k x k``) convolution then a leaky ReLU of ``slope``: an ``nn.Sequential`` of the two, so its
+    parameters keep the names weights files give them (``0.weight``, ``0.bias``).
+
+    Without autograd on the CPU it is one oneDNN call that applies the activation to the convolution's output as
+    it is written (``mkldnn._convolution_pointwise``, what inductor fuses the pair into), instead of a second pass
+    over it: a bf16 leaky ReLU on its own costs about as much memory traffic as the smaller convolutions here
+    (``tools/profile_model.py``). The outputs agree with the two calls' to bf16's rounding (one ulp where the
+    activation is applied before rounding instead of after)."""
+
+    def __init__(self, cin: int, cout: int, k: int = 3, dilation: int = 1, slope: float = 0.2) -> None:
+        super().__init__(nn.Conv2d(cin, cout, k, padding=dilation * (k // 2), dilation=dilation),
+                         nn.LeakyReLU(slope, inplace=True))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        conv = self[0]
+        if _fusable(x, conv.weight):
+            return torch.ops.mkldnn._convolution_pointwise(x, conv.weight, conv.bias, conv.padding, conv.stride,
+                                                           conv.dilation, conv.groups, "leaky_relu",
+                                                           [self[1].negative_slope], "")
+        return self[1](conv(x))
+
+
+def _fusable(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """Whether ``ConvAct`` may take the fused oneDNN path: CPU float32 or bf16, inputs in the weights' dtype, and no
+    gradient wanted through it (the fused op has no backward)."""
+    return (x.device.type == "cpu" and x.dtype == weight.dtype and x.dtype in (torch.float32, torch.bfloat16)
+            and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad))
+            and _FUSED_CONV_ACT and torch.backends.mkldnn.is_available())
+
+
+_FUSED_CONV_ACT = hasattr(torch.ops.mkldnn, "_convolution_pointwise")
 
 
 def conv_input(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:

@@ -18,14 +18,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from framefill.models.film_config import REFINER_LEVEL
-from framefill.models.layers import box_filter, conv_input, grey, image_pyramid, resize_flow, warp
+from framefill.models.layers import ConvAct, box_filter, conv_input, grey, image_pyramid, resize_flow, warp
 
 CONTEXT = 7  # pixels of the refiner's level over which its inputs' local contrast is measured
 CONTRAST_FLOOR = 0.02  # grey levels added to it: flat areas' noise is not magnified
-
-
-def _conv(cin: int, cout: int, dilation: int = 1) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=dilation, dilation=dilation), nn.LeakyReLU(0.2, inplace=True))
 
 
 class MotionRefiner(nn.Module):
@@ -56,7 +52,8 @@ class MotionRefiner(nn.Module):
     def __init__(self, filters: int) -> None:
         super().__init__()
         f = 2 * filters
-        self.body = nn.Sequential(_conv(self.INPUTS, f), _conv(f, f, 2), _conv(f, f, 4), _conv(f, f, 8), _conv(f, f))
+        self.body = nn.Sequential(ConvAct(self.INPUTS, f), *(ConvAct(f, f, dilation=d) for d in (2, 4, 8)),
+                                  ConvAct(f, f))
         self.head = nn.Conv2d(f, 4, 3, padding=1)
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)

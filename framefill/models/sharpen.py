@@ -23,13 +23,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from framefill.models.layers import box_filter, grey, upsample2
+from framefill.models.layers import ConvAct, box_filter, grey, upsample2
 
 SHARP_REACH = 1.5  # the largest gain toward (or away from) a read's bicubic version
-
-
-def _conv(cin: int, cout: int, dilation: int = 1) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=dilation, dilation=dilation), nn.LeakyReLU(0.2, inplace=True))
 
 
 class Sharpener(nn.Module):
@@ -43,7 +39,7 @@ class Sharpener(nn.Module):
         super().__init__()
         f = 2 * filters
         self.inputs = inputs + self.DETAILS
-        self.body = nn.Sequential(_conv(self.inputs, f), _conv(f, f, 2), _conv(f, f, 4), _conv(f, f))
+        self.body = nn.Sequential(ConvAct(self.inputs, f), *(ConvAct(f, f, dilation=d) for d in (2, 4)), ConvAct(f, f))
         self.head = nn.Conv2d(f, 4, 3, padding=1)
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)

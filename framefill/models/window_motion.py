@@ -35,13 +35,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from framefill.models.layers import box_filter, crop, grey, pad_to_multiple, resize_flow, warp
+from framefill.models.layers import ConvAct, box_filter, crop, grey, pad_to_multiple, resize_flow, warp
 
 LEVEL = 2  # by default the gate runs at 1 / 2**LEVEL of the resolution (``ConvLSTMConfig.window_level``: 1 or 2)
-
-
-def _conv(cin: int, cout: int, dilation: int = 1) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=dilation, dilation=dilation), nn.LeakyReLU(0.2, inplace=True))
 
 
 class WindowGate(nn.Module):
@@ -57,8 +53,8 @@ class WindowGate(nn.Module):
         super().__init__()
         self.reach = reach
         self.inputs = self.INPUTS + (self.TRAJECTORY_INPUTS if trajectory else 0)
-        self.body = nn.Sequential(_conv(self.inputs, filters), _conv(filters, filters, 2), _conv(filters, filters, 4),
-                                  _conv(filters, filters))
+        self.body = nn.Sequential(ConvAct(self.inputs, filters),
+                                  *(ConvAct(filters, filters, dilation=d) for d in (2, 4)), ConvAct(filters, filters))
         self.head = nn.Conv2d(filters, 1, 3, padding=1)
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
