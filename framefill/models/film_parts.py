@@ -16,6 +16,7 @@ from framefill.models.layers import (
     ConvAct,
     box_filter,
     conv_input,
+    conv_output,
     fb_consistency,
     grey,
     lucas_kanade_step,
@@ -229,7 +230,7 @@ class Fusion(nn.Module):
                 x = upsample2(self.reduce[j](x), level_in.shape[-2:])
                 level_in = torch.cat([level_in, x], dim=1)
             x = self.blocks[j](level_in)
-        return self.head(x)  # (N, 4 or 5, H, W)
+        return conv_output(self.head(x))  # (N, 4 or 5, H, W) float32
 
 
 class Selector(nn.Module):
@@ -294,7 +295,7 @@ class Selector(nn.Module):
         for block in self.dec:
             skip = skips.pop()
             x = block(torch.cat([upsample2(x, skip.shape[-2:]), skip], dim=1))
-        return self.head(x)
+        return conv_output(self.head(x))  # float32
 
 
 def selector_inputs(cfg: FilmConfig, img0: torch.Tensor, img1: torch.Tensor, w0: torch.Tensor, w1: torch.Tensor,

@@ -99,6 +99,13 @@ def conv_input(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     return x.to(dtype=weight.dtype, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
 
 
+def conv_output(x: torch.Tensor) -> torch.Tensor:
+    """A convolution's output as the geometry around it wants it: float32 in the default layout. Out of a model
+    converted to channels_last it comes channels_last, and every elementwise op that then mixes it with a tensor
+    of the default layout (or upsamples it) takes a slower path than the one copy made here."""
+    return x.to(torch.float32, memory_format=torch.contiguous_format)
+
+
 def downsample(x: torch.Tensor) -> torch.Tensor:
     """Halve height and width by 2x2 averaging (odd sizes round down)."""
     return F.avg_pool2d(x, kernel_size=2, stride=2)

@@ -23,7 +23,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from framefill.models.layers import ConvAct, box_filter, grey, upsample2
+from framefill.models.layers import ConvAct, box_filter, conv_output, grey, upsample2
 
 SHARP_REACH = 1.5  # the largest gain toward (or away from) a read's bicubic version
 
@@ -45,7 +45,7 @@ class Sharpener(nn.Module):
         nn.init.zeros_(self.head.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        z = self.head(self.body(x)).float()
+        z = conv_output(self.head(self.body(x)))
         return torch.cat([SHARP_REACH * torch.tanh(z[:, :2]), (2 * torch.sigmoid(z[:, 2:]) - 1).clamp(min=0)], dim=1)
 
 
