@@ -135,7 +135,7 @@ class FlowLevel(nn.Module):
 
     def forward(self, feat_a: torch.Tensor, feat_b_warped: torch.Tensor) -> torch.Tensor:
         x = conv_input(torch.cat([feat_a, feat_b_warped], dim=1), self.out.weight)
-        return self.out(self.body(x))  # (N, 2, h, w)
+        return conv_output(self.out(self.body(x)))  # (N, 2, h, w) float32
 
 
 class PyramidFlowEstimator(nn.Module):
