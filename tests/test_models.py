@@ -362,3 +362,19 @@ def test_conv_act_fused_path_matches_the_two_calls_and_keeps_gradients(dtype: to
     x.requires_grad_(True)  # with autograd: the two calls, which have a backward
     block(x).float().square().sum().backward()
     assert x.grad is not None and x.grad.abs().sum() > 0 and block[0].weight.grad.abs().sum() > 0
+
+
+def test_conv_act_falls_back_to_the_two_calls_where_the_fused_op_fails(monkeypatch):
+    import framefill.models.layers as layers
+
+    def unsupported(*args, **kwargs):
+        raise RuntimeError("no such kernel on this CPU")
+
+    monkeypatch.setattr(layers, "_FUSED_CONV_ACT", True)
+    monkeypatch.setattr(torch.ops.mkldnn, "_convolution_pointwise", unsupported)
+    block = layers.ConvAct(3, 4)
+    x = torch.randn(1, 3, 8, 8)
+    with torch.no_grad():
+        out = block(x)
+        assert torch.allclose(out, torch.nn.functional.leaky_relu(block[0](x), 0.2))
+    assert layers._FUSED_CONV_ACT is False  # and later calls go straight to the two

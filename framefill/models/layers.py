@@ -68,11 +68,15 @@ class ConvAct(nn.Sequential):
                          nn.LeakyReLU(slope, inplace=True))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        global _FUSED_CONV_ACT
         conv = self[0]
         if _fusable(x, conv.weight):
-            return torch.ops.mkldnn._convolution_pointwise(x, conv.weight, conv.bias, conv.padding, conv.stride,
-                                                           conv.dilation, conv.groups, "leaky_relu",
-                                                           [self[1].negative_slope], "")
+            try:
+                return torch.ops.mkldnn._convolution_pointwise(x, conv.weight, conv.bias, conv.padding, conv.stride,
+                                                               conv.dilation, conv.groups, "leaky_relu",
+                                                               [self[1].negative_slope], "")
+            except RuntimeError:  # a CPU or build whose oneDNN lacks it: the two calls from now on
+                _FUSED_CONV_ACT = False
         return self[1](conv(x))
 
 
