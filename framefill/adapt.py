@@ -63,7 +63,6 @@ from framefill.checkpoint import read_metadata, save_model
 from framefill.eval_metrics import psnr
 from framefill.frames import VideoError, check_parent
 from framefill.models import load_model
-from framefill.models.layers import conv_input
 from framefill.models.sharpen import sharpened
 from framefill.pipeline import load_interpolator, prepare_interpolator
 from framefill.resume import file_digest, input_identity
@@ -113,7 +112,7 @@ def guard_score(model: torch.nn.Module, cached: list[tuple[dict, torch.Tensor]],
     scores = []
     for item in cached:
         ev, gt = stack([item], device)
-        offset = model.selector(conv_input(ev["inputs"], model.selector.head.weight)).float()
+        offset = model.selector.offset(ev)
         pred = model.compose(ev, offset)[0]
         scores.append(psnr(to_uint8(pred[0]), to_uint8(gt[0])))
     return float(np.mean(scores))

@@ -239,7 +239,7 @@ def oracle_table(args: argparse.Namespace) -> None:
     for name, (i0, i1, truth) in centred_triplets(args.list, args.crop, model.divisor):
         with torch.no_grad():
             ev = model.selector_evidence(i0, i1, torch.full((1, 1, 1, 1), 0.5))
-            offset = model.selector(ev["inputs"])
+            offset = model.selector.offset(ev)
             out = model.compose(ev, offset)[0]
             rule = model.compose(ev, torch.zeros_like(offset))[0]
         row = rows[name.rsplit("_s", 1)[-1]]

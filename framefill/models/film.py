@@ -136,8 +136,7 @@ class Film(nn.Module):
         img0, img1 = img0.float(), img1.float()
         if self.selector is not None:  # the rule's weights of (warped 0, warped 1, blend), moved by the selector
             ev = self.selector_evidence(img0, img1, t, read_shift)
-            offset = self.selector(conv_input(ev["inputs"], self.selector.head.weight)).float()
-            out, choice = self.compose(ev, offset, self.sharpen_gains(ev))
+            out, choice = self.compose(ev, self.selector.offset(ev), self.sharpen_gains(ev))
             head, flows, pyr = ev["head"], ev["flows"], ev["pyramid"]
             w0_img, w1_img, blend = ev["candidates"][:3]
             mask = fallback = None  # (for the aux below only: the output does not need them)
@@ -255,7 +254,7 @@ class Film(nn.Module):
             if cues is not None:
                 parts.append(cues if j == 0 else F.avg_pool2d(cues, 2**j))
             fusion_in.append(conv_input(torch.cat(parts, dim=1), self.fusion.head.weight))
-        head = self.fusion(fusion_in).float()
+        head = self.fusion(fusion_in)  # float32
         if fallback_logit is not None and cfg.fusion_cues:  # the network may move the fallback either way (its
             fallback_logit = fallback_logit + head[:, 4:5]  # offset starts at zero)
         return head, flows, pyr, w0_img, w1_img, fallback_logit, bicubic

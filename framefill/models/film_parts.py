@@ -297,6 +297,10 @@ class Selector(nn.Module):
             x = block(torch.cat([upsample2(x, skip.shape[-2:]), skip], dim=1))
         return conv_output(self.head(x))  # float32
 
+    def offset(self, ev: dict) -> torch.Tensor:
+        """Its offsets ``(N, K, H / 2, W / 2)``, float32, from ``Film.selector_evidence``'s ``ev`` (or its cache)."""
+        return self(conv_input(ev["inputs"], self.head.weight))
+
 
 def selector_inputs(cfg: FilmConfig, img0: torch.Tensor, img1: torch.Tensor, w0: torch.Tensor, w1: torch.Tensor,
                      blend: torch.Tensor, fallback_logit: torch.Tensor, flow: torch.Tensor, half: torch.Tensor

@@ -85,10 +85,10 @@ def _fusable(x: torch.Tensor, weight: torch.Tensor) -> bool:
     gradient wanted through it (the fused op has no backward)."""
     return (x.device.type == "cpu" and x.dtype == weight.dtype and x.dtype in (torch.float32, torch.bfloat16)
             and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad))
-            and _FUSED_CONV_ACT and torch.backends.mkldnn.is_available())
+            and _FUSED_CONV_ACT)
 
 
-_FUSED_CONV_ACT = hasattr(torch.ops.mkldnn, "_convolution_pointwise")
+_FUSED_CONV_ACT = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
 
 
 def conv_input(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:

@@ -40,7 +40,7 @@ from framefill.checkpoint import save_model
 from framefill.evaluate import ssim
 from framefill.models import build_model, load_model, refiner
 from framefill.models.film_config import REFINER_LEVEL
-from framefill.models.layers import box_filter, conv_input, crop, grey, image_pyramid, pad_to_multiple, warp
+from framefill.models.layers import box_filter, crop, grey, image_pyramid, pad_to_multiple, warp
 from framefill.train import distributed
 from framefill.train.data import DataConfig, find_clips, load_clip, sample_indices, valid_triplets, window_span
 from framefill.train.gan import Critics, GanConfig, critic_loss, generator_loss
@@ -204,7 +204,7 @@ def image_terms(pred: torch.Tensor, gt: torch.Tensor, cfg: TrainConfig) -> dict[
 def selector_terms(model: torch.nn.Module, ev: dict, gt: torch.Tensor, cfg: TrainConfig) -> dict[str, torch.Tensor]:
     """``loss_terms`` of a film model's selector alone, from a cache of what it chooses from (``ev``:
     ``Film.selector_evidence``, which does not depend on the selector): a step costs the selector's share only."""
-    offset = model.selector(conv_input(ev["inputs"], model.selector.head.weight)).float()
+    offset = model.selector.offset(ev)
     with torch.no_grad():  # a model with a sharpener: the frames as it makes them, the sharpener as it is
         gains = model.sharpen_gains(ev)
     pred, choice = model.compose(ev, offset, gains)

@@ -27,7 +27,6 @@ import numpy as np
 import torch
 
 from framefill.eval_metrics import psnr
-from framefill.models.layers import conv_input
 from framefill.train.cached import CacheConfig, finish, split_held, step_log, train_cached
 from framefill.train.loop import image_terms, selector_terms, to_uint8
 
@@ -99,7 +98,7 @@ def _batch(cache: dict[str, torch.Tensor], idx: torch.Tensor, flip: tuple[int, .
 
 def _frames(model: torch.nn.Module, ev: dict, fresh: str | None = None) -> torch.Tensor:
     """The model's frames from cached evidence; ``fresh``: with that stage's output at zero (a fresh one's)."""
-    offset = model.selector(conv_input(ev["inputs"], model.selector.head.weight)).float()
+    offset = model.selector.offset(ev)
     if fresh == "selector":
         offset = torch.zeros_like(offset)
     return model.compose(ev, offset, None if fresh == "sharpener" else model.sharpen_gains(ev))[0]
@@ -109,7 +108,7 @@ def sharpener_terms(model: torch.nn.Module, ev: dict, gt: torch.Tensor, tcfg) ->
     """The loss of film's sharpener alone from cached evidence: ``image_terms`` of the model's frame (the selector
     frozen: its offset without autograd)."""
     with torch.no_grad():
-        offset = model.selector(conv_input(ev["inputs"], model.selector.head.weight)).float()
+        offset = model.selector.offset(ev)
     terms = image_terms(model.compose(ev, offset, model.sharpen_gains(ev))[0], gt, tcfg)
     terms["total"] = sum(terms.values())
     return terms
