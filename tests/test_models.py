@@ -18,6 +18,7 @@ from framefill.models.layers import (
     lucas_kanade_step,
     pad_to_multiple,
     resize_flow,
+    search_flow,
     warp,
 )
 
@@ -151,6 +152,49 @@ def test_lucas_kanade_recovers_a_subpixel_shift_and_is_zero_for_identical_images
     assert d[0, 0].item() == pytest.approx(-1.0, abs=0.1)
     assert abs(d[0, 1].item()) < 0.05
     assert lucas_kanade_step(a, a, 5, torch.tensor(1e-4)).abs().max().item() == 0.0
+
+
+@on_device
+def test_search_flow_finds_a_whole_pixel_step_and_leaves_flat_areas_alone():
+    torch.manual_seed(0)
+    base = torch.nn.functional.interpolate(torch.rand(1, 1, 30, 30), size=(90, 90), mode="bilinear")
+    a = base[..., 20:70, 20:70]
+    b = base[..., 18:68, 23:73]  # b[y, x] = a[y - 2, x + 3], so a[y, x] = b[y + 2, x - 3]: d = (-3, 2)
+    start = torch.zeros(1, 2, 50, 50)
+    found = search_flow(a, b, start, 3, 7, 0.8)[..., 5:-5, 5:-5]
+    assert torch.equal(found[0, 0], torch.full_like(found[0, 0], -3.0))
+    assert torch.equal(found[0, 1], torch.full_like(found[0, 1], 2.0))
+    # Where the flow is already right, no other step beats it by the ratio.
+    right = torch.tensor([-3.0, 2.0]).view(1, 2, 1, 1).expand(1, 2, 50, 50)
+    assert torch.equal(search_flow(a, b, right, 3, 7, 0.8)[..., 5:-5, 5:-5], right[..., 5:-5, 5:-5])
+    flat = torch.full_like(a, 0.5)
+    assert torch.equal(search_flow(flat, flat, start, 3, 7, 0.8), start)
+    assert search_flow(a, b, start, 0, 7, 0.8) is start
+
+
+def test_film_with_the_search_follows_a_small_object_that_outruns_its_coarse_levels():
+    # A 24 px textured patch moves 16 px over a faintly textured background: the coarse levels blur it into the
+    # background, so the Lucas-Kanade steps alone leave it behind; the search before them finds it.
+    torch.manual_seed(0)
+    patch = torch.nn.functional.interpolate(torch.rand(1, 3, 8, 8), size=(24, 24), mode="bilinear")
+    background = 0.5 + 0.1 * torch.nn.functional.interpolate(torch.rand(1, 3, 16, 16), size=(128, 128), mode="bicubic")
+    img0, img1, truth = background.clone(), background.clone(), background.clone()
+    img0[..., 50:74, 30:54], img1[..., 50:74, 46:70], truth[..., 50:74, 38:62] = patch, patch, patch
+    scores = {}
+    for radius in (0, 2):
+        with torch.no_grad():
+            out, aux = build_film("film-s", search_radius=radius).eval()(img0, img1, return_aux=True)
+        scores[radius] = -10 * torch.log10(((out - truth) ** 2).mean()).item()
+        flow = aux["flows"][0][0, :, 54:70, 50:66].mean(dim=(1, 2))  # frame 1's grid into frame 0, on the patch
+    assert flow[0].item() == pytest.approx(-16.0, abs=0.3) and abs(flow[1].item()) < 0.3
+    assert scores[2] > scores[0] + 5
+
+
+def test_search_settings_are_checked():
+    assert FilmConfig().search_radius == 0  # off unless a config (the shipped weights') turns it on
+    for bad in (dict(search_radius=-1), dict(search_ratio=0.0), dict(search_ratio=1.5), dict(search_window=6)):
+        with pytest.raises(ValueError, match="search_"):
+            FilmConfig(**bad)
 
 
 def _waves(dx: float, h: int = 32, w: int = 48) -> torch.Tensor:
@@ -378,3 +422,34 @@ def test_conv_act_falls_back_to_the_two_calls_where_the_fused_op_fails(monkeypat
         out = block(x)
         assert torch.allclose(out, torch.nn.functional.leaky_relu(block[0](x), 0.2))
     assert layers._FUSED_CONV_ACT is False  # and later calls go straight to the two
+
+
+def test_export_with_settings_gives_film_weights_the_search_and_keeps_their_tensors(tmp_path):
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from framefill.checkpoint import save_model
+    from framefill.models import load_model
+
+    torch.manual_seed(0)
+    film = build_film("film-tiny").eval()
+    old, new = tmp_path / "f.safetensors", tmp_path / "g.safetensors"
+    save_model(old, film, architecture="film", extra={"training": {"steps": 7}, "quality": {"psnr": 1}})
+    tool = Path(__file__).resolve().parents[1] / "tools" / "export_checkpoint.py"
+
+    def run(*settings: str) -> subprocess.CompletedProcess:
+        args = [a for s in settings for a in ("--set", s)]
+        return subprocess.run([sys.executable, str(tool), str(old), str(new), *args], capture_output=True, text=True)
+
+    assert run("search_radius=2", "search_ratio=0.75").returncode == 0
+    searched, meta = load_model(new, expect="film")
+    assert (searched.config.search_radius, searched.config.search_ratio) == (2, 0.75)
+    assert searched.config.filters == film.config.filters and json.loads(meta["training"])["steps"] == 7
+    assert "quality" not in meta  # measured with the old settings: score it again
+    assert all(torch.equal(v, searched.state_dict()[k]) for k, v in film.state_dict().items())
+    new.unlink()
+    for bad in ("filters=8", "nope=1"):
+        done = run(bad)
+        assert done.returncode == 2 and done.stdout.startswith("error: ") and not new.exists()

@@ -16,12 +16,19 @@ frame (the sharpener: ``framefill.models.sharpen``), the convlstm file takes the
 part becomes FILM's, its own tensors (the window motion's gate, the ConvLSTM and refinement stages) are kept bit for
 bit, and the film's are FILM's. The training metadata is kept, with a line that says so; the measured quality is
 dropped (score it again: ``tools/window_scores.py``, then ``tools/stamp_weights.py``).
+
+    python tools/export_checkpoint.py FILM.safetensors OUT.safetensors --set search_radius=2 [--set FIELD=VALUE]
+film weights with other settings of their parameter-free parts (``FilmConfig`` fields that no tensor depends on,
+such as the search before the Lucas-Kanade steps): the tensors are kept bit for bit (a field that would change them
+is refused), and so is the metadata but the measured quality, which is dropped (score it again:
+``tools/time_pairs.py``, then ``tools/stamp_weights.py``).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 from pathlib import Path
 
 import torch
@@ -39,9 +46,13 @@ def main() -> int:
     ap.add_argument("--note", default="", help="a line for the metadata: where and on what it was trained")
     ap.add_argument("--raw", action="store_true", help="the trained weights, not their EMA")
     ap.add_argument("--film", type=Path, help="with convlstm weights in: put this film in them instead")
+    ap.add_argument("--set", dest="settings", action="append", default=[], metavar="FIELD=VALUE",
+                    help="with film weights in: these parameter-free settings instead (repeatable)")
     args = ap.parse_args()
     if args.film:
         return swap_film(args.checkpoint, args.film, args.out)
+    if args.settings:
+        return set_fields(args.checkpoint, dict(kv.split("=", 1) for kv in args.settings), args.out)
     state = torch.load(args.checkpoint, map_location="cpu", weights_only=True)  # plain types only
     cfg = state["config"]
     known = {f.name for f in dataclasses.fields(TrainConfig)} - {"data", "synth", "gan"}
@@ -73,6 +84,30 @@ def swap_film(convlstm: Path, film_path: Path, out: Path) -> int:
                                    "names in its config), its own stages kept")
     save_model(out, model.eval(), architecture="convlstm", extra=extra)
     print(f"{out}: {convlstm.name}'s own stages with {film_path.name}'s film")
+    return 0
+
+
+def set_fields(film_path: Path, settings: dict[str, str], out: Path) -> int:
+    """``film_path``'s weights with these ``FilmConfig`` settings, written to ``out`` (the module docstring)."""
+    old, _ = load_model(film_path, expect="film")
+    fields = {f.name: f.type for f in dataclasses.fields(old.config)}
+    unknown = sorted(set(settings) - set(fields))
+    if unknown:
+        print(f"error: not a film setting: {', '.join(unknown)}")
+        return 2
+    current = old.config.to_dict()
+    values = {k: type(current[k])(json.loads(v.lower()) if isinstance(current[k], bool) else v)
+              for k, v in settings.items()}
+    model = type(old)(dataclasses.replace(old.config, **values))
+    state = old.state_dict()
+    if set(model.state_dict()) != set(state) or any(model.state_dict()[k].shape != v.shape for k, v in state.items()):
+        print(f"error: {', '.join(settings)} would change the weights' tensors; train with them instead")
+        return 2
+    model.load_state_dict(state)
+    meta = read_metadata(film_path)
+    extra = {k: meta[k] for k in ("training", "training_data") if k in meta}
+    save_model(out, model.eval(), architecture="film", extra=extra)
+    print(f"{out}: {film_path.name}'s weights with " + ", ".join(f"{k}={v}" for k, v in values.items()))
     return 0
 
 

@@ -21,6 +21,10 @@ stages, one ``nn.Module`` each (the first, second and fourth in ``framefill.mode
    only upsampled. After each update the flow is replaced by its confidence-weighted local mean
    (normalised convolution; confidence = the structure tensor's smaller eigenvalue, lowered where the
    warped frames still differ), which spreads flow from textured, well-matched pixels into flat ones.
+   With ``search_radius``, each level from the coarsest down to ``search_finest`` first tries every whole-pixel
+   step within that radius around the upsampled flow and moves a pixel by the best one where it matches clearly
+   better (``layers.search_flow``): a small object that outruns the coarse levels (blurred there into its
+   background, so their flow is the background's) is beyond the reach of Lucas-Kanade steps that start from it.
    With ``lk_weight_filters``, a learned network (``LKWeights``) weighs each pixel inside both, so training
    moves the point the parameter-free updates converge to instead of a residual that the next level undoes.
 3. Warping: image and feature pyramids of frame 0 are backward-warped by ``t * flow_10`` (flow that

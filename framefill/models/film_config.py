@@ -29,6 +29,11 @@ class FilmConfig:
     lk_sigma: float = 0.03  # grey-level residual at which a pixel's confidence halves (0: plain box mean)
     lk_weight_filters: int = 0  # learned per-pixel weights inside every Lucas-Kanade update (``film_parts.LKWeights``;
     # 0: none, the parameter-free updates)
+    search_radius: int = 0  # before the Lucas-Kanade steps of each level from the coarsest down to search_finest, a
+    # brute-force search of whole-pixel steps within this radius around the flow (``layers.search_flow``; 0: none)
+    search_finest: int = 2
+    search_ratio: float = 0.8  # a pixel takes the best step where its box difference is below this times the flow's
+    search_window: int = 7  # the box (pixels of its level) over which each step's difference is averaged
     skip_levels: int = 2  # finest levels with no features and no flow refinement: flow is upsampled there,
     # and fusion sees only the warped images (full-resolution features cost most of the time on a CPU)
     fusion_levels: int = 4  # pyramid levels the U-Net fusion decodes (finest first)
@@ -75,6 +80,9 @@ class FilmConfig:
         if self.refiner_filters and not (self.time_levels and self.pyramid_levels > REFINER_LEVEL):
             raise ValueError("refiner_filters needs the matching at time t (time_levels > 0) and more than "
                              f"{REFINER_LEVEL} pyramid levels")
+        if self.search_radius < 0 or not 0 < self.search_ratio <= 1 or self.search_window % 2 == 0:
+            raise ValueError("search_radius must be >= 0, search_ratio in (0, 1] and search_window odd, got "
+                             f"{self.search_radius}, {self.search_ratio} and {self.search_window}")
         if self.lk_window % 2 == 0 or self.lk_smooth % 2 == 0 or (self.fallback_window and
                                                                   self.fallback_window % 2 == 0):
             raise ValueError("lk_window, lk_smooth and fallback_window must be odd, got "

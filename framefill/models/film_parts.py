@@ -21,6 +21,7 @@ from framefill.models.layers import (
     grey,
     lucas_kanade_step,
     resize_flow,
+    search_flow,
     upsample2,
     warp,
 )
@@ -175,6 +176,8 @@ class PyramidFlowEstimator(nn.Module):
         for j in range(levels - 1, -1, -1):
             if j < levels - 1:
                 flow = resize_flow(flow, ga[j].shape[-2:])
+            if cfg.search_radius and j >= cfg.search_finest:
+                flow = search_flow(ga[j], gb[j], flow, cfg.search_radius, cfg.search_window, cfg.search_ratio)
             iters = cfg.lk_iters if fa[j] is not None else cfg.lk_fine_iters if j >= cfg.lk_finest else 0
             step = None if learned is None else torch.zeros_like(flow)  # the weights read the last update
             for _ in range(iters):

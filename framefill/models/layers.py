@@ -224,6 +224,37 @@ def lucas_kanade_step(a: torch.Tensor, b_warped: torch.Tensor, window: int, damp
     return step, smallest.clamp_min(0)
 
 
+def search_flow(a: torch.Tensor, b: torch.Tensor, flow: torch.Tensor, radius: int, window: int, ratio: float
+                ) -> torch.Tensor:
+    """``flow`` moved, where it pays, by the whole-pixel step within ``radius`` that best matches ``a`` to ``b``.
+
+    A Lucas-Kanade step only finds a motion within about half its window of where it starts; a thing that moves
+    further than the coarser level's flow says (a small object whose motion the coarse level blurred into its
+    background's) stays where it is. This tries every step ``(dx, dy)`` in ``[-radius, radius]^2`` around the flow:
+    ``b`` is warped by the flow once and shifted by each step, and each step is scored by the mean absolute grey
+    difference from ``a`` over a ``window x window`` box. A pixel takes its best step only where that step's
+    difference is below ``ratio`` times the flow's own, so the flow stays wherever the evidence is not clear (flat
+    areas, repeated texture); the Lucas-Kanade steps that follow then refine it. Parameter-free; no gradient flows
+    through the choice (it flows through ``flow``).
+
+    Shape:
+        a, b: ``(N, 1, H, W)`` grey images; flow ``(N, 2, H, W)`` (dx, dy: ``a[y, x] ~ b[y + dy, x + dx]``).
+    """
+    if radius <= 0:
+        return flow
+    h, w = a.shape[-2:]
+    padded = F.pad(warp(b, flow), (radius,) * 4, mode="replicate")
+    k = 2 * radius + 1
+    with torch.no_grad():
+        diffs = torch.cat([(a - padded[..., dy:dy + h, dx:dx + w]).abs() for dy in range(k) for dx in range(k)], 1)
+        cost = box_filter(diffs, window)  # (N, k * k, H, W): step (dx, dy) at channel (dy + r) * k + (dx + r)
+        best, index = cost.min(dim=1, keepdim=True)
+        centre = radius * k + radius
+        take = best < ratio * cost[:, centre:centre + 1]
+        step = torch.cat([index % k - radius, index // k - radius], dim=1).to(flow.dtype) * take
+    return flow + step
+
+
 def fb_consistency(flow_ab: torch.Tensor, flow_ba: torch.Tensor, sigma: float = 1.0) -> torch.Tensor:
     """Forward-backward consistency of ``flow_ab`` (a's grid into b) with ``flow_ba``, on a's grid, ``(N, 1, H, W)``
     in (0, 1]: 1 where following the flow into b and back returns to the start, near 0 where it does not (the
