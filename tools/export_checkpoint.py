@@ -79,7 +79,7 @@ def swap_film(convlstm: Path, film_path: Path, out: Path) -> int:
     model.load_film(film_path)
     meta = read_metadata(convlstm)
     extra = {k: meta[k] for k in ("training", "training_data") if k in meta}
-    if "training_data" in extra:
+    if "training_data" in extra and "was swapped afterwards" not in extra["training_data"]:
         extra["training_data"] += (". Its frozen film part was swapped afterwards for a newer film's (the film it "
                                    "names in its config), its own stages kept")
     save_model(out, model.eval(), architecture="convlstm", extra=extra)

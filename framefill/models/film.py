@@ -21,10 +21,8 @@ stages, one ``nn.Module`` each (the first, second and fourth in ``framefill.mode
    only upsampled. After each update the flow is replaced by its confidence-weighted local mean
    (normalised convolution; confidence = the structure tensor's smaller eigenvalue, lowered where the
    warped frames still differ), which spreads flow from textured, well-matched pixels into flat ones.
-   With ``search_radius``, each level from the coarsest down to ``search_finest`` first tries every whole-pixel
-   step within that radius around the upsampled flow and moves a pixel by the best one where it matches clearly
-   better (``layers.search_flow``): a small object that outruns the coarse levels (blurred there into its
-   background, so their flow is the background's) is beyond the reach of Lucas-Kanade steps that start from it.
+   With ``search_radius``, the levels down to ``search_finest`` first take the best whole-pixel step within it
+   where it matches clearly better (``layers.search_flow``): it finds what the coarse levels blurred away.
    With ``lk_weight_filters``, a learned network (``LKWeights``) weighs each pixel inside both, so training
    moves the point the parameter-free updates converge to instead of a residual that the next level undoes.
 3. Warping: image and feature pyramids of frame 0 are backward-warped by ``t * flow_10`` (flow that
@@ -54,15 +52,14 @@ pyramid resolves about ``flow_radius * (2 ** pyramid_levels - 1)`` pixels betwee
 (``FilmConfig.max_motion``: 252 px for ``film-s``); the pyramid depth is the knob for bigger motion, at
 no cost in weights, since the coarse levels share one estimator.
 
-Beyond FILM, for a CPU training budget: FILM's flow estimator learns to find flow only after long
-training (on our CPU budget it stayed at zero for 1,000 steps and the model was a plain blend; a
-soft-argmax cost volume, tried next, gave arbitrary motion in flat regions and at borders). Damped
-Lucas-Kanade steps are exactly zero for identical frames, sub-pixel accurate on texture and near zero
-without it, so the network starts from a working coarse-to-fine flow and learns corrections, occlusion
-masks and the fusion on top. Iterating them with a smoothing of the flow in between is what made that
-flow good: on the 20 validation triplets of ``make compare`` (stride 1 / stride 2, untrained model), one
-step per level with a 5-pixel window gave 26.97 / 23.64 dB; 8 steps with a 9-pixel window and a box mean
-28.08 / 23.73; with the confidence-weighted mean 28.32 / 23.77; adding the blend fallback 28.41 / 24.12
+Beyond FILM, for a CPU training budget: FILM's flow estimator learns to find flow only after long training (on our
+CPU budget it stayed at zero for 1,000 steps and the model was a plain blend; a soft-argmax cost volume, tried next,
+gave arbitrary motion in flat regions and at borders). Damped Lucas-Kanade steps are exactly zero for identical
+frames, sub-pixel accurate on texture and near zero without it, so the network starts from a working coarse-to-fine
+flow and learns corrections, occlusion masks and the fusion on top. Iterating them with a smoothing of the flow in
+between is what made that flow good: on the 20 validation triplets of ``make compare`` (stride 1 / stride 2,
+untrained model), one step per level with a 5-pixel window gave 26.97 / 23.64 dB; 8 steps with a 9-pixel window and
+a box mean 28.08 / 23.73; with the confidence-weighted mean 28.32 / 23.77; adding the blend fallback 28.41 / 24.12
 (``tools/lk_sweep.py``; the settings were chosen on triplets of the training clips).
 """
 
