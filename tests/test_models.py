@@ -191,7 +191,8 @@ def test_film_with_the_search_follows_a_small_object_that_outruns_its_coarse_lev
 
 
 def test_search_settings_are_checked():
-    assert FilmConfig().search_radius == 0  # off unless a config (the shipped weights') turns it on
+    assert build_film("film-s").config.search_radius == 2
+    assert FilmConfig().search_radius == 0  # off unless a config turns it on: film-s and the shipped weights do
     for bad in (dict(search_radius=-1), dict(search_ratio=0.0), dict(search_ratio=1.5), dict(search_window=6)):
         with pytest.raises(ValueError, match="search_"):
             FilmConfig(**bad)

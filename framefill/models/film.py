@@ -380,7 +380,7 @@ def _times(t: torch.Tensor | float | None, n: int, device: torch.device) -> torc
 
 PRESETS: dict[str, FilmConfig] = {
     # The shipped default: under a second per 720p frame on 2 CPU cores; flow is refined down to 1/2 resolution.
-    "film-s": FilmConfig(),
+    "film-s": FilmConfig(search_radius=2),
     # A larger setting for GPUs and for quality-first runs.
     "film-m": FilmConfig(filters=24, flow_filters=48, fusion_filters=24, fusion_max_filters=96, skip_levels=0,
                          pyramid_levels=7),
