@@ -90,8 +90,7 @@ def swap_film(convlstm: Path, film_path: Path, out: Path) -> int:
 def set_fields(film_path: Path, settings: dict[str, str], out: Path) -> int:
     """``film_path``'s weights with these ``FilmConfig`` settings, written to ``out`` (the module docstring)."""
     old, _ = load_model(film_path, expect="film")
-    fields = {f.name: f.type for f in dataclasses.fields(old.config)}
-    unknown = sorted(set(settings) - set(fields))
+    unknown = sorted(set(settings) - {f.name for f in dataclasses.fields(old.config)})
     if unknown:
         print(f"error: not a film setting: {', '.join(unknown)}")
         return 2

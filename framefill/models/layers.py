@@ -243,9 +243,9 @@ def search_flow(a: torch.Tensor, b: torch.Tensor, flow: torch.Tensor, radius: in
     if radius <= 0:
         return flow
     h, w = a.shape[-2:]
-    padded = F.pad(warp(b, flow), (radius,) * 4, mode="replicate")
     k = 2 * radius + 1
-    with torch.no_grad():
+    with torch.no_grad():  # only the choice reads the warp: no graph for it under training
+        padded = F.pad(warp(b, flow), (radius,) * 4, mode="replicate")
         diffs = torch.cat([(a - padded[..., dy:dy + h, dx:dx + w]).abs() for dy in range(k) for dx in range(k)], 1)
         cost = box_filter(diffs, window)  # (N, k * k, H, W): step (dx, dy) at channel (dy + r) * k + (dx + r)
         best, index = cost.min(dim=1, keepdim=True)
