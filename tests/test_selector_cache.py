@@ -135,6 +135,27 @@ def test_a_stopped_cached_run_keeps_the_selector_it_trained_and_goes_on_from_the
     assert all(int(v["step"]) == 8 for v in torch.load(tmp_path / "selector_opt.pt")["state"].values())
 
 
+def test_a_cached_run_killed_outright_goes_on_from_its_last_periodic_checkpoint(tmp_path: Path, monkeypatch):
+    from framefill.train import cached
+
+    monkeypatch.setattr(cached, "CHECKPOINT_EVERY", 2)
+    trainer = Trainer(tmp_path)
+
+    on_disk = {}
+
+    def killed(step: int, loss: float) -> None:  # SIGKILL or a machine that ends: nothing runs after step 5
+        if step == 5:
+            on_disk["opt"] = torch.load(tmp_path / "selector_opt.pt")  # what such a kill leaves there
+            raise SystemExit(137)
+
+    with pytest.raises(SystemExit):
+        run_selector_cache(trainer, SelectorCacheConfig(samples=10, steps=8, batch=4, lr=1e-2), killed)
+    assert trainer.saved == [2, 4] and trainer.step == 4  # not 5: the kill left no checkpoint of its own
+    # The optimiser's moments on disk were those of the last checkpoint's step, not of an earlier one.
+    assert all(int(v["step"]) == 4 for v in on_disk["opt"]["state"].values())
+    assert float(trainer.ema.selector.head.weight.detach().abs().max()) > 0  # what --export writes: trained
+
+
 def test_max_seconds_ends_the_cached_steps_and_still_scores_them(tmp_path: Path):
     trainer = Trainer(tmp_path)
     losses = run_selector_cache(trainer, SelectorCacheConfig(samples=10, steps=50, batch=4, lr=1e-2),

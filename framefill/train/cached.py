@@ -17,6 +17,10 @@ import torch
 
 log = logging.getLogger(__name__)
 
+# Steps between the checkpoints written while a cached stage trains (as ``TrainConfig.ckpt_every`` for the main
+# loop): a run killed without a signal to catch (a machine or session that ends) loses at most these steps.
+CHECKPOINT_EVERY = 250
+
 
 @dataclass(frozen=True)
 class CacheConfig:
@@ -44,7 +48,9 @@ def train_cached(params: list[torch.nn.Parameter], n: int, steps: int, batch: in
     ``lr`` over all ``steps``, gradients clipped at ``clip`` if given), each on the loss ``loss_of(idx, rng)`` of
     ``batch`` random examples ``idx`` of ``n``; the loss per step. ``start`` > 0 goes on with a run that stopped
     there (its schedule where it was, batches drawn anew). ``state``: a file for the optimiser's state (AdamW's
-    moments), written wherever the steps end (done, out of time, Ctrl-C or SIGTERM) and read when going on from
+    moments), written every ``CHECKPOINT_EVERY`` steps (before ``on_step`` sees that step, so that a checkpoint
+    written there has the moments of the same step) and wherever the steps end (done, out of time, Ctrl-C or
+    SIGTERM), and read when going on from
     ``start`` > 0, so that a resumed run goes on as the stopped one would have; without it (or one that does not fit
     these ``params``), a fresh state."""
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)
@@ -67,6 +73,8 @@ def train_cached(params: list[torch.nn.Parameter], n: int, steps: int, batch: in
                 torch.nn.utils.clip_grad_norm_(params, clip)
             opt.step()
             losses.append(float(loss.detach()))
+            if state is not None and (step + 1) % CHECKPOINT_EVERY == 0:
+                torch.save(opt.state_dict(), state)
             if on_step is not None:
                 on_step(step + 1, losses[-1])
     finally:
@@ -77,11 +85,13 @@ def train_cached(params: list[torch.nn.Parameter], n: int, steps: int, batch: in
 
 class StepLog:
     """``step_log``'s callback: a step's loss to the log and on to ``on_step``; it keeps the steps done and their
-    losses, and ends the steps (``OutOfTime``) once ``deadline`` (the clock's time) has passed."""
+    losses, checkpoints (``checkpoint(steps done)``) every ``CHECKPOINT_EVERY`` steps, and ends the steps
+    (``OutOfTime``) once ``deadline`` (the clock's time) has passed."""
 
     def __init__(self, log_file, t0: float, clock: Callable[[], float], on_step: Callable[[int, float], None] | None,
-                 deadline: float | None, start: int) -> None:
+                 deadline: float | None, start: int, checkpoint: Callable[[int], None] | None = None) -> None:
         self.log_file, self.t0, self.clock, self.on_step, self.deadline = log_file, t0, clock, on_step, deadline
+        self.checkpoint = checkpoint
         self.done = start
         self.losses: list[float] = []
 
@@ -92,6 +102,8 @@ class StepLog:
         self.losses.append(loss)
         if self.on_step is not None:
             self.on_step(step, loss)
+        if self.checkpoint is not None and step % CHECKPOINT_EVERY == 0:
+            self.checkpoint(step)
         if self.deadline is not None and self.clock() > self.deadline:
             raise OutOfTime
 
@@ -107,10 +119,11 @@ def step_log(out: Path, t0: float, clock: Callable[[], float], on_step: Callable
     """A step callback (``StepLog``) that writes each step's loss to ``OUT/log.jsonl`` (``tools/log_summary.py``'s
     format; time: from ``t0``, the cache's time included) and passes it on to ``on_step``. Past ``deadline`` the
     steps end after the current one and the block goes on; stopped by Ctrl-C or SIGTERM (a ``KeyboardInterrupt``),
-    ``on_stop(steps done)`` runs before the interrupt goes on, so that what was trained is kept (``finish``). A run
+    ``on_stop(steps done)`` runs before the interrupt goes on, so that what was trained is kept (``finish``); it also
+    runs every ``CHECKPOINT_EVERY`` steps, so that a run killed outright goes on from its last such step. A run
     going on from step ``start`` > 0 appends to the log."""
     with open(out / "log.jsonl", "a" if start else "w") as log_file:
-        logged = StepLog(log_file, t0, clock, on_step, deadline, start)
+        logged = StepLog(log_file, t0, clock, on_step, deadline, start, on_stop)
         try:
             yield logged
         except OutOfTime:
