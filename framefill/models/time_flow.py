@@ -109,7 +109,7 @@ def symmetric_motion(grey0: list[torch.Tensor], grey1: list[torch.Tensor], flows
     flow_10, flow_01 = flows[start][:n], flows[start][n:]
     candidates = [0.5 * (flow_01 - flow_10), -flow_10, flow_01]
     errors = torch.stack([_mismatch(grey0[start], grey1[start], c, t, CANDIDATE_BOX) for c in candidates])
-    best = errors.argmin(0)  # (N, 1, h, w)
+    best = errors.min(0).indices  # (N, 1, h, w); argmin(0) is the same first index, 40x slower on the CPU
     v = torch.where(best == 1, candidates[1], torch.where(best == 2, candidates[2], candidates[0]))
     for level in range(start, cfg.time_finest - 1, -1):
         g0, g1 = grey0[level], grey1[level]
