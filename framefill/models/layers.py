@@ -17,15 +17,15 @@ import torch.nn.functional as F
 _GRID_CACHE: dict[tuple, torch.Tensor] = {}
 
 
-def _base_grid(n: int, h: int, w: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    """Pixel-centre coordinates of an ``h x w`` image in grid_sample's [-1, 1] units, ``(1, H, W, 2)``."""
+def _base_grid(h: int, w: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """Pixel-centre coordinates of an ``h x w`` image in grid_sample's [-1, 1] units, ``(1, 2, H, W)`` (x, y)."""
     key = (h, w, device, dtype)
     grid = _GRID_CACHE.get(key)
     if grid is None:
         xs = (torch.arange(w, device=device, dtype=torch.float32) * 2 + 1) / w - 1
         ys = (torch.arange(h, device=device, dtype=torch.float32) * 2 + 1) / h - 1
         gy, gx = torch.meshgrid(ys, xs, indexing="ij")
-        grid = torch.stack([gx, gy], dim=-1).unsqueeze(0).to(dtype)  # (1, H, W, 2)
+        grid = torch.stack([gx, gy]).unsqueeze(0).to(dtype)  # (1, 2, H, W)
         if len(_GRID_CACHE) > 64:
             _GRID_CACHE.clear()
         _GRID_CACHE[key] = grid
@@ -42,9 +42,12 @@ def warp(img: torch.Tensor, flow: torch.Tensor, mode: str = "bilinear") -> torch
     if img.shape[0] != flow.shape[0] or img.shape[-2:] != flow.shape[-2:] or flow.shape[1] != 2:
         raise ValueError(f"warp needs img (N, C, H, W) and flow (N, 2, H, W); got {tuple(img.shape)} and "
                          f"{tuple(flow.shape)}")
-    n, _, h, w = img.shape
-    scale = torch.tensor([2.0 / w, 2.0 / h], device=flow.device, dtype=flow.dtype).view(1, 1, 1, 2)
-    grid = _base_grid(n, h, w, flow.device, flow.dtype) + flow.permute(0, 2, 3, 1) * scale  # (N, H, W, 2)
+    h, w = img.shape[-2:]
+    scale = torch.tensor([2.0 / w, 2.0 / h], device=flow.device, dtype=flow.dtype).view(1, 2, 1, 1)
+    # Worked out in the flow's own layout and handed over as a permuted view (N, H, W, 2): grid_sample reads it as
+    # it is, and the same sums in (N, H, W, 2) order (a permuted flow times a broadcast scale, plus a broadcast
+    # base) take CPU paths about 1.5x slower for the same values.
+    grid = (flow * scale).add_(_base_grid(h, w, flow.device, flow.dtype)).permute(0, 2, 3, 1)
     # Sample in the wider of the two precisions: a half-precision grid would misplace samples by pixels
     # (bf16 resolves 1/128 of [-1, 1]), so half-precision features warped by a float32 flow are sampled in
     # float32 and come back in their own dtype.

@@ -70,6 +70,6 @@ def sharpened(reads: tuple[torch.Tensor, ...], bicubic: tuple[torch.Tensor, torc
     g = upsample2(gains, reads[0].shape[-2:])
     if blurred is None:
         blurred = tuple(box_filter(r, 3) for r in reads[:2])
-    moved = tuple(r + g[:, k:k + 1] * (b - r) + g[:, 2 + k:3 + k] * (s - r)
+    moved = tuple(r + g[:, k:k + 1].expand_as(r) * (b - r) + g[:, 2 + k:3 + k].expand_as(r) * (s - r)
                   for k, (r, b, s) in enumerate(zip(reads[:2], bicubic, blurred, strict=True)))
     return moved + tuple(reads[2:])
