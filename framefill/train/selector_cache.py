@@ -155,10 +155,11 @@ def run_selector_cache(trainer, cfg: SelectorCacheConfig, on_step=None, max_seco
                        ) -> list[float]:
     """``framefill train --selector N --selector-cache K``: the cache (``OUT/selector_cache.pt``, reused by a rerun),
     then ``cfg.steps`` steps on the selector of ``trainer.model``; the EMA copy (what is exported) gets the trained
-    selector, the checkpoint is written at the last step done, each step's loss to ``OUT/log.jsonl`` and the held-out
-    scores to ``OUT/selector_held_out.json``. After ``max_seconds`` (the cache's time included; ``--max-minutes``)
-    the steps end where they are, and so do they at Ctrl-C or SIGTERM, after the selector trained so far is put in
-    the EMA copy and the checkpoint (what ``--export`` then writes); the same command then goes on from that step."""
+    selector, the checkpoint is written every 250 steps (``cached.CHECKPOINT_EVERY``) and at the last step done, each
+    step's loss to ``OUT/log.jsonl`` and the held-out scores to ``OUT/selector_held_out.json``. After ``max_seconds``
+    (the cache's time included; ``--max-minutes``) the steps end where they are, and so do they at Ctrl-C or SIGTERM,
+    after the selector trained so far is put in the EMA copy and the checkpoint (what ``--export`` then writes); the
+    same command then goes on from that step."""
     model = trainer.model
     if getattr(model, "selector", None) is None:
         raise ValueError("--selector-cache trains film's selector: give --selector too")

@@ -161,11 +161,12 @@ def held_out_scores(gate: torch.nn.Module, cache: dict[str, torch.Tensor]) -> di
 def run_gate(trainer, cfg: GateConfig, on_step=None, max_seconds: float | None = None) -> list[float]:
     """``framefill train --model convlstm --gate N``: the cache (``OUT/gate_cache.pt``, reused by a rerun), then
     ``cfg.steps`` steps on the gate of ``trainer.model``; the EMA copy (what is exported) gets the trained gate, and
-    the run's checkpoint is written at the last step done, each step's loss to ``OUT/log.jsonl``, and the scores on the
-    last tenth of the windows, held out of training, to ``OUT/gate_held_out.json`` (``held_out_scores``). After
-    ``max_seconds`` (the cache's time included; ``--max-minutes``) the steps end where they are, and so do they at
-    Ctrl-C or SIGTERM, after the gate trained so far is put in the EMA copy and the checkpoint (what ``--export``
-    then writes); the same command then goes on from that step."""
+    the run's checkpoint is written every 250 steps (``cached.CHECKPOINT_EVERY``) and at the last step done, each
+    step's loss to ``OUT/log.jsonl``, and the scores on the last tenth of the windows, held out of training, to
+    ``OUT/gate_held_out.json`` (``held_out_scores``). After ``max_seconds`` (the cache's time included;
+    ``--max-minutes``) the steps end where they are, and so do they at Ctrl-C or SIGTERM, after the gate trained so
+    far is put in the EMA copy and the checkpoint (what ``--export`` then writes); the same command then goes on from
+    that step."""
     model = trainer.model
     if getattr(model, "gate", None) is None:
         raise ValueError("this convlstm config has no window-motion gate (window_filters 0); pick convlstm-s")

@@ -113,10 +113,11 @@ def held_out_scores(model: torch.nn.Module, cache: dict[str, torch.Tensor]) -> d
 def run_residual(trainer, cfg: CacheConfig, on_step=None, max_seconds: float | None = None) -> list[float]:
     """``framefill train --model convlstm --residual-cache N``: the cache (``OUT/residual_cache.pt``, reused by a
     rerun), then ``cfg.steps`` steps on the synthesis and refinement of ``trainer.model``; the EMA copy (what is
-    exported) gets the trained stages, the checkpoint is written at the last step done, each step's loss goes to
-    ``OUT/log.jsonl`` and the held-out scores to ``OUT/residual_held_out.json``. ``--max-minutes`` (the cache's time
-    included), Ctrl-C and SIGTERM end the steps where they are and keep what was trained; the same command goes on
-    from that step. A run that has done its steps returns at once."""
+    exported) gets the trained stages, the checkpoint is written every 250 steps (``cached.CHECKPOINT_EVERY``) and at
+    the last step done, each step's loss goes to ``OUT/log.jsonl`` and the held-out scores to
+    ``OUT/residual_held_out.json``. ``--max-minutes`` (the cache's time included), Ctrl-C and SIGTERM end the steps
+    where they are and keep what was trained; the same command goes on from that step. A run that has done its steps
+    returns at once."""
     model = trainer.model
     if trainer.step >= cfg.steps:
         return []
