@@ -79,10 +79,12 @@ class WindowRunner:
             y = self.model(x.view(b, 4, *x.shape[1:]))  # (B, 3, Hp, Wp)
             if y.shape != (b, 3, *x.shape[-2:]):
                 raise ValueError(f"the model returned shape {tuple(y.shape)} for windows {tuple(x.shape)}")
-            y = crop(y, hw).float().clamp(0, 1).mul(255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu()
+            y = crop(y, hw).float().clamp(0, 1).mul_(255).round_().to(torch.uint8)
+            # interleaved by torch, several times faster on the CPU than numpy's copy of a permuted array
+            y = y.permute(0, 2, 3, 1).contiguous().cpu()
         self.stats.model_calls += 1
         self.stats.model_frames += b
-        return [np.ascontiguousarray(f) for f in y.numpy()]  # (H, W, 3) each
+        return list(y.numpy())  # (H, W, 3) each, C-contiguous
 
 
 def double(items: Iterator[Item], run: WindowRunner, batch_size: int) -> Iterator[Item]:
