@@ -50,9 +50,8 @@ def train_cached(params: list[torch.nn.Parameter], n: int, steps: int, batch: in
     there (its schedule where it was, batches drawn anew). ``state``: a file for the optimiser's state (AdamW's
     moments), written every ``CHECKPOINT_EVERY`` steps (before ``on_step`` sees that step, so that a checkpoint
     written there has the moments of the same step) and wherever the steps end (done, out of time, Ctrl-C or
-    SIGTERM), and read when going on from
-    ``start`` > 0, so that a resumed run goes on as the stopped one would have; without it (or one that does not fit
-    these ``params``), a fresh state."""
+    SIGTERM), and read when going on from ``start`` > 0, so that a resumed run goes on as the stopped one would
+    have; without it (or one that does not fit these ``params``), a fresh state."""
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)
     if start and state is not None and state.exists():
         try:
