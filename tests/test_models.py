@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from framefill.models import build_model
 from framefill.models.film import Film, FilmConfig, build_film
@@ -72,6 +73,17 @@ def test_pad_and_crop_round_trip():
     padded, hw = pad_to_multiple(x, 16)
     assert padded.shape[-2:] == (48, 32)
     assert torch.equal(crop(padded, hw), x)
+
+
+def test_padding_replicates_the_last_row_and_column_as_f_pad_does():
+    frame = torch.rand(37, 23, 3)  # interleaved pixels, as a decoded frame arrives (a permuted view below)
+    for x in (frame.permute(2, 0, 1)[None], torch.rand(2, 5, 33, 40), torch.rand(1, 1, 31, 32)):
+        h, w = x.shape[-2:]
+        padded, _ = pad_to_multiple(x, 16)
+        assert torch.equal(padded, F.pad(x, (0, (-w) % 16, 0, (-h) % 16), mode="replicate"))
+        assert padded[..., -1, -1].eq(x[..., -1, -1]).all()  # the corner: the last pixel
+    ints = torch.arange(12, dtype=torch.uint8).view(1, 1, 3, 4)  # any dtype (F.pad's replicate takes floats only)
+    assert pad_to_multiple(ints, 4)[0][0, 0, 3].tolist() == [8, 9, 10, 11]
 
 
 @on_device
