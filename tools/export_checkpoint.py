@@ -98,8 +98,8 @@ def set_fields(film_path: Path, settings: dict[str, str], out: Path) -> int:
     values = {k: type(current[k])(json.loads(v.lower()) if isinstance(current[k], bool) else v)
               for k, v in settings.items()}
     model = type(old)(dataclasses.replace(old.config, **values))
-    state = old.state_dict()
-    if set(model.state_dict()) != set(state) or any(model.state_dict()[k].shape != v.shape for k, v in state.items()):
+    state, fresh = old.state_dict(), model.state_dict()
+    if set(fresh) != set(state) or any(fresh[k].shape != v.shape for k, v in state.items()):
         print(f"error: {', '.join(settings)} would change the weights' tensors; train with them instead")
         return 2
     model.load_state_dict(state)

@@ -72,7 +72,7 @@ def train_cached(params: list[torch.nn.Parameter], n: int, steps: int, batch: in
                 torch.nn.utils.clip_grad_norm_(params, clip)
             opt.step()
             losses.append(float(loss.detach()))
-            if state is not None and (step + 1) % CHECKPOINT_EVERY == 0:
+            if state is not None and (step + 1) % CHECKPOINT_EVERY == 0 and step + 1 < steps:  # (the last: below)
                 torch.save(opt.state_dict(), state)
             if on_step is not None:
                 on_step(step + 1, losses[-1])
